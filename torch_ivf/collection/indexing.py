@@ -1,0 +1,106 @@
+"""Which index a collection uses, and when it trains or retrains one.
+
+Exact search is the fast path at RAG scale (DESIGN.md, "choosing the structure"), so a collection
+starts on a flat index and only moves to IVF once it is big enough for IVF to win on its device.
+Results are exact until then, also for an explicit "IVF..." spec that has too little data to train.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+
+log = logging.getLogger(__name__)
+
+# Largest n * d served by exact search under "auto", per device type. GPU: the H100 measurement in
+# DESIGN.md (37k x 384 exact at 862k QPS vs 49k QPS IVF) leaves exact ahead far beyond RAG sizes.
+# CPU: brute force costs n * d flops per query; see benchmarks/stores for the measured crossover.
+EXACT_WORK_LIMIT = {"cuda": 2_000_000 * 384, "cpu": 100_000 * 384}
+MIN_POINTS_PER_LIST = 39  # k-means needs ~39 points per centroid for stable lists (Faiss's warning)
+RETRAIN_GROWTH = 4.0       # retrain an auto-sized IVF once it holds 4x the data it was trained on
+
+_IVF_SPEC = re.compile(r"^IVF(\{nlist\}|\d+),(.+)$")
+
+
+@dataclass
+class IndexPlan:
+    spec: str            # "auto", "Flat", "IVF{nlist},Flat", "IVF1024,Flat", "IVF{nlist},PQ32x8", ...
+    metric: str          # index metric: "l2" or "ip" (cosine arrives here as ip over unit vectors)
+    device: torch.device
+    nprobe: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.spec, str):
+            raise TypeError(f"index must be a spec string, got {type(self.spec).__name__}")
+        if self.spec != "auto" and self.spec != "Flat" and not _IVF_SPEC.match(self.spec):
+            raise ValueError(f"index must be 'auto', 'Flat' or 'IVF<nlist|{{nlist}}>,<codec>', got {self.spec!r}")
+        if self.nprobe is not None and (not isinstance(self.nprobe, int) or self.nprobe < 1):
+            raise ValueError(f"nprobe must be a positive int, got {self.nprobe!r}")
+
+    # ---- decisions --------------------------------------------------------------------------
+    def target_nlist(self, n: int, d: int) -> int | None:
+        """nlist the collection should be trained with at size n, or None for exact search."""
+        if self.spec == "Flat":
+            return None
+        if self.spec == "auto":
+            kind = "cuda" if self.device.type == "cuda" else "cpu"
+            if n * d <= EXACT_WORK_LIMIT[kind]:
+                return None
+            return self._auto_nlist(n)
+        fixed = _IVF_SPEC.match(self.spec).group(1)
+        nlist = self._auto_nlist(n) if fixed == "{nlist}" else int(fixed)
+        return nlist if n >= max(nlist * MIN_POINTS_PER_LIST, 1024) else None
+
+    @staticmethod
+    def _auto_nlist(n: int) -> int:
+        # ~4 sqrt(n) lists, rounded to a power of two, with enough points per list to train.
+        nlist = 2 ** round(math.log2(max(4 * math.sqrt(n), 16)))
+        while nlist > 16 and n < nlist * MIN_POINTS_PER_LIST:
+            nlist //= 2
+        return nlist
+
+    def needs_change(self, current_nlist: int | None, trained_n: int, n: int, d: int) -> int | None:
+        """New nlist to (re)train with, or None to keep the current index."""
+        target = self.target_nlist(n, d)
+        if target is None:
+            return None
+        if current_nlist is None:
+            return target
+        auto_sized = self.spec == "auto" or "{nlist}" in self.spec
+        if auto_sized and n > RETRAIN_GROWTH * trained_n:
+            return target
+        return None
+
+    def default_nprobe(self, nlist: int) -> int:
+        if self.nprobe is not None:
+            return min(self.nprobe, nlist)
+        # ~1/16 of the lists keeps recall@10 high on clustered text embeddings.
+        return max(1, min(nlist, math.ceil(nlist / 16), 64)) if nlist > 16 else nlist
+
+    def codec(self) -> str:
+        if self.spec in ("auto", "Flat"):
+            return "Flat"
+        return _IVF_SPEC.match(self.spec).group(2)
+
+    # ---- construction -----------------------------------------------------------------------
+    def new_flat(self, d: int):
+        from torch_ivf import IndexFlat
+
+        return IndexFlat(d, metric=self.metric, device=self.device)
+
+    def new_ivf(self, d: int, nlist: int, train: torch.Tensor):
+        from torch_ivf import index_factory
+
+        index = index_factory(d, f"IVF{nlist},{self.codec()}", metric=self.metric)
+        index = index.to(self.device)
+        index.train(train.to(self.device))
+        index.nprobe = self.default_nprobe(nlist)
+        return index
+
+
+def is_ivf(index) -> bool:
+    return index is not None and getattr(index, "nlist", None) is not None

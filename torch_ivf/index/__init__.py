@@ -1,0 +1,13 @@
+"""Faiss-like indexes. ``from torch_ivf.index import IndexFlatL2, IndexFlatIP, IndexIVFFlat`` (the
+earlier torch-ivf's import path) keeps working."""
+from .. import io as _io
+from .base import METRIC_INNER_PRODUCT, METRIC_L2, Index, SearchParams
+from .flat import IndexFlat, IndexFlatIP, IndexFlatL2
+from .ivf import IndexIVF
+from .ivf_flat import IndexIVFFlat
+
+for _cls in (IndexFlat, IndexFlatL2, IndexFlatIP, IndexIVFFlat):
+    _io.register(_cls)
+
+__all__ = ["Index", "IndexIVF", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "SearchParams",
+           "METRIC_L2", "METRIC_INNER_PRODUCT"]

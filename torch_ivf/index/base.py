@@ -1,0 +1,190 @@
+"""The index contract shared by every index: metric names, input coercion, output formatting."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+METRIC_INNER_PRODUCT = 0  # Faiss's numbering, so faiss.METRIC_* constants can be passed through
+METRIC_L2 = 1
+_METRICS = {"l2": "l2", "ip": "ip", "inner_product": "ip", "cosine": "cosine",
+            METRIC_L2: "l2", METRIC_INNER_PRODUCT: "ip"}
+_DTYPES = {torch.float32, torch.float16, torch.bfloat16}
+
+
+def normalize_metric(metric) -> str:
+    key = metric.lower() if isinstance(metric, str) else metric
+    if isinstance(key, bool) or key not in _METRICS:
+        raise ValueError(f"metric must be 'l2', 'ip', 'cosine', METRIC_L2 or METRIC_INNER_PRODUCT, got {metric!r}")
+    return _METRICS[key]
+
+
+def normalize_dtype(dtype) -> torch.dtype:
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None)
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype!r}")
+    return dtype
+
+
+@dataclass
+class SearchParams:
+    """Per-call search options. ``allowed``: bool mask over labels, or a collection of labels."""
+    nprobe: int | None = None
+    max_codes: int | None = None
+    allowed: Any = None
+
+
+class Index:
+    """Base of every index. Subclasses implement _train, _add, _search_prepared, ..."""
+
+    def __init__(self, d: int, metric="l2", *, device=None, dtype=torch.float32):
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0:
+            raise ValueError(f"d must be a positive int, got {d!r}")
+        self.d = int(d)
+        self.metric = normalize_metric(metric)
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.dtype = normalize_dtype(dtype)
+        self.next_label = 0  # labels handed out by add(); never reused
+
+    # ---- Faiss-style attributes ------------------------------------------------------------------
+    @property
+    def metric_type(self) -> int:
+        return METRIC_L2 if self.metric == "l2" else METRIC_INNER_PRODUCT
+
+    @property
+    def largest(self) -> bool:
+        """True when larger scores are better (ip, cosine)."""
+        return self.metric != "l2"
+
+    @property
+    def missing_distance(self) -> float:
+        return float("-inf") if self.largest else float("inf")
+
+    # ---- input coercion ----------------------------------------------------------------------
+    def _vectors(self, x, name: str = "x") -> tuple[torch.Tensor, bool]:
+        """(float32 (n, d) tensor on the index device, whether the caller passed numpy)."""
+        was_numpy = isinstance(x, np.ndarray)
+        if was_numpy:
+            if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
+                raise TypeError(f"{name} must hold numbers, got numpy dtype {x.dtype}")
+            x = torch.from_numpy(np.ascontiguousarray(x))
+        elif not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a numpy array or torch tensor of shape (n, {self.d}), got {type(x).__name__}")
+        if x.ndim == 1 and x.shape[0] == self.d:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.d:
+            raise ValueError(f"{name} must have shape (n, {self.d}), got {tuple(x.shape)}")
+        if x.is_complex() or x.dtype == torch.bool:
+            raise TypeError(f"{name} must be a real float tensor, got {x.dtype}")
+        x = x.to(device=self.device, dtype=torch.float32)
+        if x.numel() and not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} contains NaN or Inf")
+        if self.metric == "cosine":
+            x = torch.nn.functional.normalize(x, dim=1)
+        return x, was_numpy
+
+    def _ids(self, ids, n: int) -> torch.Tensor:
+        if isinstance(ids, np.ndarray):
+            if not np.issubdtype(ids.dtype, np.integer):
+                raise TypeError(f"ids must be an integer array, got dtype {ids.dtype}")
+            ids = torch.from_numpy(ids.astype(np.int64))
+        elif isinstance(ids, torch.Tensor):
+            if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
+                raise TypeError(f"ids must be an integer tensor, got dtype {ids.dtype}")
+        elif isinstance(ids, Sequence) and all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in ids):
+            ids = torch.tensor(list(ids), dtype=torch.int64)
+        else:
+            raise TypeError(f"ids must be an int64 array or tensor, got {type(ids).__name__}")
+        ids = ids.to(torch.int64).reshape(-1).cpu()
+        if ids.shape[0] != n:
+            raise ValueError(f"ids must have length {n} (one per vector), got {ids.shape[0]}")
+        if n and int(ids.min()) < 0:
+            raise ValueError("ids must be non-negative (-1 marks a missing result)")
+        if len(torch.unique(ids)) != n:
+            raise ValueError("ids must be unique")
+        return ids.to(self.device)
+
+    @staticmethod
+    def _check_k(k) -> int:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        return int(k)
+
+    def _out(self, was_numpy: bool, *tensors):
+        if was_numpy:
+            return tuple(t.cpu().numpy() for t in tensors)
+        return tuple(tensors)
+
+    def _allowed_mask(self, allowed) -> torch.Tensor | None:
+        """Turn SearchParams.allowed into a bool mask over labels on the device (None = all)."""
+        if allowed is None:
+            return None
+        if isinstance(allowed, np.ndarray):
+            allowed = torch.from_numpy(allowed)
+        if isinstance(allowed, torch.Tensor) and allowed.dtype == torch.bool:
+            mask = allowed.reshape(-1).to(self.device)
+        else:
+            if isinstance(allowed, torch.Tensor):
+                labels = allowed.reshape(-1).to(torch.int64)
+            else:
+                labels = torch.tensor(sorted(int(i) for i in allowed), dtype=torch.int64)
+            labels = labels[labels >= 0].to(self.device)
+            size = max(self.next_label, int(labels.max()) + 1 if labels.numel() else 0)
+            mask = torch.zeros(size, dtype=torch.bool, device=self.device)
+            mask[labels] = True
+        # Pad so any stored label indexes inside the mask; labels beyond the mask are excluded.
+        if mask.shape[0] < self.next_label:
+            mask = torch.cat([mask, torch.zeros(self.next_label - mask.shape[0], dtype=torch.bool, device=self.device)])
+        return mask
+
+    # ---- public API ------------------------------------------------------------------------
+    def search(self, x, k, *, params: SearchParams | None = None):
+        k = self._check_k(k)
+        if params is not None and not isinstance(params, SearchParams):
+            raise TypeError(f"params must be a SearchParams, got {type(params).__name__}")
+        params = params or SearchParams()
+        if not self.is_trained:
+            raise ValueError("the index must be trained before search")
+        q, was_numpy = self._vectors(x)
+        D, I = self._search(q, k, params)
+        return self._out(was_numpy, D, I)
+
+    def range_search(self, x, radius: float, *, params: SearchParams | None = None):
+        """(lims, D, I) of every result within radius (l2: D < radius; ip/cosine: D > radius)."""
+        params = params or SearchParams()
+        q, was_numpy = self._vectors(x)
+        nq = q.shape[0]
+        if self.ntotal == 0:
+            lims = torch.zeros(nq + 1, dtype=torch.int64)
+            return self._out(was_numpy, lims, torch.empty(0), torch.empty(0, dtype=torch.int64))
+        D, I = self._search(q, self.ntotal, params)  # k = ntotal returns every scanned candidate
+        hit = (D < radius) if not self.largest else (D > radius)
+        hit &= I >= 0
+        lims = torch.zeros(nq + 1, dtype=torch.int64, device=D.device)
+        lims[1:] = torch.cumsum(hit.sum(1), 0)
+        return self._out(was_numpy, lims, D[hit], I[hit])
+
+    def assign(self, x, k: int = 1):
+        """Labels of the k nearest stored vectors (Faiss's Index.assign)."""
+        return self.search(x, k)[1]
+
+    def to(self, device) -> "Index":
+        raise NotImplementedError
+
+    def save(self, path) -> None:
+        from ..io import write_index
+        write_index(self, path)
+
+    @classmethod
+    def load(cls, path, device=None) -> "Index":
+        from ..io import read_index
+        index = read_index(path, device=device)
+        if not isinstance(index, cls):
+            raise ValueError(f"{path} holds a {type(index).__name__}, not a {cls.__name__}")
+        return index
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(d={self.d}, metric={self.metric!r}, ntotal={self.ntotal}, device={self.device})"

@@ -1,0 +1,443 @@
+"""Shared IVF machinery: coarse quantizer + packed inverted lists + a codec/scanner per index type.
+
+Written once here: training, probe selection, grouping (query, list) work, the top-k merge,
+id filters, add/remove/reconstruct, merge_from and the state persisted by io.py. A concrete index
+type supplies the codec hooks (what is stored per vector, how to encode/decode) and the scanner
+hooks (how a group of queries scores a block of one list). Scores inside the scan are always
+"larger is better"; ``_distances`` turns them into what Faiss returns.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..distances import nearest_centroids
+from ..invlists import InvertedLists
+from ..kmeans import kmeans
+from .base import Index, SearchParams
+
+SEARCH_MODES = ("auto", "grouped", "csr", "matrix")
+_SCORE_BUDGET = 1 << 25  # elements of a temporary score / gather buffer per chunk (~128 MB fp32)
+# "auto" uses the padded matrix path while a batch probes at most this many (query, list) pairs:
+# few kernel launches and no host sync beat the grouped loop there (see benchmarks/).
+_MATRIX_PAIRS = {"cuda": 2048, "cpu": 16}
+
+
+class IndexIVF(Index):
+    lossless = True  # re-training may re-assign stored vectors only if decode() gives them back
+
+    def __init__(self, d, nlist, metric="l2", *, nprobe=1, device=None, dtype=torch.float32,
+                 search_mode="auto", max_codes=0, seed=1234, niter=20, quantizer=None):
+        super().__init__(d, metric, device=device, dtype=dtype)
+        if isinstance(nlist, bool) or not isinstance(nlist, (int, np.integer)) or nlist <= 0:
+            raise ValueError(f"nlist must be a positive int, got {nlist!r}")
+        self.nlist = int(nlist)
+        self.nprobe = nprobe
+        self.search_mode = search_mode
+        self.max_codes = max_codes
+        self.seed = int(seed)
+        self.niter = int(niter)
+        self.centroids = torch.empty(0, self.d, device=self.device)
+        self.invlists = InvertedLists(self.nlist, self._fields(), self.device)
+        if quantizer is not None:
+            self._take_quantizer(quantizer)
+
+    # ---- validated settings --------------------------------------------------------------
+    @property
+    def nprobe(self) -> int:
+        return self._nprobe
+
+    @nprobe.setter
+    def nprobe(self, value) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise ValueError(f"nprobe must be a positive int, got {value!r}")
+        self._nprobe = int(value)  # values above nlist are clamped at search time, as Faiss does
+
+    @property
+    def search_mode(self) -> str:
+        return self._search_mode
+
+    @search_mode.setter
+    def search_mode(self, value) -> None:
+        if value not in SEARCH_MODES:
+            raise ValueError(f"search_mode must be one of {SEARCH_MODES}, got {value!r}")
+        self._search_mode = "grouped" if value == "csr" else value
+
+    @property
+    def max_codes(self) -> int:
+        return self._max_codes
+
+    @max_codes.setter
+    def max_codes(self, value) -> None:
+        value = 0 if value is None else value
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"max_codes must be a non-negative int (0 = unlimited), got {value!r}")
+        self._max_codes = int(value)
+
+    @property
+    def ntotal(self) -> int:
+        return self.invlists.ntotal
+
+    @property
+    def is_trained(self) -> bool:
+        return self.centroids.shape[0] == self.nlist
+
+    @property
+    def coarse_metric(self) -> str:
+        return "l2" if self.metric == "l2" else "ip"
+
+    @property
+    def quantizer(self):
+        """The coarse centroids as a flat index (Faiss's ``index.quantizer``)."""
+        from .flat import IndexFlat
+        q = IndexFlat(self.d, self.coarse_metric, device=self.device)
+        if self.is_trained:
+            q.add(self.centroids)
+        return q
+
+    def _take_quantizer(self, quantizer) -> None:
+        ntotal = getattr(quantizer, "ntotal", None)
+        if getattr(quantizer, "d", None) != self.d:
+            raise ValueError(f"quantizer must have d={self.d}, got {getattr(quantizer, 'd', None)!r}")
+        if ntotal == self.nlist:
+            self.centroids = quantizer.reconstruct_batch(torch.arange(self.nlist)).float().to(self.device)
+        elif ntotal not in (0, None):
+            raise ValueError(f"quantizer holds {ntotal} centroids, expected 0 or nlist={self.nlist}")
+
+    # ---- codec hooks (IVFFlat defaults; other types override) -----------------------------
+    def _fields(self) -> dict:
+        raise NotImplementedError
+
+    def _transform(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-transform applied before the coarse quantizer (identity unless a subclass has one)."""
+        return x
+
+    def _train_codec(self, x: torch.Tensor, lists: torch.Tensor) -> None:
+        """Train whatever the codec needs on the transformed training set (nothing for flat codes)."""
+
+    def _encode(self, x: torch.Tensor, lists: torch.Tensor) -> dict:
+        raise NotImplementedError
+
+    def _decode(self, pos: torch.Tensor, lists: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _untransform(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def _codec_tensors(self) -> dict:
+        return {}
+
+    def _load_codec_tensors(self, tensors: dict) -> None:
+        pass
+
+    # ---- scanner hooks ------------------------------------------------------------------
+    def _query_context(self, q: torch.Tensor, probe: torch.Tensor) -> dict:
+        raise NotImplementedError
+
+    def _score_block(self, ctx: dict, qsel: torch.Tensor, list_id: int, start: int, end: int) -> torch.Tensor:
+        """Scores (len(qsel), end - start) of queries qsel against slab rows [start, end) of one list."""
+        raise NotImplementedError
+
+    def _score_gathered(self, ctx: dict, qsel: torch.Tensor, pos: torch.Tensor, lists: torch.Tensor) -> torch.Tensor:
+        """Scores (b, R) of queries qsel (b,) against slab rows pos (b, R) of lists ``lists`` (b, R)."""
+        raise NotImplementedError
+
+    def _distances(self, ctx: dict, scores: torch.Tensor) -> torch.Tensor:
+        """Faiss distances from scan scores (identity for ip/cosine)."""
+        return scores
+
+    # ---- training and adding ------------------------------------------------------------
+    def _assign(self, x: torch.Tensor) -> torch.Tensor:
+        if self.nlist == 1:
+            return torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
+        return nearest_centroids(x, self.centroids, self.coarse_metric)
+
+    def train(self, x) -> None:
+        x, _ = self._vectors(x)
+        if x.shape[0] < self.nlist:
+            raise ValueError(f"x must have at least nlist={self.nlist} rows to train, got {x.shape[0]}")
+        if self.ntotal and not self.lossless:
+            raise ValueError(f"{type(self).__name__} holds {self.ntotal} encoded vectors that cannot be "
+                             "re-assigned losslessly; call reset() before training again")
+        keep = None
+        if self.ntotal:  # re-training re-assigns what is stored instead of dropping it
+            pos, lists = self.invlists.live_positions()
+            keep = (self._untransform(self._decode(pos, lists)), self.invlists.data["labels"][pos].clone())
+        self._fit(x)
+        if keep is not None:
+            self.invlists.reset()
+            self._append(self._transform(keep[0]), keep[1])
+
+    def _fit(self, x: torch.Tensor) -> None:
+        """Train the pre-transform (if any), the coarse centroids and the codec."""
+        xt = self._transform(x)
+        if self.nlist == 1:
+            self.centroids = xt.mean(0, keepdim=True) if self.metric == "l2" else torch.zeros(1, self.d, device=self.device)
+        elif not self.is_trained:
+            self.centroids = kmeans(xt, self.nlist, niter=self.niter, seed=self.seed,
+                                    spherical=self.metric != "l2").to(self.device)
+        self._train_codec(xt, self._assign(xt))
+
+    def add(self, x) -> None:
+        x, _ = self._vectors(x)
+        self._require_trained()
+        labels = torch.arange(self.next_label, self.next_label + x.shape[0], dtype=torch.int64, device=self.device)
+        self._append(self._transform(x), labels)
+
+    def add_with_ids(self, x, ids) -> None:
+        x, _ = self._vectors(x)
+        ids = self._ids(ids, x.shape[0])
+        self._require_trained()
+        if self.ntotal and ids.numel() and bool(torch.isin(ids, self.invlists.labels()).any()):
+            raise ValueError("ids already present in the index; remove_ids first (labels are unique)")
+        self._append(self._transform(x), ids)
+
+    def _require_trained(self) -> None:
+        if not self.is_trained:
+            raise ValueError(f"{type(self).__name__} must be trained before add")
+
+    def _append(self, xt: torch.Tensor, labels: torch.Tensor) -> None:
+        if xt.shape[0] == 0:
+            return
+        lists = self._assign(xt)
+        fields = self._encode(xt, lists)
+        fields["labels"] = labels
+        self.invlists.append(lists, fields)
+        self.next_label = max(self.next_label, int(labels.max()) + 1)
+
+    def remove_ids(self, ids) -> int:
+        """Remove by labels (array) or by a bool mask over labels; returns how many were removed."""
+        if self.ntotal == 0:
+            return 0
+        stored = self.invlists.labels()
+        if _is_mask(ids):
+            drop = self._allowed_mask(ids)[stored]
+        else:  # unknown or repeated ids are ignored, as in Faiss
+            drop = torch.isin(stored, _as_label_tensor(ids, self.device))
+        return self.invlists.remove(drop)
+
+    def reset(self) -> None:
+        """Drop every stored vector (training is kept; labels restart at 0 as in Faiss)."""
+        self.invlists.reset()
+        self.next_label = 0
+
+    def _positions_of(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pos, lists = self.invlists.live_positions()
+        stored = self.invlists.data["labels"][pos]
+        order = torch.argsort(stored)
+        idx = torch.searchsorted(stored[order], labels)
+        idx = idx.clamp_max(max(len(order) - 1, 0))
+        found = order[idx] if len(order) else idx
+        if len(order) == 0 or not bool((stored[found] == labels).all()):
+            missing = labels[stored[found] != labels] if len(order) else labels
+            raise ValueError(f"label {int(missing[0])} is not in the index")
+        return pos[found], lists[found]
+
+    def reconstruct_batch(self, labels) -> torch.Tensor:
+        labels = _as_label_tensor(labels, self.device)
+        pos, lists = self._positions_of(labels)
+        return self._untransform(self._decode(pos, lists))
+
+    def reconstruct(self, key) -> torch.Tensor:
+        return self.reconstruct_batch([int(key)])[0]
+
+    def reconstruct_n(self, i0: int, n: int) -> torch.Tensor:
+        return self.reconstruct_batch(torch.arange(int(i0), int(i0) + int(n)))
+
+    def labels(self) -> torch.Tensor:
+        return self.invlists.labels()
+
+    def merge_from(self, other: "IndexIVF", add_id: int = 0) -> None:
+        """Move every vector of ``other`` (same type, same centroids) into this index; other is emptied."""
+        if type(other) is not type(self) or other.d != self.d or other.nlist != self.nlist or other.metric != self.metric:
+            raise ValueError("other must be the same index type with the same d, nlist and metric")
+        if not torch.equal(other.centroids.cpu(), self.centroids.cpu()) or not self._same_codec(other):
+            raise ValueError("other must share this index's trained centroids and codec")
+        pos, lists = other.invlists.live_positions()
+        fields = {n: t[pos].to(self.device) for n, t in other.invlists.data.items()}
+        fields["labels"] = fields["labels"] + int(add_id)
+        if self.ntotal and bool(torch.isin(fields["labels"], self.invlists.labels()).any()):
+            raise ValueError("other holds labels already present here; pass add_id to shift them")
+        self.invlists.append(lists.to(self.device), fields)
+        if len(pos):
+            self.next_label = max(self.next_label, int(fields["labels"].max()) + 1)
+        other.reset()
+
+    def _same_codec(self, other) -> bool:
+        mine, theirs = self._codec_tensors(), other._codec_tensors()
+        return mine.keys() == theirs.keys() and all(torch.equal(mine[k].cpu(), theirs[k].cpu()) for k in mine)
+
+    def to(self, device) -> "IndexIVF":
+        self.device = torch.device(device)
+        self.centroids = self.centroids.to(self.device)
+        self.invlists.to(self.device)
+        self._load_codec_tensors({k: v.to(self.device) for k, v in self._codec_tensors().items()})
+        return self
+
+    # ---- persistence (io.py writes these) ----------------------------------------------
+    def config(self) -> dict:
+        """Constructor keyword arguments that rebuild this index (JSON-serialisable)."""
+        return {"d": self.d, "nlist": self.nlist, "metric": self.metric, "nprobe": self.nprobe,
+                "dtype": str(self.dtype).removeprefix("torch."), "search_mode": self.search_mode,
+                "max_codes": self.max_codes, "seed": self.seed, "niter": self.niter}
+
+    def state_tensors(self) -> dict:
+        return {"centroids": self.centroids, **self.invlists.packed(),
+                **{f"codec.{k}": v for k, v in self._codec_tensors().items()}}
+
+    def load_state_tensors(self, tensors: dict) -> None:
+        centroids = tensors["centroids"]
+        if centroids.numel() and tuple(centroids.shape) != (self.nlist, self.d):
+            raise ValueError(f"stored centroids have shape {tuple(centroids.shape)}, expected ({self.nlist}, {self.d})")
+        self.centroids = centroids.float().to(self.device)
+        self._load_codec_tensors({k[6:]: v for k, v in tensors.items() if k.startswith("codec.")})
+        self.invlists.load_packed(tensors)
+
+    # ---- search -------------------------------------------------------------------------
+    def _coarse(self, q: torch.Tensor, nprobe: int) -> torch.Tensor:
+        if self.nlist == 1:
+            return torch.zeros(q.shape[0], 1, dtype=torch.int64, device=q.device)
+        cn = (self.centroids * self.centroids).sum(1) if self.coarse_metric == "l2" else None
+        s = q @ self.centroids.T
+        if cn is not None:
+            s = 2 * s - cn[None, :]
+        return s.topk(nprobe, dim=1).indices
+
+    def _pick_mode(self, nq: int, nprobe: int) -> str:
+        if self.search_mode != "auto":
+            return self.search_mode
+        if self.nlist == 1:
+            return "grouped"
+        limit = _MATRIX_PAIRS.get(self.device.type, _MATRIX_PAIRS["cpu"])
+        padded = nq * nprobe * self.invlists.max_size
+        return "matrix" if nq * nprobe <= limit and padded <= 8 * _SCORE_BUDGET else "grouped"
+
+    def _search(self, q: torch.Tensor, k: int, params: SearchParams):
+        nq = q.shape[0]
+        mask = self._allowed_mask(params.allowed)
+        if self.ntotal == 0 or nq == 0:
+            return (torch.full((nq, k), self.missing_distance, device=self.device),
+                    torch.full((nq, k), -1, dtype=torch.int64, device=self.device))
+        nprobe = min(params.nprobe if params.nprobe is not None else self.nprobe, self.nlist)
+        if nprobe <= 0:
+            raise ValueError(f"params.nprobe must be a positive int, got {params.nprobe!r}")
+        max_codes = self.max_codes if params.max_codes is None else int(params.max_codes)
+        qt = self._transform(q)
+        probe = self._coarse(qt, nprobe)
+        ctx = self._query_context(qt, probe)
+        if self._pick_mode(nq, nprobe) == "matrix":
+            scores, pos = self._scan_matrix(ctx, probe, k, mask, max_codes)
+        else:
+            scores, pos = self._scan_grouped(ctx, probe, k, mask, max_codes)
+        missing = torch.isneginf(scores)
+        labels = torch.where(missing, -1, self.invlists.data["labels"][pos.clamp_min(0)])
+        D = torch.where(missing, self.missing_distance, self._distances(ctx, scores))
+        return D, labels
+
+    def _filter(self, scores: torch.Tensor, pos: torch.Tensor, mask) -> torch.Tensor:
+        if mask is None:
+            return scores
+        return scores.masked_fill(~mask[self.invlists.data["labels"][pos]], float("-inf"))
+
+    def _scan_matrix(self, ctx, probe, k, mask, max_codes):
+        """Padded gather over (query, probed list, row): few launches, no host sync."""
+        nq, P = probe.shape
+        starts, sizes = self.invlists.device_meta()
+        maxlen = max(self.invlists.max_size, 1)
+        ar = torch.arange(maxlen, device=self.device)
+        chunk = max(1, _SCORE_BUDGET // (P * maxlen * self._gather_cost()))
+        out_s, out_p = [], []
+        for c in range(0, nq, chunk):
+            ls = probe[c : c + chunk]
+            lens = sizes[ls]
+            valid = ar < lens[..., None]
+            if max_codes:
+                before = torch.cumsum(lens, 1) - lens
+                valid &= (before[..., None] + ar) < max_codes
+            pos = torch.where(valid, starts[ls][..., None] + ar, 0).reshape(ls.shape[0], -1)
+            lists = ls[..., None].expand(-1, -1, maxlen).reshape(ls.shape[0], -1)
+            qsel = torch.arange(c, c + ls.shape[0], device=self.device)
+            s = self._score_gathered(ctx, qsel, pos, lists).masked_fill(~valid.reshape(ls.shape[0], -1), float("-inf"))
+            s = self._filter(s, pos, mask)
+            top = s.topk(min(k, s.shape[1]), dim=1)
+            out_s.append(top.values)
+            out_p.append(pos.gather(1, top.indices))
+        return _pad_k(torch.cat(out_s), torch.cat(out_p), k)
+
+    def _gather_cost(self) -> int:
+        """Elements materialised per gathered row (d for flat codes)."""
+        return self.d
+
+    def _scan_grouped(self, ctx, probe, k, mask, max_codes):
+        """Sort (query, list) pairs by list; one scan per list over the queries that probe it."""
+        nq, P = probe.shape
+        qidx = torch.arange(nq, device=self.device).repeat_interleave(P)
+        lidx = probe.reshape(-1)
+        if max_codes:
+            lens = self.invlists.device_meta()[1][probe]
+            ok = ((torch.cumsum(lens, 1) - lens) < max_codes).reshape(-1)
+            pair_ids = torch.nonzero(ok).flatten()
+        else:
+            pair_ids = torch.arange(nq * P, device=self.device)
+        order = pair_ids[torch.argsort(lidx[pair_ids], stable=True)]
+        counts = torch.bincount(lidx[pair_ids], minlength=self.nlist).cpu().tolist()
+        cand_s = torch.full((nq * P, k), float("-inf"), device=self.device)
+        cand_p = torch.zeros((nq * P, k), dtype=torch.int64, device=self.device)
+        starts = self.invlists.starts.tolist()
+        sizes = self.invlists.sizes.tolist()
+        off = 0
+        for lst, cnt in enumerate(counts):
+            if cnt == 0:
+                continue
+            rows = order[off : off + cnt]
+            off += cnt
+            if sizes[lst] == 0:
+                continue
+            s, p = self._scan_list(ctx, qidx[rows], lst, starts[lst], sizes[lst], k, mask)
+            cand_s[rows, : s.shape[1]] = s
+            cand_p[rows, : s.shape[1]] = p
+        cand_s = cand_s.reshape(nq, P * k)
+        top = cand_s.topk(min(k, P * k), dim=1)
+        return _pad_k(top.values, cand_p.reshape(nq, P * k).gather(1, top.indices), k)
+
+    def _scan_list(self, ctx, qsel, lst, start, size, k, mask):
+        """Top-k of one list for a query group, in row chunks so huge lists (Flat) fit in memory."""
+        rows = max(1024, _SCORE_BUDGET // max(1, qsel.shape[0]))
+        best_s = best_p = None
+        for a in range(start, start + size, rows):
+            b = min(a + rows, start + size)
+            s = self._score_block(ctx, qsel, lst, a, b)
+            pos = torch.arange(a, b, device=self.device)
+            if mask is not None:
+                s = s.masked_fill(~mask[self.invlists.data["labels"][a:b]][None, :], float("-inf"))
+            top = s.topk(min(k, b - a), dim=1)
+            s, p = top.values, pos[top.indices]
+            if best_s is not None:
+                s, p = torch.cat([best_s, s], 1), torch.cat([best_p, p], 1)
+                top = s.topk(min(k, s.shape[1]), dim=1)
+                s, p = top.values, p.gather(1, top.indices)
+            best_s, best_p = s, p
+        return best_s, best_p
+
+
+def _pad_k(scores: torch.Tensor, pos: torch.Tensor, k: int):
+    if scores.shape[1] < k:
+        pad = k - scores.shape[1]
+        scores = torch.nn.functional.pad(scores, (0, pad), value=float("-inf"))
+        pos = torch.nn.functional.pad(pos, (0, pad), value=0)
+    return scores, pos
+
+
+def _is_mask(x) -> bool:
+    return (isinstance(x, torch.Tensor) and x.dtype == torch.bool) or (isinstance(x, np.ndarray) and x.dtype == np.bool_)
+
+
+def _as_label_tensor(ids, device) -> torch.Tensor:
+    if isinstance(ids, torch.Tensor):
+        if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
+            raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
+        return ids.reshape(-1).to(device=device, dtype=torch.int64)
+    arr = np.asarray(ids)
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"ids must be integers, got {arr.dtype}")
+    return torch.as_tensor(arr.astype(np.int64).reshape(-1), device=device)

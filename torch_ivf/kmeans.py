@@ -1,0 +1,86 @@
+"""Seeded k-means on any torch device (Faiss-style: sampled init, subsampling, empty-cluster splits)."""
+from __future__ import annotations
+
+import torch
+
+from .distances import nearest_centroids
+
+
+def _generator(seed: int) -> torch.Generator:
+    # A CPU generator keeps results identical across devices for the same seed.
+    return torch.Generator(device="cpu").manual_seed(int(seed))
+
+
+def _kmeanspp_init(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
+    n = x.shape[0]
+    first = int(torch.randint(n, (1,), generator=gen))
+    centroids = [x[first]]
+    closest = ((x - x[first]) ** 2).sum(1)
+    for _ in range(1, k):
+        probs = (closest / closest.sum().clamp_min(1e-30)).cpu()
+        idx = int(torch.multinomial(probs.double(), 1, generator=gen))
+        centroids.append(x[idx])
+        closest = torch.minimum(closest, ((x - x[idx]) ** 2).sum(1))
+    return torch.stack(centroids)
+
+
+def kmeans(
+    x: torch.Tensor,
+    k: int,
+    *,
+    niter: int = 20,
+    seed: int = 1234,
+    max_points_per_centroid: int = 256,
+    init: str = "random",
+    spherical: bool = False,
+) -> torch.Tensor:
+    """Return (k, d) float32 centroids of x, computed on x's device.
+
+    Large training sets are subsampled to ``k * max_points_per_centroid`` points, as Faiss does:
+    more points barely move the centroids but cost linear time.
+    """
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-D (n, d), got shape {tuple(x.shape)}")
+    n = x.shape[0]
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
+    if n < k:
+        raise ValueError(f"need at least k={k} training points, got {n}")
+    if init not in ("random", "kmeans++"):
+        raise ValueError(f"init must be 'random' or 'kmeans++', got {init!r}")
+    gen = _generator(seed)
+    x = x.float()
+    if max_points_per_centroid and n > k * max_points_per_centroid:
+        keep = torch.randperm(n, generator=gen)[: k * max_points_per_centroid].to(x.device)
+        x = x[keep]
+        n = x.shape[0]
+    if init == "kmeans++":
+        centroids = _kmeanspp_init(x, k, gen)
+    else:
+        centroids = x[torch.randperm(n, generator=gen)[:k].to(x.device)].clone()
+    ones = torch.ones(n, device=x.device)
+    for _ in range(niter):
+        assign = nearest_centroids(x, centroids, metric="ip" if spherical else "l2")
+        sums = torch.zeros_like(centroids).index_add_(0, assign, x)
+        counts = torch.zeros(k, device=x.device).index_add_(0, assign, ones)
+        empty = counts == 0
+        centroids = torch.where(empty[:, None], centroids, sums / counts.clamp_min(1)[:, None])
+        if bool(empty.any()):
+            centroids = _split_largest(centroids, counts, empty, gen)
+        if spherical:
+            centroids = torch.nn.functional.normalize(centroids, dim=1)
+    return centroids
+
+
+def _split_largest(centroids, counts, empty, gen):
+    """Give each empty centroid half of a large cluster: copy its centre with a tiny symmetric nudge."""
+    centroids = centroids.clone()
+    order = torch.argsort(counts, descending=True).cpu().tolist()
+    eps = 1e-4
+    for j, e in enumerate(torch.nonzero(empty).flatten().cpu().tolist()):
+        big = order[j % len(order)]
+        noise = (torch.rand(centroids.shape[1], generator=gen) - 0.5).to(centroids.device) * eps
+        scale = centroids[big].abs().clamp_min(1e-3)
+        centroids[e] = centroids[big] + noise * scale
+        centroids[big] = centroids[big] - noise * scale
+    return centroids
