@@ -1,0 +1,68 @@
+"""Shared fixtures: seeded clustered data (never only i.i.d. Gaussian) and exact ground truth."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+
+def clustered(n: int, d: int, *, centres: int = 50, seed: int = 0) -> np.ndarray:
+    """Gaussian mixture with varied spreads, float32."""
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((centres, d)).astype(np.float32) * 4
+    spread = rng.uniform(0.3, 1.5, centres).astype(np.float32)
+    which = rng.integers(0, centres, n)
+    return (c[which] + rng.standard_normal((n, d)).astype(np.float32) * spread[which, None]).astype(np.float32)
+
+
+def exact_knn(xb: np.ndarray, xq: np.ndarray, k: int, metric: str = "l2"):
+    """Float64 brute force: (D, I) in Faiss conventions."""
+    xb64, xq64 = xb.astype(np.float64), xq.astype(np.float64)
+    if metric == "cosine":
+        xb64 = xb64 / np.linalg.norm(xb64, axis=1, keepdims=True)
+        xq64 = xq64 / np.linalg.norm(xq64, axis=1, keepdims=True)
+    if metric == "l2":
+        s = -((xq64 ** 2).sum(1)[:, None] + (xb64 ** 2).sum(1)[None, :] - 2 * xq64 @ xb64.T)
+    else:
+        s = xq64 @ xb64.T
+    idx = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    D = np.take_along_axis(s, idx, 1)
+    return (-D if metric == "l2" else D), idx
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    k = truth.shape[1]
+    return float(np.mean([len(set(f[f >= 0]) & set(t)) / k for f, t in zip(found, truth)]))
+
+
+@pytest.fixture(scope="session")
+def data_small():
+    xb = clustered(4000, 32, seed=1)
+    xq = clustered(100, 32, seed=2)
+    return xb, xq
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA/ROCm device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def devices():
+    """CPU always; the GPU too when one exists (GPU params are marked so CI skips them)."""
+    return ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+def assert_knn_equal(D, I, De, Ie, *, rtol=1e-4, atol=1e-3):
+    """Same neighbours, ties aside: distances agree everywhere, ids wherever no near-tie exists."""
+    D, I, De, Ie = (np.asarray(a) for a in (D, I, De, Ie))
+    np.testing.assert_allclose(D, De, rtol=rtol, atol=atol)
+    differ = I != Ie
+    if differ.any():
+        # Where ids differ, the swapped neighbour must sit at (almost) the same distance: a tie.
+        for r, c in zip(*np.nonzero(differ)):
+            row_d = De[r]
+            assert np.isclose(row_d, D[r, c], rtol=rtol, atol=atol).sum() >= 2 or Ie[r, c] in I[r], (r, c)

@@ -1,0 +1,192 @@
+"""IVFFlat: parity with faiss through from_faiss, recall parity when self-trained, modes, filters."""
+import numpy as np
+import pytest
+import torch
+from conftest import assert_knn_equal, clustered, devices, exact_knn, recall_at_k
+
+import torch_ivf as ti
+from torch_ivf.interop import from_faiss, to_faiss
+
+faiss = pytest.importorskip("faiss")
+
+
+@pytest.fixture(scope="module")
+def data():
+    xb = clustered(20000, 32, centres=200, seed=11)
+    xq = clustered(200, 32, centres=200, seed=11)[::-1].copy() + 0.01
+    return xb, xq
+
+
+def _faiss_ivf(xb, nlist, metric=faiss.METRIC_L2):
+    q = faiss.IndexFlat(xb.shape[1], metric)
+    f = faiss.IndexIVFFlat(q, xb.shape[1], nlist, metric)
+    f.train(xb)
+    f.add(xb)
+    return f, q
+
+
+@pytest.mark.parametrize("metric", [faiss.METRIC_L2, faiss.METRIC_INNER_PRODUCT])
+@pytest.mark.parametrize("mode", ["grouped", "matrix"])
+def test_from_faiss_returns_faiss_results(data, metric, mode):
+    xb, xq = data
+    f, _q = _faiss_ivf(xb, 64, metric)
+    ours = from_faiss(f)
+    ours.search_mode = mode
+    for nprobe in (1, 4, 16):
+        f.nprobe = nprobe
+        Df, If = f.search(xq, 10)
+        D, I = ours.search(xq, 10, params=ti.SearchParams(nprobe=nprobe))
+        assert (I == If).mean() > 0.995
+        np.testing.assert_allclose(D, Df, rtol=1e-4, atol=1e-2)
+
+
+def test_to_faiss_round_trip(data):
+    xb, xq = data
+    ours = ti.IndexIVFFlat(32, 32, nprobe=4)
+    ours.train(xb)
+    ours.add_with_ids(xb[:5000], np.arange(5000) * 3 + 7)
+    f = to_faiss(ours)
+    Df, If = f.search(xq, 10)
+    D, I = ours.search(xq, 10)
+    assert (I == If).mean() > 0.995
+    back = from_faiss(f)
+    assert np.array_equal(back.search(xq, 10)[1], I)
+
+
+def test_self_trained_recall_within_001_of_faiss(data):
+    xb, xq = data
+    _, gt = exact_knn(xb, xq, 10)
+    f, _q = _faiss_ivf(xb, 128)
+    ours = ti.IndexIVFFlat(32, 128)
+    ours.train(xb)
+    ours.add(xb)
+    for nprobe in (2, 8):
+        f.nprobe = nprobe
+        ours.nprobe = nprobe
+        rf = recall_at_k(f.search(xq, 10)[1], gt)
+        ro = recall_at_k(ours.search(xq, 10)[1], gt)
+        assert ro >= rf - 0.01, (nprobe, ro, rf)
+
+
+@pytest.mark.parametrize("device", devices())
+def test_modes_agree_and_full_probe_is_exact(data, device):
+    xb, xq = data
+    index = ti.IndexIVFFlat(32, 50, device=device)
+    index.train(xb)
+    index.add(xb)
+    results = {}
+    for mode in ("grouped", "matrix", "auto"):
+        index.search_mode = mode
+        results[mode] = index.search(xq, 10, params=ti.SearchParams(nprobe=50))
+    De, Ie = exact_knn(xb, xq, 10)
+    for D, I in results.values():
+        assert_knn_equal(D, I, De, Ie, atol=1e-2)
+
+
+def test_nprobe_above_nlist_is_clamped(data):
+    xb, xq = data
+    index = ti.IndexIVFFlat(32, 16, nprobe=1000)
+    index.train(xb)
+    index.add(xb)
+    D, I = index.search(xq, 5)
+    assert (I == exact_knn(xb, xq, 5)[1]).mean() > 0.999
+
+
+@pytest.mark.parametrize("mode", ["grouped", "matrix"])
+def test_allowed_filter_applied_inside_scan(data, mode):
+    xb, xq = data
+    index = ti.IndexIVFFlat(32, 64, nprobe=64, search_mode=mode)
+    index.train(xb)
+    index.add(xb)
+    allowed = np.arange(0, len(xb), 100)  # 1% of the labels
+    D, I = index.search(xq, 10, params=ti.SearchParams(allowed=allowed))
+    assert (I >= 0).all() and np.isin(I, allowed).all()
+    _, Ie = exact_knn(xb[allowed], xq, 10)
+    assert (I == allowed[Ie]).mean() > 0.999
+    mask = torch.zeros(len(xb), dtype=torch.bool)
+    mask[allowed] = True
+    assert np.array_equal(index.search(xq, 10, params=ti.SearchParams(allowed=mask))[1], I)
+
+
+def test_max_codes_limits_the_scan(data):
+    xb, xq = data
+    index = ti.IndexIVFFlat(32, 64, nprobe=16)
+    index.train(xb)
+    index.add(xb)
+    _, gt = exact_knn(xb, xq, 10)
+    full = recall_at_k(index.search(xq, 10)[1], gt)
+    for mode in ("grouped", "matrix"):
+        index.search_mode = mode
+        capped = recall_at_k(index.search(xq, 10, params=ti.SearchParams(max_codes=300))[1], gt)
+        assert capped < full
+
+
+def test_retrain_keeps_stored_vectors(data):
+    xb, xq = data
+    index = ti.IndexIVFFlat(32, 16, nprobe=16)
+    index.train(xb[:2000])
+    index.add(xb[:3000])
+    index.centroids = index.centroids[:0]  # force a fresh k-means
+    index.train(xb)
+    assert index.ntotal == 3000
+    _, I = index.search(xq, 5)
+    assert (I == exact_knn(xb[:3000], xq, 5)[1]).mean() > 0.999
+
+
+def test_kmeans_is_seeded_and_reproducible(data):
+    xb, _ = data
+    a = ti.kmeans(torch.from_numpy(xb), 32, seed=5)
+    b = ti.kmeans(torch.from_numpy(xb), 32, seed=5)
+    c = ti.kmeans(torch.from_numpy(xb), 32, seed=6)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_add_is_amortized_and_does_not_copy_everything():
+    index = ti.IndexIVFFlat(8, 16)
+    x = torch.randn(20000, 8)
+    index.train(x)
+    index.add(x)
+    before = index.invlists.data["vectors"].data_ptr()
+    index.add(torch.randn(50, 8))
+    assert index.invlists.data["vectors"].data_ptr() == before  # appended in place, no re-allocation
+    assert index.ntotal == 20050
+
+
+def test_remove_and_labels_never_reused(data):
+    xb, xq = data
+    index = ti.IndexIVFFlat(32, 16, nprobe=16)
+    index.train(xb)
+    index.add(xb[:1000])
+    assert index.remove_ids(np.arange(990, 1000)) == 10
+    assert index.remove_ids(np.array([990, 5000])) == 0  # missing ids ignored
+    index.add(xb[1000:1005])
+    assert sorted(index.labels().tolist())[-5:] == [1000, 1001, 1002, 1003, 1004]
+    assert torch.equal(index.reconstruct(1002), torch.from_numpy(xb[1002]))
+    mask = torch.zeros(2000, dtype=torch.bool)
+    mask[:10] = True
+    assert index.remove_ids(mask) == 10 and index.ntotal == 985
+
+
+def test_merge_from(data):
+    xb, xq = data
+    a = ti.IndexIVFFlat(32, 16, nprobe=16)
+    a.train(xb)
+    b = ti.IndexIVFFlat(32, 16, nprobe=16)
+    b.centroids = a.centroids.clone()
+    a.add(xb[:500])
+    b.add(xb[500:1000])
+    a.merge_from(b, add_id=500)
+    assert a.ntotal == 1000 and b.ntotal == 0
+    assert (a.search(xq, 5)[1] == exact_knn(xb[:1000], xq, 5)[1]).mean() > 0.999
+
+
+def test_faiss_constructor_form_and_factory(data):
+    xb, _ = data
+    quantizer = ti.IndexFlatL2(32)
+    index = ti.IndexIVFFlat(quantizer, 32, 8, ti.METRIC_L2)
+    assert index.nlist == 8 and index.metric == "l2" and not index.is_trained
+    f = ti.index_factory(32, "IVF8,Flat", ti.METRIC_INNER_PRODUCT)
+    assert isinstance(f, ti.IndexIVFFlat) and f.metric == "ip"
+    assert isinstance(ti.index_factory(32, "Flat", "cosine"), ti.IndexFlat)
+    with pytest.raises(ValueError, match="description"):
+        ti.index_factory(32, "HNSW32")
