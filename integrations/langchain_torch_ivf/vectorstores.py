@@ -1,0 +1,190 @@
+"""TorchIVFVectorStore: LangChain's VectorStore interface over a torch_ivf Collection.
+
+Only type translation lives here (Document <-> Record/Hit, retriever kwargs); storage, filtering,
+scoring and persistence belong to :class:`torch_ivf.collection.Collection`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.runnables.config import run_in_executor
+from langchain_core.vectorstores import VectorStore, VectorStoreRetriever
+from pydantic import model_validator
+
+from torch_ivf.collection import Collection, as_embedder
+from torch_ivf.collection.records import Hit
+
+_SEARCH_KWARGS = {"filter", "score_threshold", "nprobe"}
+# Options some LangChain callers pass to every search type; harmless for plain similarity.
+_IGNORED_KWARGS = {"fetch_k", "lambda_mult"}
+
+
+def _search_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(kwargs) - _SEARCH_KWARGS - _IGNORED_KWARGS
+    if unknown:
+        raise TypeError(f"unexpected search argument(s): {', '.join(sorted(unknown))}")
+    return {key: kwargs[key] for key in _SEARCH_KWARGS if key in kwargs}
+
+
+def _document(hit: Hit) -> Document:
+    return Document(id=hit.id, page_content=hit.text or "", metadata=hit.metadata)
+
+
+class TorchIVFVectorStore(VectorStore):
+    """LangChain vector store on torch-ivf: exact or IVF search on any torch device.
+
+    Filters (a Mongo-style dict or a ``callable(metadata) -> bool``) are applied inside the index
+    scan, so ``k`` results come back whenever ``k`` documents match. Scores from every search are
+    relevance in [0, 1] (higher is better) for every metric; ``score_threshold`` compares against
+    them. ``save_local``/``load_local`` use safetensors + JSON (no pickle).
+    """
+
+    def __init__(self, embedding: Embeddings, *, index: str = "auto", metric: str | None = None,
+                 distance_strategy: Any = None, device: Any = None, nprobe: int | None = None,
+                 batch_size: int = 64, progress: bool | None = None,
+                 collection: Collection | None = None):
+        if embedding is None:
+            raise ValueError("embedding is required (a LangChain Embeddings instance)")
+        if metric is not None and distance_strategy is not None:
+            raise ValueError("pass metric or distance_strategy, not both")
+        chosen = metric if metric is not None else distance_strategy
+        self._embedding = embedding
+        if collection is not None:
+            if not isinstance(collection, Collection):
+                raise TypeError(f"collection must be a torch_ivf Collection, got {type(collection).__name__}")
+            self.collection = collection
+            self.collection.embedder = as_embedder(embedding)
+        else:
+            self.collection = Collection(embedding, index=index, metric=chosen or "cosine", device=device,
+                                         nprobe=nprobe, batch_size=batch_size, progress=progress)
+
+    @property
+    def embeddings(self) -> Embeddings:
+        return self._embedding
+
+    # ---- writing ------------------------------------------------------------------------------
+    def add_texts(self, texts: Iterable[str], metadatas: list[dict] | None = None, *,
+                  ids: list[str] | None = None, batch_size: int | None = None,
+                  **kwargs: Any) -> list[str]:
+        """Embed (in batches, with a progress bar for long inputs) and upsert ``texts``."""
+        return self.collection.upsert(list(texts), ids=ids, metadatas=metadatas,
+                                      batch_size=batch_size, progress=kwargs.pop("show_progress", None))
+
+    def add_embeddings(self, text_embeddings: Iterable[tuple[str, list[float]]],
+                       metadatas: list[dict] | None = None, ids: list[str] | None = None,
+                       **kwargs: Any) -> list[str]:
+        """Upsert precomputed ``(text, vector)`` pairs without calling the embedding model."""
+        pairs = list(text_embeddings)
+        if not pairs:
+            return []
+        texts = [t for t, _ in pairs]
+        return self.collection.upsert(texts, ids=ids, metadatas=metadatas, vectors=[v for _, v in pairs])
+
+    def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool:
+        """Delete by ids (unknown ids are ignored); ``None`` deletes everything."""
+        if ids is None:
+            self.collection.clear()
+        else:
+            self.collection.delete(ids)
+        return True
+
+    def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        return [Document(id=r.id, page_content=r.text or "", metadata=r.metadata)
+                for r in self.collection.get(ids)]
+
+    # ---- searching ----------------------------------------------------------------------------
+    def similarity_search_with_score_by_vector(self, embedding: list[float], k: int = 4,
+                                               **kwargs: Any) -> list[tuple[Document, float]]:
+        hits = self.collection.search(embedding, k, **_search_options(kwargs))
+        return [(_document(h), h.score) for h in hits]
+
+    def similarity_search_with_score(self, query: str, k: int = 4,
+                                     **kwargs: Any) -> list[tuple[Document, float]]:
+        """Documents with relevance in [0, 1] (higher is better), whatever the metric."""
+        hits = self.collection.search(query, k, **_search_options(kwargs))
+        return [(_document(h), h.score) for h in hits]
+
+    def similarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
+        return [doc for doc, _ in self.similarity_search_with_score(query, k, **kwargs)]
+
+    def similarity_search_by_vector(self, embedding: list[float], k: int = 4,
+                                    **kwargs: Any) -> list[Document]:
+        return [doc for doc, _ in self.similarity_search_with_score_by_vector(embedding, k, **kwargs)]
+
+    def _select_relevance_score_fn(self) -> Callable[[float], float]:
+        return lambda score: score  # the collection already returns relevance in [0, 1]
+
+    def _similarity_search_with_relevance_scores(self, query: str, k: int = 4,
+                                                 **kwargs: Any) -> list[tuple[Document, float]]:
+        return self.similarity_search_with_score(query, k, **kwargs)
+
+    async def _asimilarity_search_with_relevance_scores(self, query: str, k: int = 4,
+                                                        **kwargs: Any) -> list[tuple[Document, float]]:
+        return await run_in_executor(None, self.similarity_search_with_score, query, k, **kwargs)
+
+    def max_marginal_relevance_search(self, query: str, k: int = 4, fetch_k: int = 20,
+                                      lambda_mult: float = 0.5, **kwargs: Any) -> list[Document]:
+        options = _search_options(kwargs)
+        options.pop("score_threshold", None)
+        hits = self.collection.mmr(query, k, fetch_k=fetch_k, lambda_mult=lambda_mult, **options)
+        return [_document(h) for h in hits]
+
+    def max_marginal_relevance_search_by_vector(self, embedding: list[float], k: int = 4,
+                                                fetch_k: int = 20, lambda_mult: float = 0.5,
+                                                **kwargs: Any) -> list[Document]:
+        options = _search_options(kwargs)
+        options.pop("score_threshold", None)
+        hits = self.collection.mmr(embedding, k, fetch_k=fetch_k, lambda_mult=lambda_mult, **options)
+        return [_document(h) for h in hits]
+
+    def as_retriever(self, **kwargs: Any) -> "TorchIVFRetriever":
+        tags = kwargs.pop("tags", None) or [*self._get_retriever_tags()]
+        return TorchIVFRetriever(vectorstore=self, tags=tags, **kwargs)
+
+    # ---- construction and persistence ---------------------------------------------------------
+    @classmethod
+    def from_texts(cls, texts: list[str], embedding: Embeddings, metadatas: list[dict] | None = None,
+                   *, ids: list[str] | None = None, batch_size: int | None = None,
+                   **kwargs: Any) -> "TorchIVFVectorStore":
+        """Build a store (constructor options in kwargs: index, metric, device, ...) and add texts."""
+        store = cls(embedding, **kwargs)
+        store.add_texts(texts, metadatas, ids=ids, batch_size=batch_size)
+        return store
+
+    @classmethod
+    def from_embeddings(cls, text_embeddings: Iterable[tuple[str, list[float]]], embedding: Embeddings,
+                        metadatas: list[dict] | None = None, ids: list[str] | None = None,
+                        **kwargs: Any) -> "TorchIVFVectorStore":
+        store = cls(embedding, **kwargs)
+        store.add_embeddings(text_embeddings, metadatas, ids=ids)
+        return store
+
+    def save_local(self, folder_path: str | Path, index_name: str = "index") -> None:
+        """Save to ``folder_path/index_name/`` (safetensors + JSON; atomic)."""
+        self.collection.save(Path(folder_path) / index_name)
+
+    @classmethod
+    def load_local(cls, folder_path: str | Path, embeddings: Embeddings, index_name: str = "index",
+                   *, device: Any = None, allow_dangerous_deserialization: bool | None = None,
+                   **kwargs: Any) -> "TorchIVFVectorStore":
+        """Load a store written by :meth:`save_local`. Nothing is unpickled, so no
+        ``allow_dangerous_deserialization`` is needed (it is accepted and ignored for drop-in use)."""
+        collection = Collection.load(Path(folder_path) / index_name, embeddings, device=device, **kwargs)
+        return cls(embeddings, collection=collection)
+
+
+class TorchIVFRetriever(VectorStoreRetriever):
+    """VectorStoreRetriever that also takes ``k`` directly: ``TorchIVFRetriever(vectorstore=s, k=3)``."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_k(cls, values: Any) -> Any:
+        if isinstance(values, dict) and "k" in values:
+            values = dict(values)
+            values["search_kwargs"] = {**(values.get("search_kwargs") or {}), "k": values.pop("k")}
+        return values
