@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import torch
 
-from .ivf_flat import IndexIVFFlat
+from .ivf import IndexIVF
+from .ivf_flat import FlatCodes
 
 
-class IndexFlat(IndexIVFFlat):
+class IndexFlat(FlatCodes, IndexIVF):
     def __init__(self, d, metric="l2", *, device=None, dtype=torch.float32):
-        super().__init__(d, 1, metric, device=device, dtype=dtype)
+        IndexIVF.__init__(self, d, 1, metric, device=device, dtype=dtype)
         self.centroids = torch.zeros(1, self.d, device=self.device)
 
     def config(self) -> dict:

@@ -6,15 +6,8 @@ import torch
 from .ivf import IndexIVF
 
 
-class IndexIVFFlat(IndexIVF):
-    """``IndexIVFFlat(d, nlist, metric="l2", *, nprobe=1, ...)`` or Faiss's
-    ``IndexIVFFlat(quantizer, d, nlist, metric)``."""
-
-    def __init__(self, *args, **kwargs):
-        if args and not isinstance(args[0], (int,)) and hasattr(args[0], "d"):
-            quantizer, args = args[0], args[1:]
-            kwargs["quantizer"] = quantizer
-        super().__init__(*args, **kwargs)
+class FlatCodes:
+    """Codec + scanner for uncompressed vectors (shared by IndexIVFFlat and IndexFlat)."""
 
     def _fields(self) -> dict:
         return {"vectors": ((self.d,), self.dtype), "sqnorms": ((), torch.float32)}
@@ -52,3 +45,13 @@ class IndexIVFFlat(IndexIVF):
         if self.metric == "l2":
             return (ctx["qnorm"][:, None] - scores).clamp_min(0)
         return scores
+
+
+class IndexIVFFlat(FlatCodes, IndexIVF):
+    """``IndexIVFFlat(d, nlist, metric="l2", *, nprobe=1, ...)`` or Faiss's
+    ``IndexIVFFlat(quantizer, d, nlist, metric)``."""
+
+    def __init__(self, *args, **kwargs):
+        if args and hasattr(args[0], "d") and hasattr(args[0], "ntotal"):
+            kwargs["quantizer"], args = args[0], args[1:]
+        super().__init__(*args, **kwargs)

@@ -1,0 +1,170 @@
+"""IVF with product-quantized residuals, scanned with Faiss's precomputed-table decomposition.
+
+Scores are "larger is better". For l2 (r = decoded residual, c = list centroid):
+    ||q - c - r||^2 = ||q||^2 - [ (2<q,c> - ||c||^2)  -  (||r||^2 + 2<c,r>)  +  sum_m 2<q_m, C_m[code_m]> ]
+                                  coarse term (per query, list)   init (per vector)   look-up tables (per query)
+For ip: <q, c + r> = <q,c> + sum_m <q_m, C_m[code_m]> (init 0). Without by_residual, c = 0.
+
+Every score goes through ``pair_scores``, whose reduction over the M table entries uses elementwise
+adds only, so a (query, vector) score is bitwise the same whatever batch it is computed in: this is
+what lets IndexIVFPQPanorama return *identical* results while it scores only the survivors.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..pq import ProductQuantizer
+from .ivf import _SCORE_BUDGET, IndexIVF
+
+
+def tree_sum(g: torch.Tensor) -> torch.Tensor:
+    """Sum over the last dim by halving with elementwise adds: bitwise independent of the batch shape."""
+    while g.shape[-1] > 1:
+        n, h = g.shape[-1], g.shape[-1] // 2
+        s = g[..., :h] + g[..., h:2 * h]
+        g = torch.cat([s, g[..., 2 * h:]], -1) if n % 2 else s
+    return g[..., 0]
+
+
+def _split_quantizer_args(args, kwargs):
+    """Accept Faiss's ``(quantizer, d, nlist, M, nbits, metric)`` as well as ``(d, nlist, M, ...)``."""
+    if args and not isinstance(args[0], (int, np.integer)) and hasattr(args[0], "d"):
+        kwargs["quantizer"] = args[0]
+        args = args[1:]
+    return args, kwargs
+
+
+class IndexIVFPQ(IndexIVF):
+    """``IndexIVFPQ(d, nlist, M, nbits=8, metric="l2", *, by_residual=True, nprobe=1, ...)`` or Faiss's
+    ``IndexIVFPQ(quantizer, d, nlist, M, nbits, metric)``."""
+
+    lossless = False  # codes cannot be re-assigned to new centroids without the original vectors
+
+    def __init__(self, *args, **kwargs):
+        args, kwargs = _split_quantizer_args(args, kwargs)
+        self._init_pq(*args, **kwargs)
+
+    def _init_pq(self, d, nlist, M, nbits=8, metric="l2", *, by_residual=True, pq_niter=25,
+                 pq_max_train=65536, **kwargs):
+        if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M <= 0:
+            raise ValueError(f"M must be a positive int, got {M!r}")
+        if isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 and d % M:
+            raise ValueError(f"M must divide d={d}, got M={M}")
+        if isinstance(nbits, bool) or not isinstance(nbits, (int, np.integer)) or not 1 <= nbits <= 8:
+            raise ValueError(f"nbits must be an int in 1..8, got {nbits!r}")
+        if not isinstance(by_residual, bool):
+            raise TypeError(f"by_residual must be a bool, got {type(by_residual).__name__}")
+        self.M, self.nbits, self.by_residual = int(M), int(nbits), by_residual
+        self.pq_niter, self.pq_max_train = int(pq_niter), int(pq_max_train)
+        super().__init__(d, nlist, metric, **kwargs)
+        self.pq = ProductQuantizer(self.d, self.M, self.nbits, device=self.device, seed=self.seed + 1,
+                                   niter=self.pq_niter)
+
+    # ---- codec -------------------------------------------------------------------------
+    def _fields(self) -> dict:
+        return {"codes": ((self.M,), torch.uint8), "init": ((), torch.float32)}
+
+    @property
+    def is_trained(self) -> bool:
+        return super().is_trained and self.pq.is_trained
+
+    def _residuals(self, x, lists):
+        return x - self.centroids[lists] if self.by_residual else x
+
+    def _train_codec(self, x, lists) -> None:
+        r = self._residuals(x, lists)
+        if r.shape[0] > self.pq_max_train:  # PQ k-means subsamples anyway; residuals of a subset suffice
+            g = torch.Generator().manual_seed(self.seed + 2)
+            r = r[torch.randperm(r.shape[0], generator=g)[: self.pq_max_train].to(r.device)]
+        self.pq.train(r)
+
+    def _init_term(self, rhat, lists):
+        """The per-vector middle term of the decomposition (0 for ip)."""
+        if self.metric != "l2":
+            return torch.zeros(rhat.shape[0], device=rhat.device)
+        init = rhat.pow(2).sum(1)
+        if self.by_residual:
+            init = init + 2 * (self.centroids[lists] * rhat).sum(1)
+        return init
+
+    def _fields_from_codes(self, codes, lists) -> dict:
+        """Stored fields for given codes (used by encode and by from_faiss)."""
+        rhat = self.pq.decode(codes)
+        return {"codes": codes, "init": self._init_term(rhat, lists)}
+
+    def _encode(self, x, lists) -> dict:
+        return self._fields_from_codes(self.pq.encode(self._residuals(x, lists)), lists)
+
+    def _decode(self, pos, lists):
+        x = self.pq.decode(self.invlists.data["codes"][pos])
+        return x + self.centroids[lists] if self.by_residual else x
+
+    def _codec_tensors(self) -> dict:
+        return {"pq_centroids": self.pq.centroids}
+
+    def _load_codec_tensors(self, tensors) -> None:
+        if "pq_centroids" in tensors and tensors["pq_centroids"].numel():
+            self.pq.set_centroids(tensors["pq_centroids"])
+        self.pq.to(self.device)
+
+    def _fit(self, x) -> None:
+        # The base decides "centroids given?" by is_trained, which here also needs the PQ: ask directly.
+        xt = self._transform(x)
+        if self.centroids.shape[0] != self.nlist:
+            self.centroids = torch.empty(0, self.d, device=self.device)
+            super()._fit(x)
+        else:
+            self._train_codec(xt, self._assign(xt))
+
+    def config(self) -> dict:
+        return {**super().config(), "M": self.M, "nbits": self.nbits, "by_residual": self.by_residual,
+                "pq_niter": self.pq_niter, "pq_max_train": self.pq_max_train}
+
+    # ---- scanner ------------------------------------------------------------------------
+    def _query_context(self, q, probe) -> dict:
+        scale = 2.0 if self.metric == "l2" else 1.0
+        lut = (self.pq.inner_tables(q) * scale).reshape(q.shape[0], -1)  # (nq, M * ksub)
+        if self.by_residual:
+            s = q @ self.centroids.T  # one GEMM for all, so the coarse term has one value per (query, list)
+            if self.metric == "l2":
+                s = 2 * s - self.centroids.pow(2).sum(1)[None, :]
+            ct = s.gather(1, probe)
+        else:
+            ct = torch.zeros(probe.shape, device=q.device)
+        sp, order = probe.sort(1)
+        return {"lut": lut, "ct": ct, "probe": probe, "probe_sorted": sp, "probe_order": order,
+                "qnorm": q.pow(2).sum(1), "offsets": torch.arange(self.M, device=q.device) * self.pq.ksub}
+
+    def _coarse_term(self, ctx, qsel, lists):
+        """ct for queries qsel (b,) and probed lists (b, R)."""
+        col = torch.searchsorted(ctx["probe_sorted"][qsel], lists)
+        return ctx["ct"][qsel].gather(1, ctx["probe_order"][qsel].gather(1, col))
+
+    def pair_scores(self, ctx, qi, pos, ct):
+        """Exact ADC scores for broadcastable (query, slab row) index tensors; ct the coarse terms."""
+        idx = self.invlists.data["codes"][pos].long() + ctx["offsets"]
+        g = ctx["lut"][qi[..., None], idx]
+        return (ct - self.invlists.data["init"][pos]) + tree_sum(g)
+
+    def _score_block(self, ctx, qsel, list_id, start, end):
+        col = (ctx["probe"][qsel] == list_id).int().argmax(1)
+        ct = ctx["ct"][qsel, col][:, None]
+        b = qsel.shape[0]
+        rows = max(1, _SCORE_BUDGET // max(1, b * self.M))
+        out = []
+        for a in range(start, end, rows):  # bound the (b, rows, M) gather
+            pos = torch.arange(a, min(a + rows, end), device=self.device)
+            out.append(self.pair_scores(ctx, qsel[:, None], pos[None, :], ct))
+        return torch.cat(out, 1)
+
+    def _score_gathered(self, ctx, qsel, pos, lists):
+        return self.pair_scores(ctx, qsel[:, None], pos, self._coarse_term(ctx, qsel, lists))
+
+    def _gather_cost(self) -> int:
+        return self.M
+
+    def _distances(self, ctx, scores):
+        if self.metric == "l2":
+            return (ctx["qnorm"][:, None] - scores).clamp_min(0)
+        return scores

@@ -1,0 +1,104 @@
+"""Product quantizer: d dims split into M sub-spaces, each quantized by its own 2**nbits centroids.
+
+Codes are stored one uint8 per sub-quantizer (nbits <= 8), so a code row is directly the index into
+each sub-codebook; 4-bit codes are not packed two per byte (simplicity over memory; say so in reports).
+Training runs k-means per sub-space on the training tensor's device.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .kmeans import kmeans
+
+_CHUNK = 1 << 16  # rows encoded per step: (chunk, M, ksub) distances stay small
+
+
+class ProductQuantizer:
+    def __init__(self, d: int, M: int, nbits: int = 8, *, device=None, seed: int = 1234, niter: int = 25,
+                 max_points_per_centroid: int = 256):
+        for name, v in (("d", d), ("M", M), ("nbits", nbits)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if d % M:
+            raise ValueError(f"M must divide d={d}, got M={M}")
+        if nbits > 8:
+            raise ValueError(f"nbits must be at most 8 (one uint8 per sub-quantizer), got {nbits}")
+        self.d, self.M, self.nbits = int(d), int(M), int(nbits)
+        self.dsub, self.ksub = self.d // self.M, 1 << self.nbits
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.seed, self.niter, self.max_points_per_centroid = int(seed), int(niter), int(max_points_per_centroid)
+        self.centroids = torch.empty(0, device=self.device)  # (M, ksub, dsub) once trained
+
+    @property
+    def is_trained(self) -> bool:
+        return self.centroids.shape == (self.M, self.ksub, self.dsub)
+
+    def _check(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.d:
+            raise ValueError(f"{name} must be a (n, {self.d}) tensor, got {getattr(x, 'shape', type(x).__name__)}")
+        return x.to(self.device, torch.float32)
+
+    def train(self, x: torch.Tensor) -> None:
+        x = self._check(x)
+        if x.shape[0] < self.ksub:
+            raise ValueError(f"x must have at least ksub={self.ksub} rows to train the PQ, got {x.shape[0]}")
+        subs = x.view(x.shape[0], self.M, self.dsub)
+        self.centroids = torch.stack([
+            kmeans(subs[:, m].contiguous(), self.ksub, niter=self.niter, seed=self.seed + m,
+                   max_points_per_centroid=self.max_points_per_centroid)
+            for m in range(self.M)]).to(self.device)
+
+    def set_centroids(self, centroids: torch.Tensor) -> None:
+        c = torch.as_tensor(centroids, dtype=torch.float32)
+        if tuple(c.shape) != (self.M, self.ksub, self.dsub):
+            raise ValueError(f"centroids must have shape {(self.M, self.ksub, self.dsub)}, got {tuple(c.shape)}")
+        self.centroids = c.to(self.device).contiguous()
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 codes (n, M): nearest sub-centroid per sub-space (L2)."""
+        x = self._check(x)
+        cn = self.centroids.pow(2).sum(-1)  # (M, ksub)
+        out = torch.empty(x.shape[0], self.M, dtype=torch.uint8, device=self.device)
+        for a in range(0, x.shape[0], _CHUNK):
+            sub = x[a:a + _CHUNK].view(-1, self.M, self.dsub).transpose(0, 1)  # (M, n, dsub)
+            dots = torch.bmm(sub, self.centroids.transpose(1, 2))  # (M, n, ksub)
+            out[a:a + _CHUNK] = (cn[:, None, :] - 2 * dots).argmin(-1).T.to(torch.uint8)
+        return out
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """(n, d) float32 reconstruction of uint8 codes (n, M)."""
+        idx = codes.long()
+        sub = self.centroids[torch.arange(self.M, device=idx.device), idx]  # (n, M, dsub)
+        return sub.reshape(codes.shape[0], self.d)
+
+    def inner_tables(self, q: torch.Tensor) -> torch.Tensor:
+        """(nq, M, ksub) look-up tables <q_m, C_m[j]> (the query-dependent part of every ADC score)."""
+        sub = q.view(q.shape[0], self.M, self.dsub).transpose(0, 1)  # (M, nq, dsub)
+        return torch.bmm(sub, self.centroids.transpose(1, 2)).transpose(0, 1).contiguous()
+
+    def to(self, device) -> "ProductQuantizer":
+        self.device = torch.device(device)
+        self.centroids = self.centroids.to(self.device)
+        return self
+
+
+def pack_codes(codes: np.ndarray, nbits: int) -> np.ndarray:
+    """Faiss's bit-packed code layout (little-endian bit stream) from one-byte-per-sub-quantizer codes."""
+    codes = np.asarray(codes, dtype=np.uint8)
+    if nbits == 8:
+        return codes.copy()
+    n, M = codes.shape
+    bits = ((codes[:, :, None] >> np.arange(nbits, dtype=np.uint8)) & 1).reshape(n, M * nbits)
+    pad = (-bits.shape[1]) % 8
+    bits = np.pad(bits, ((0, 0), (0, pad)))
+    return np.packbits(bits, axis=1, bitorder="little")
+
+
+def unpack_codes(packed: np.ndarray, M: int, nbits: int) -> np.ndarray:
+    """Inverse of pack_codes: (n, code_size) bytes -> (n, M) uint8 sub-quantizer indices."""
+    packed = np.asarray(packed, dtype=np.uint8)
+    if nbits == 8:
+        return packed[:, :M].copy()
+    bits = np.unpackbits(packed, axis=1, bitorder="little")[:, : M * nbits].reshape(-1, M, nbits)
+    return (bits << np.arange(nbits, dtype=np.uint8)).sum(-1).astype(np.uint8)
