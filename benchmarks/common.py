@@ -1,0 +1,274 @@
+"""Measurement helpers shared by every runner.
+
+This module imports only numpy and torch (never ``torch_ivf``): the subprocess that runs the earlier
+torch-ivf 0.1.1 imports it too, with the old package first on ``sys.path``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+
+# --------------------------------------------------------------------------------------------- #
+# recall
+# --------------------------------------------------------------------------------------------- #
+def recall_at_k(I: np.ndarray, gt: np.ndarray, k: int) -> float:
+    """Classic recall@k: |returned top-k  intersect  exact top-k| / k, averaged over queries."""
+    I = np.asarray(I)[:, :k]
+    g = np.asarray(gt)[: I.shape[0], :k]
+    hits = 0
+    for row, grow in zip(I, g):
+        hits += len(np.intersect1d(row[row >= 0], grow, assume_unique=False))
+    return hits / float(I.shape[0] * k)
+
+
+def recall_tie_aware(I: np.ndarray, xq: np.ndarray, xb: np.ndarray, gt_d: np.ndarray, k: int,
+                     metric: str) -> float:
+    """Recall that counts a returned id as correct when its exact distance is no worse than the exact
+    k-th distance (duplicates in real data make plain recall under-count). Distances in float64."""
+    I = np.asarray(I)[:, :k]
+    nq = I.shape[0]
+    hits = 0
+    for qi in range(nq):
+        ids = np.unique(I[qi][I[qi] >= 0])
+        if ids.size == 0:
+            continue
+        v = xb[ids].astype(np.float64)
+        q = xq[qi].astype(np.float64)
+        kth = float(gt_d[qi, k - 1])
+        if metric == "l2":
+            dist = ((v - q) ** 2).sum(1)
+            ok = dist <= kth * (1 + 1e-5) + 1e-6
+        else:
+            dist = v @ q
+            ok = dist >= kth - abs(kth) * 1e-5 - 1e-6
+        hits += min(int(ok.sum()), k)
+    return hits / float(nq * k)
+
+
+# --------------------------------------------------------------------------------------------- #
+# machine description
+# --------------------------------------------------------------------------------------------- #
+def _lscpu_summary() -> dict:
+    out = {}
+    try:
+        txt = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in txt.splitlines():
+            if ":" not in line:
+                continue
+            key, val = (s.strip() for s in line.split(":", 1))
+            if key in ("Model name", "CPU(s)", "Thread(s) per core", "Core(s) per socket", "Socket(s)",
+                       "Vendor ID", "Hypervisor vendor", "L2 cache", "L3 cache", "Architecture"):
+                out[key] = val
+        flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "avx_vnni")
+                 if f" {f} " in f" {txt} " or f" {f}\n" in txt]
+        out["simd"] = ",".join(flags)
+    except Exception as e:  # pragma: no cover - lscpu missing
+        out["error"] = repr(e)
+    return out
+
+
+def machine_info(device: str) -> dict:
+    import torch
+
+    info = {
+        "hostname_hash": abs(hash(platform.node())) % 10**8,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": _lscpu_summary(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "numpy": np.__version__,
+        "device": device,
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        info["gpu"] = p.name
+        info["gpu_mem_gib"] = round(p.total_memory / 2**30, 1)
+        info["cuda"] = torch.version.cuda
+        try:
+            import triton  # noqa: F401
+
+            info["triton"] = triton.__version__
+        except Exception:
+            info["triton"] = None
+    return info
+
+
+# --------------------------------------------------------------------------------------------- #
+# memory accounting
+# --------------------------------------------------------------------------------------------- #
+def tensor_bytes(obj, _seen=None, _depth=0) -> int:
+    """Bytes of every distinct torch tensor storage reachable from ``obj`` (attributes, lists, dicts).
+    Counts capacity the index really holds (slack of growable lists included)."""
+    import torch
+
+    if _seen is None:
+        _seen = set()
+    if _depth > 6:
+        return 0
+    if isinstance(obj, torch.Tensor):
+        try:
+            st = obj.untyped_storage()
+            key = (st.data_ptr(), obj.device.type)
+            if key in _seen or st.data_ptr() == 0:
+                return 0
+            _seen.add(key)
+            return int(st.nbytes())
+        except Exception:
+            return int(obj.numel() * obj.element_size())
+    if id(obj) in _seen:
+        return 0
+    _seen.add(id(obj))
+    total = 0
+    if isinstance(obj, dict):
+        for v in obj.values():
+            total += tensor_bytes(v, _seen, _depth + 1)
+    elif isinstance(obj, (list, tuple, set)):
+        for v in obj:
+            total += tensor_bytes(v, _seen, _depth + 1)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, type) and type(obj).__module__ not in (
+            "builtins",):
+        for v in vars(obj).values():
+            total += tensor_bytes(v, _seen, _depth + 1)
+    elif hasattr(obj, "__slots__"):
+        for name in obj.__slots__:
+            total += tensor_bytes(getattr(obj, name, None), _seen, _depth + 1)
+    return total
+
+
+# --------------------------------------------------------------------------------------------- #
+# timing
+# --------------------------------------------------------------------------------------------- #
+@dataclass
+class TimingPolicy:
+    warmup: int = 1
+    min_repeats: int = 3
+    max_repeats: int = 15
+    target_s: float = 1.0          # keep repeating until this much time is measured (>= min_repeats)
+    max_call_s: float = 20.0       # skip a batch predicted to take longer than this per call
+    latency_queries: int = 200     # single-query calls timed for p50/p99 at nq = 1
+    latency_target_s: float = 4.0  # ... but stop sooner once this much time was spent
+
+
+class Deadline:
+    def __init__(self, seconds: float | None):
+        self.t0 = time.perf_counter()
+        self.seconds = seconds
+
+    def left(self) -> float:
+        if self.seconds is None:
+            return float("inf")
+        return self.seconds - (time.perf_counter() - self.t0)
+
+    def expired(self) -> bool:
+        return self.left() <= 0
+
+
+def time_batches(call: Callable[[np.ndarray], np.ndarray], xq: np.ndarray, nq: int,
+                 policy: TimingPolicy, sync: Callable[[], None]) -> dict:
+    """Times ``call`` on the first ``nq`` queries. Returns I of the first timed call plus timings."""
+    res: dict = {"nq": nq}
+    if nq == 1:
+        nlat = min(policy.latency_queries, xq.shape[0])
+        for i in range(min(3, nlat)):                     # warm-up
+            call(xq[i:i + 1])
+        sync()
+        lats, outs = [], []
+        t_start = time.perf_counter()
+        for i in range(nlat):
+            q = xq[i:i + 1]
+            t0 = time.perf_counter()
+            out = call(q)
+            sync()
+            lats.append(time.perf_counter() - t0)
+            outs.append(out)
+            if time.perf_counter() - t_start > policy.latency_target_s and i >= 20:
+                break
+        lat = np.asarray(lats)
+        res.update(
+            median_s=float(np.median(lat)), p50_ms=float(np.percentile(lat, 50) * 1e3),
+            p99_ms=float(np.percentile(lat, 99) * 1e3), repeats=int(lat.size),
+            qps=float(1.0 / np.median(lat)), I=np.concatenate([to_np(o) for o in outs], 0),
+            recall_queries=int(lat.size),
+        )
+        return res
+
+    batch = xq[:nq]
+    # warm-up on the full batch (or a 2048-query slice of it when one call is long)
+    for _ in range(policy.warmup):
+        t0 = time.perf_counter()
+        out = call(batch if nq <= 4096 else batch[:2048])
+        sync()
+        tw = time.perf_counter() - t0
+    times = []
+    first = None
+    total = 0.0
+    while True:
+        t0 = time.perf_counter()
+        out = call(batch)
+        sync()
+        dt = time.perf_counter() - t0
+        times.append(dt)
+        total += dt
+        if first is None:
+            first = out
+        n = len(times)
+        if n >= policy.max_repeats:
+            break
+        if n >= policy.min_repeats and total >= policy.target_s:
+            break
+        if dt > 3.0 and n >= 1 and total + dt > policy.max_call_s:   # long calls: fewer repeats
+            break
+    med = statistics.median(times)
+    res.update(median_s=float(med), qps=float(nq / med), repeats=len(times),
+               times_s=[round(t, 6) for t in times], I=to_np(first), recall_queries=nq)
+    return res
+
+
+def to_np(I) -> np.ndarray:
+    if hasattr(I, "detach"):
+        I = I.detach().cpu().numpy()
+    return np.asarray(I)
+
+
+def timed(fn: Callable[[], object], sync: Callable[[], None] = lambda: None) -> tuple[float, object]:
+    sync()
+    t0 = time.perf_counter()
+    out = fn()
+    sync()
+    return time.perf_counter() - t0, out
+
+
+def write_row(path: str | None, row: dict) -> None:
+    row = {k: v for k, v in row.items() if k != "I"}
+    line = json.dumps(row, default=_json_default)
+    if path:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+    else:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    return str(o)
+
+
+def log(msg: str) -> None:
+    sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {msg}\n")
+    sys.stderr.flush()
