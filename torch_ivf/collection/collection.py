@@ -55,6 +55,10 @@ class Collection:
     "IVF1024,Flat", ... ``metric``: "cosine" (default), "ip" or "l2".
     """
 
+    # A filter allowing at most this many documents (or 1/16 of them) is served by exact search over
+    # just those vectors instead of probing IVF lists: no more work, and it cannot miss a match.
+    exact_subset_min = 4096
+
     def __init__(self, embedding: Any = None, *, dim: int | None = None, index: str = "auto",
                  metric: str = "cosine", device: str | torch.device | None = None,
                  nprobe: int | None = None, batch_size: int = 64, progress: bool | None = None):
@@ -409,9 +413,7 @@ class Collection:
         index = self._index
         if not is_ivf(index):
             return index.search(q, k, params=SearchParams(allowed=mask))
-        if mask is not None and allowed <= max(4096, index.ntotal // 16):
-            # A selective filter: scoring just the matching vectors exactly is cheaper than
-            # probing lists, and cannot miss matches that sit in unprobed lists.
+        if mask is not None and allowed <= max(self.exact_subset_min, index.ntotal // 16):
             return self._search_subset(q, k, mask)
         D, I = index.search(q, k, params=SearchParams(nprobe=nprobe, allowed=mask))
         if int((I >= 0).sum(dim=1).min()) < k:

@@ -140,17 +140,20 @@ class TorchIVFVectorStore(BasePydanticVectorStore):
             raise ValueError("query.query_embedding is required")
         k = int(query.similarity_top_k)
         where = to_filter_dict(query.filters)
-        if query.doc_ids is not None:
+        # Empty doc_ids/node_ids mean "no restriction": VectorStoreIndex passes node_ids=[] for
+        # stores that keep their own text (its nodes_dict is empty), as other stores read it too.
+        if query.doc_ids:
             by_doc = {"ref_doc_id": {"$in": list(query.doc_ids)}}
             where = by_doc if where is None else {"$and": [where, by_doc]}
+        node_ids = query.node_ids or None
         if query.mode == VectorStoreQueryMode.MMR:
             lam = kwargs.get("mmr_threshold", query.mmr_threshold)
             fetch_k = kwargs.get("mmr_prefetch_k") or k * kwargs.get("mmr_prefetch_factor", MMR_PREFETCH_FACTOR)
             hits = self._collection.mmr(query.query_embedding, k, fetch_k=fetch_k,
                                         lambda_mult=0.5 if lam is None else lam,
-                                        filter=where, ids=query.node_ids)
+                                        filter=where, ids=node_ids)
         else:
-            hits = self._collection.search(query.query_embedding, k, filter=where, ids=query.node_ids)
+            hits = self._collection.search(query.query_embedding, k, filter=where, ids=node_ids)
         nodes = [metadata_dict_to_node(h.metadata, text=h.text) for h in hits]
         return VectorStoreQueryResult(nodes=nodes, similarities=[h.score for h in hits],
                                       ids=[h.id for h in hits])
