@@ -19,8 +19,9 @@ from .base import Index, SearchParams
 SEARCH_MODES = ("auto", "grouped", "csr", "matrix")
 _SCORE_BUDGET = 1 << 25  # elements of a temporary score / gather buffer per chunk (~128 MB fp32)
 # "auto" uses the padded matrix path while a batch probes at most this many (query, list) pairs:
-# few kernel launches and no host sync beat the grouped loop there (see benchmarks/).
-_MATRIX_PAIRS = {"cuda": 2048, "cpu": 16}
+# on GPUs few kernel launches and no host sync beat the grouped loop there; on CPUs the batched
+# gather loses to per-list GEMMs at every nq measured (see benchmarks/).
+_MATRIX_PAIRS = {"cuda": 2048, "cpu": 0}
 
 
 class IndexIVF(Index):
