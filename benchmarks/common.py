@@ -96,6 +96,7 @@ def machine_info(device: str) -> dict:
         info["gpu"] = p.name
         info["gpu_mem_gib"] = round(p.total_memory / 2**30, 1)
         info["cuda"] = torch.version.cuda
+        info["allow_tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
         try:
             import triton  # noqa: F401
 
@@ -161,6 +162,49 @@ class TimingPolicy:
     latency_target_s: float = 4.0  # ... but stop sooner once this much time was spent
 
 
+def cpu_busy(sample_s: float = 0.3) -> float:
+    """Fraction of all CPUs busy over ``sample_s`` (call it while this process is idle: then it is what
+    other processes use). Linux only; 0.0 elsewhere."""
+    def read():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + (v[4] if len(v) > 4 else 0)
+        return sum(v), idle
+    try:
+        t0, i0 = read()
+        time.sleep(sample_s)
+        t1, i1 = read()
+        return max(0.0, 1.0 - (i1 - i0) / max(1, t1 - t0))
+    except Exception:
+        return 0.0
+
+
+class QuietGate:
+    """On a shared CPU machine, waits (bounded) until other processes leave the CPUs alone before a
+    measurement, and says how busy they were, so contended rows can be told apart."""
+
+    def __init__(self, enabled: bool, threshold: float = 0.25, max_wait_s: float = 45.0,
+                 total_wait_s: float = 240.0):
+        self.enabled = enabled
+        self.threshold = threshold
+        self.max_wait_s = max_wait_s
+        self.total_left = total_wait_s
+
+    def wait(self) -> float:
+        if not self.enabled:
+            return 0.0
+        busy = cpu_busy()
+        t0 = time.perf_counter()
+        while busy > self.threshold and self.total_left > 0 and time.perf_counter() - t0 < self.max_wait_s:
+            time.sleep(1.0)
+            busy = cpu_busy()
+        waited = time.perf_counter() - t0
+        self.total_left -= waited
+        if waited > 1.5:
+            log(f"    waited {waited:.0f} s for other processes to leave the CPUs (busy now {busy:.0%})")
+        return busy
+
+
 class Deadline:
     def __init__(self, seconds: float | None):
         self.t0 = time.perf_counter()
@@ -175,64 +219,93 @@ class Deadline:
         return self.left() <= 0
 
 
-def time_batches(call: Callable[[np.ndarray], np.ndarray], xq: np.ndarray, nq: int,
-                 policy: TimingPolicy, sync: Callable[[], None]) -> dict:
-    """Times ``call`` on the first ``nq`` queries. Returns I of the first timed call plus timings."""
-    res: dict = {"nq": nq}
+def time_batches(call: Callable, xq, nq: int, policy: TimingPolicy, sync: Callable[[], None]) -> dict:
+    """Times one ``call`` on the first ``nq`` queries (see ``time_group``)."""
+    return time_group([call], xq, nq, policy, sync)[0]
+
+
+def time_group(calls: list[Callable], xq, nq: int, policy: TimingPolicy,
+               sync: Callable[[], None]) -> list[dict]:
+    """Times several ways of answering the same batch, interleaved call by call (round robin), so a
+    load change on a shared machine hits them all alike and their ratios stay meaningful.
+
+    nq == 1: each of up to ``latency_queries`` single queries is asked of every call in turn; p50/p99
+    latency per call; QPS = 1 / median latency.
+    nq > 1: one warm-up call each on the full batch (on 2,048 of its queries when nq > 4,096), then rounds
+    until ``target_s`` is measured per call and ``min_repeats`` rounds are done; QPS = nq / median.
+    Returns, per call: qps, median_s, repeats, times_s (or p50_ms / p99_ms), and I of the first call.
+    """
+    m = len(calls)
     if nq == 1:
         nlat = min(policy.latency_queries, xq.shape[0])
         for i in range(min(3, nlat)):                     # warm-up
-            call(xq[i:i + 1])
+            for c in calls:
+                c(xq[i:i + 1])
         sync()
-        lats, outs = [], []
+        lats = [[] for _ in calls]
+        outs = [[] for _ in calls]
         t_start = time.perf_counter()
         for i in range(nlat):
             q = xq[i:i + 1]
-            t0 = time.perf_counter()
-            out = call(q)
-            sync()
-            lats.append(time.perf_counter() - t0)
-            outs.append(out)
-            if time.perf_counter() - t_start > policy.latency_target_s and i >= 20:
+            for j, c in enumerate(calls):
+                t0 = time.perf_counter()
+                out = c(q)
+                sync()
+                lats[j].append(time.perf_counter() - t0)
+                outs[j].append(out)
+            if time.perf_counter() - t_start > policy.latency_target_s * m and i >= 20:
                 break
-        lat = np.asarray(lats)
-        res.update(
-            median_s=float(np.median(lat)), p50_ms=float(np.percentile(lat, 50) * 1e3),
-            p99_ms=float(np.percentile(lat, 99) * 1e3), repeats=int(lat.size),
-            qps=float(1.0 / np.median(lat)), I=np.concatenate([to_np(o) for o in outs], 0),
-            recall_queries=int(lat.size),
-        )
+        res = []
+        for j in range(m):
+            lat = np.asarray(lats[j])
+            res.append(dict(nq=1, median_s=float(np.median(lat)),
+                            p50_ms=float(np.percentile(lat, 50) * 1e3),
+                            p99_ms=float(np.percentile(lat, 99) * 1e3), repeats=int(lat.size),
+                            qps=float(1.0 / np.median(lat)),
+                            I=np.concatenate([to_np(o) for o in outs[j]], 0), recall_queries=int(lat.size)))
         return res
 
     batch = xq[:nq]
-    # warm-up on the full batch (or a 2048-query slice of it when one call is long)
+    warm = [0.0] * m
     for _ in range(policy.warmup):
-        t0 = time.perf_counter()
-        out = call(batch if nq <= 4096 else batch[:2048])
-        sync()
-        tw = time.perf_counter() - t0
-    times = []
-    first = None
-    total = 0.0
+        for j, c in enumerate(calls):
+            t0 = time.perf_counter()
+            c(batch if nq <= 4096 else batch[:2048])
+            sync()
+            warm[j] = (time.perf_counter() - t0) * (nq / 2048 if nq > 4096 else 1.0)
+    # per round, each call runs about target_s / min_repeats worth of calls (at least one)
+    per_round = policy.target_s / max(1, policy.min_repeats)
+    reps = [max(1, min(10, int(per_round / max(w, 1e-6)))) for w in warm]
+    times = [[] for _ in calls]
+    first = [None] * m
+    total = [0.0] * m
+    rounds = 0
     while True:
-        t0 = time.perf_counter()
-        out = call(batch)
-        sync()
-        dt = time.perf_counter() - t0
-        times.append(dt)
-        total += dt
-        if first is None:
-            first = out
-        n = len(times)
-        if n >= policy.max_repeats:
+        for j, c in enumerate(calls):
+            for _ in range(reps[j]):
+                t0 = time.perf_counter()
+                out = c(batch)
+                sync()
+                dt = time.perf_counter() - t0
+                times[j].append(dt)
+                total[j] += dt
+                if first[j] is None:
+                    first[j] = to_np(out)
+                del out
+        rounds += 1
+        if rounds >= policy.max_repeats:
             break
-        if n >= policy.min_repeats and total >= policy.target_s:
+        if rounds >= policy.min_repeats and min(total) >= policy.target_s * 0.9:
             break
-        if dt > 3.0 and n >= 1 and total + dt > policy.max_call_s:   # long calls: fewer repeats
-            break
-    med = statistics.median(times)
-    res.update(median_s=float(med), qps=float(nq / med), repeats=len(times),
-               times_s=[round(t, 6) for t in times], I=to_np(first), recall_queries=nq)
+        if rounds >= policy.min_repeats and max(total) >= policy.max_call_s:
+            break                                          # a long call: stop at min_repeats rounds
+        if rounds >= 1 and max(t[-1] for t in times) > policy.max_call_s / 3:
+            break                                          # very long calls: one round
+    res = []
+    for j in range(m):
+        med = statistics.median(times[j])
+        res.append(dict(nq=nq, median_s=float(med), qps=float(nq / med), repeats=len(times[j]),
+                        times_s=[round(t, 6) for t in times[j]], I=first[j], recall_queries=nq))
     return res
 
 

@@ -29,7 +29,7 @@ def main() -> int:
     import torch
     from torch_ivf.index import IndexIVFFlat, SearchParams
 
-    from benchmarks.common import Deadline, TimingPolicy, tensor_bytes, timed
+    from benchmarks.common import Deadline, QuietGate, TimingPolicy, tensor_bytes, timed
     from benchmarks.datasets import Dataset
     from benchmarks.sweep import Backend, run_backend
 
@@ -107,7 +107,7 @@ def main() -> int:
 
     ds = Dataset.from_json(json.dumps(job["dataset"]))
     run_backend(OldIVF(), ds, job["cfg"], TimingPolicy(**job["policy"]), job["out"], job["base_row"],
-                Deadline(job.get("deadline_s")))
+                Deadline(job.get("deadline_s")), QuietGate(**job["gate"]) if job.get("gate") else None)
     return 0
 
 

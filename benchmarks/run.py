@@ -24,7 +24,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from .common import Deadline, TimingPolicy, log, machine_info
+from .common import Deadline, QuietGate, TimingPolicy, log, machine_info
 from .datasets import DatasetUnavailable, get_dataset
 from .sweep import run_backend
 
@@ -79,6 +79,7 @@ PRESETS: dict = {
         "ours": dict(dtypes=("float32", "float16")),
         "brute_dtypes": ("float32", "float16"),
         "old": dict(dtypes=["float32", "float16"], modes=["default", "csr", "auto"]),
+        "order": ["ours", "old", "exact", "faiss"],      # most wanted comparisons first (deadline)
         "datasets": [
             {"id": "clustered-1M-128", "headline": True,
              "spec": {"kind": "clustered", "n": 1000000, "d": 128, "nq": 19600, "train_n": 65536,
@@ -127,8 +128,10 @@ def find_old_dir(explicit: str | None) -> tuple[str | None, str]:
                   "(or put its wheel in .whl/); skipping it")
 
 
-def run_old(old_dir, ds, cfg, policy, out, base_row, device, deadline, opts) -> None:
-    job = {"dataset": json.loads(ds.to_json()), "cfg": cfg, "policy": asdict(policy), "out": out,
+def run_old(old_dir, ds, cfg, policy, out, base_row, device, deadline, opts, gate) -> None:
+    job = {"gate": {"enabled": gate.enabled, "threshold": gate.threshold, "max_wait_s": gate.max_wait_s,
+                    "total_wait_s": max(0.0, gate.total_left)},
+           "dataset": json.loads(ds.to_json()), "cfg": cfg, "policy": asdict(policy), "out": out,
            "base_row": base_row, "device": device, "dtypes": opts["dtypes"], "modes": opts["modes"],
            "sweep_modes": opts.get("sweep_modes", ["csr"]),
            "deadline_s": max(1.0, deadline.left()) if deadline.seconds else None}
@@ -162,12 +165,15 @@ def main(argv=None) -> int:
     ap.add_argument("--only-dataset", default=None, help="comma list of dataset ids of the preset")
     ap.add_argument("--old-dir", default=None, help="directory holding torch-ivf 0.1.1 (pip --target)")
     ap.add_argument("--deadline-s", type=float, default=None, help="stop starting new work after this")
+    ap.add_argument("--no-wait", action="store_true",
+                    help="on CPU, do not wait for other processes to leave the cores before measuring")
     a = ap.parse_args(argv)
 
     preset = PRESETS[a.preset]
     device = resolve_device(preset["device"])
     policy = TimingPolicy(**preset["policy"])
     deadline = Deadline(a.deadline_s or preset.get("deadline_s"))
+    gate = QuietGate(enabled=device == "cpu" and not a.no_wait)
     out = a.out or os.path.join(HERE, "results", f"{a.preset}.jsonl")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     if os.path.exists(out) and not a.append:
@@ -215,20 +221,21 @@ def main(argv=None) -> int:
                     "d": ds.d, "metric": ds.metric, "train_n": ds.meta["train_n"],
                     "headline": bool(dspec.get("headline")), "machine": _short_machine(machine),
                     "versions": versions, "ts": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        backends = []
-        if "ours" in libs and ok_ours:
-            backends.append(lambda: OursIVF(device, **preset["ours"]))
-        if "faiss" in libs and ok_faiss:
-            backends.append(lambda: FaissIVF())
-        if "exact" in libs:
-            backends.append(lambda: BruteForce(device, dtypes=preset["brute_dtypes"]))
-        for mk in backends:
-            if deadline.expired():
-                break
-            b = mk()
-            run_backend(b, ds, cfg, policy, out, base_row, deadline)
-        if "old" in libs and old_dir and not deadline.expired():
-            run_old(old_dir, ds, cfg, policy, out, base_row, device, deadline, preset["old"])
+        makers = {
+            "ours": (lambda: OursIVF(device, **preset["ours"])) if ok_ours else None,
+            "faiss": (lambda: FaissIVF()) if ok_faiss else None,
+            "exact": lambda: BruteForce(device, dtypes=preset["brute_dtypes"]),
+        }
+        for lib in preset.get("order", ["ours", "faiss", "exact", "old"]):
+            if lib not in libs or deadline.expired():
+                continue
+            if lib == "old":
+                if old_dir:
+                    run_old(old_dir, ds, cfg, policy, out, base_row, device, deadline, preset["old"], gate)
+                continue
+            if makers.get(lib) is None:
+                continue
+            run_backend(makers[lib](), ds, cfg, policy, out, base_row, deadline, gate)
     log(f"done in {time.perf_counter() - t_start:.0f} s; rows in {out}")
     from .summarize import print_summary
 

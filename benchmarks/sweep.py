@@ -15,8 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from .common import (Deadline, TimingPolicy, log, recall_at_k, recall_tie_aware, time_batches,
-                     timed, to_np, write_row)
+from .common import (Deadline, QuietGate, TimingPolicy, log, recall_at_k, recall_tie_aware, time_group,
+                     timed, to_np, write_row, cpu_busy)
 from .datasets import Dataset
 
 
@@ -66,7 +66,7 @@ class Backend:
 
 
 def run_backend(backend: Backend, ds: Dataset, cfg: dict, policy: TimingPolicy, out_path: str | None,
-                base_row: dict, deadline: Deadline) -> None:
+                base_row: dict, deadline: Deadline, gate: QuietGate | None = None) -> None:
     """cfg: nlist, k, nprobe (headline), nprobes (sweep), sweep_nq, nqs, add_test (bool)."""
     xb = ds.load("xb")
     xq_np = ds.load("xq")
@@ -80,6 +80,8 @@ def run_backend(backend: Backend, ds: Dataset, cfg: dict, policy: TimingPolicy, 
         if deadline.expired():
             log(f"  deadline reached: skipping {backend.library} {dtype}")
             return
+        if gate:
+            gate.wait()
         t0 = time.perf_counter()
         try:
             binfo = backend.build(ds, xt, xb, nlist, dtype)
@@ -95,47 +97,55 @@ def run_backend(backend: Backend, ds: Dataset, cfg: dict, policy: TimingPolicy, 
 
         last_qps: dict = {}
 
-        def measure(variant: dict, nprobe: int | None, nq: int, sweep: str) -> None:
-            if deadline.expired():
+        def measure(variants: list[dict], nprobe: int | None, nq: int, sweep: str) -> None:
+            """All variants of one (nprobe, nq) point, timed interleaved."""
+            if deadline.expired() or nq > xq_np.shape[0]:
                 return
-            if nq > xq_np.shape[0]:
+            todo = []
+            for v in variants:
+                prev = last_qps.get((v["mode"], nprobe))
+                if prev is not None and nq / prev > policy.max_call_s:
+                    log(f"    skip {backend.library}/{v['mode']}/{dtype} nprobe={nprobe} nq={nq}: "
+                        f"predicted {nq / prev:.0f} s per call")
+                    write_row(out_path, dict(row0, mode=v["mode"], nprobe=nprobe, nq=nq, sweep=sweep,
+                                             skipped=f"predicted {nq / prev:.0f} s per call"))
+                else:
+                    todo.append(v)
+            if not todo:
                 return
-            key = (variant["mode"], nprobe)
-            prev = last_qps.get(key)
-            if prev is not None and nq / prev > policy.max_call_s:
-                log(f"    skip {backend.library}/{variant['mode']}/{dtype} nprobe={nprobe} nq={nq}: "
-                    f"predicted {nq / prev:.0f} s per call")
-                write_row(out_path, dict(row0, mode=variant["mode"], nprobe=nprobe, nq=nq, sweep=sweep,
-                                         skipped=f"predicted {nq / prev:.0f} s per call"))
-                return
+            busy_before = gate.wait() if gate else None
             try:
-                call = backend.searcher(variant, k, nprobe)
-                r = time_batches(call, xq, nq, policy, backend.sync)
+                calls = [backend.searcher(v, k, nprobe) for v in todo]
+                results = time_group(calls, xq, nq, policy, backend.sync)
             except Exception as e:
-                log(f"    {backend.library}/{variant['mode']}/{dtype} nq={nq}: failed {e!r}")
-                write_row(out_path, dict(row0, mode=variant["mode"], nprobe=nprobe, nq=nq, sweep=sweep,
-                                         error=repr(e)))
+                log(f"    {backend.library}/{dtype} nq={nq}: failed {e!r}")
+                for v in todo:
+                    write_row(out_path, dict(row0, mode=v["mode"], nprobe=nprobe, nq=nq, sweep=sweep,
+                                             error=repr(e)))
                 return
-            I = to_np(r.pop("I"))
-            nrec = I.shape[0]
-            rec = recall_at_k(I, gt_I, k)
-            rec_tie = recall_tie_aware(I[:2000], xq_np[:min(nrec, 2000)], xb, gt_D, k, ds.metric)
-            last_qps[key] = r["qps"]
-            row = dict(row0, mode=variant["mode"], nprobe=nprobe, sweep=sweep, recall=round(rec, 5),
-                       recall_tie=round(rec_tie, 5), **r, **backend.extra(variant, nq, nprobe),
-                       loadavg=round(os.getloadavg()[0], 2))
-            write_row(out_path, row)
-            lat = f" p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms" if nq == 1 else ""
-            log(f"    {backend.library:<12} {variant['mode']:<8} {dtype:<8} nprobe={nprobe!s:<4} nq={nq:<6}"
-                f" QPS {r['qps']:>10.0f}  recall {rec:.4f}{lat}")
+            load = round(os.getloadavg()[0], 2)
+            busy_after = round(cpu_busy(0.2), 2) if gate and gate.enabled else None
+            for v, r in zip(todo, results):
+                I = to_np(r.pop("I"))
+                rec = recall_at_k(I, gt_I, k)
+                m = min(I.shape[0], 2000)
+                rec_tie = recall_tie_aware(I[:m], xq_np[:m], xb, gt_D, k, ds.metric)
+                last_qps[(v["mode"], nprobe)] = r["qps"]
+                row = dict(row0, mode=v["mode"], nprobe=nprobe, sweep=sweep, recall=round(rec, 5),
+                           recall_tie=round(rec_tie, 5), **r, **backend.extra(v, nq, nprobe),
+                           loadavg=load, interleaved_with=len(todo),
+                           others_busy_before=None if busy_before is None else round(busy_before, 2),
+                           others_busy_after=busy_after)
+                write_row(out_path, row)
+                lat = f" p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms" if nq == 1 else ""
+                log(f"    {backend.library:<12} {v['mode']:<8} {dtype:<8} nprobe={nprobe!s:<4} nq={nq:<6}"
+                    f" QPS {r['qps']:>10.0f}  recall {rec:.4f}{lat}")
 
         if backend.ivf:
             for nprobe in cfg.get("nprobes", []):
-                for v in backend.sweep_variants(dtype):
-                    measure(v, nprobe, cfg["sweep_nq"], "nprobe")
+                measure(backend.sweep_variants(dtype), nprobe, cfg["sweep_nq"], "nprobe")
         for nq in cfg["nqs"]:
-            for v in backend.variants(dtype):
-                measure(v, cfg["nprobe"] if backend.ivf else None, nq, "nq")
+            measure(backend.variants(dtype), cfg["nprobe"] if backend.ivf else None, nq, "nq")
 
         if cfg.get("add_test", True) and not deadline.expired():
             xadd = ds.load("xadd")
