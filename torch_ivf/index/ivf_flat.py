@@ -34,6 +34,15 @@ class FlatCodes:
             s = 2 * s - self.invlists.data["sqnorms"][start:end][None, :]
         return s
 
+    _batched_lists = True
+
+    def _score_lists(self, ctx, qsel, pos, lists):
+        x = self.invlists.data["vectors"][pos].to(self._compute_dtype())  # (B, S, d)
+        s = torch.bmm(ctx["q"][qsel], x.transpose(1, 2)).float()  # (B, C, S)
+        if self.metric == "l2":
+            s = 2 * s - self.invlists.data["sqnorms"][pos][:, None, :]
+        return s
+
     def _score_gathered(self, ctx, qsel, pos, lists):
         x = self.invlists.data["vectors"][pos].to(self._compute_dtype())  # (b, R, d)
         s = torch.bmm(x, ctx["q"][qsel][:, :, None]).squeeze(2).float()
