@@ -103,4 +103,7 @@ class IndexPlan:
 
 
 def is_ivf(index) -> bool:
-    return index is not None and getattr(index, "nlist", None) is not None
+    from torch_ivf import IndexFlat, IndexIVF
+
+    # IndexFlat is an IVF with one list in this engine; "IVF" here means trained coarse lists.
+    return isinstance(index, IndexIVF) and not isinstance(index, IndexFlat)
