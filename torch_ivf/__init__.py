@@ -1,10 +1,10 @@
 """torch-ivf: PyTorch-native vector search with a Faiss-like API, on any torch device."""
 from .factory import index_factory
 from .index import (METRIC_INNER_PRODUCT, METRIC_L2, Index, IndexFlat, IndexFlatIP, IndexFlatL2, IndexIVF,
-                    IndexIVFFlat, SearchParams)
+                    IndexIVFFlat, IndexIVFPQ, SearchParams)
 from .io import read_index, write_index
 from .kmeans import kmeans
 
 __version__ = "0.2.0"
-__all__ = ["Index", "IndexIVF", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "SearchParams",
+__all__ = ["Index", "IndexIVF", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "SearchParams",
            "METRIC_L2", "METRIC_INNER_PRODUCT", "index_factory", "read_index", "write_index", "kmeans"]

@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import re
 
-from .index.flat import IndexFlat
-from .index.ivf_flat import IndexIVFFlat
-
 _BUILDERS = []  # (regex, builder(match, d, metric, kwargs)); index modules append to this
 
 
@@ -14,6 +11,12 @@ def register_factory(pattern: str):
         _BUILDERS.append((re.compile(pattern + r"$"), fn))
         return fn
     return wrap
+
+
+# Imported after register_factory exists: index modules (imported by the index package) register
+# their own descriptions at import time.
+from .index.flat import IndexFlat  # noqa: E402
+from .index.ivf_flat import IndexIVFFlat  # noqa: E402
 
 
 @register_factory(r"Flat")

@@ -5,9 +5,10 @@ from .base import METRIC_INNER_PRODUCT, METRIC_L2, Index, SearchParams
 from .flat import IndexFlat, IndexFlatIP, IndexFlatL2
 from .ivf import IndexIVF
 from .ivf_flat import IndexIVFFlat
+from .ivf_pq import IndexIVFPQ
 
-for _cls in (IndexFlat, IndexFlatL2, IndexFlatIP, IndexIVFFlat):
+for _cls in (IndexFlat, IndexFlatL2, IndexFlatIP, IndexIVFFlat, IndexIVFPQ):
     _io.register(_cls)
 
-__all__ = ["Index", "IndexIVF", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "SearchParams",
+__all__ = ["Index", "IndexIVF", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "SearchParams",
            "METRIC_L2", "METRIC_INNER_PRODUCT"]

@@ -168,3 +168,11 @@ class IndexIVFPQ(IndexIVF):
         if self.metric == "l2":
             return (ctx["qnorm"][:, None] - scores).clamp_min(0)
         return scores
+
+
+from ..factory import register_factory  # noqa: E402  (factory defines it before importing index modules)
+
+
+@register_factory(r"IVF(\d+),PQ(\d+)(?:x(\d+))?")
+def _ivf_pq(m, d, metric, kw):
+    return IndexIVFPQ(d, int(m.group(1)), int(m.group(2)), int(m.group(3) or 8), metric, **kw)
