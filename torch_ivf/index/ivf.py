@@ -300,14 +300,16 @@ class IndexIVF(Index):
         self.invlists.load_packed(tensors)
 
     # ---- search -------------------------------------------------------------------------
-    def _coarse(self, q: torch.Tensor, nprobe: int) -> torch.Tensor:
+    def _coarse(self, q: torch.Tensor, nprobe: int):
+        """(probed lists (nq, nprobe), coarse scores of every list (nq, nlist) or None for one list).
+
+        The l2 score 2q.c - ||c||^2 ranks lists like -||q - c||^2; residual codecs reuse it."""
         if self.nlist == 1:
-            return torch.zeros(q.shape[0], 1, dtype=torch.int64, device=q.device)
-        cn = (self.centroids * self.centroids).sum(1) if self.coarse_metric == "l2" else None
+            return torch.zeros(q.shape[0], 1, dtype=torch.int64, device=q.device), None
         s = q @ self.centroids.T
-        if cn is not None:
-            s = 2 * s - cn[None, :]
-        return s.topk(nprobe, dim=1).indices
+        if self.coarse_metric == "l2":
+            s = 2 * s - (self.centroids * self.centroids).sum(1)[None, :]
+        return s.topk(nprobe, dim=1).indices, s
 
     def _pick_mode(self, nq: int, nprobe: int) -> str:
         if self.search_mode != "auto":
@@ -329,8 +331,9 @@ class IndexIVF(Index):
             raise ValueError(f"params.nprobe must be a positive int, got {params.nprobe!r}")
         max_codes = self.max_codes if params.max_codes is None else int(params.max_codes)
         qt = self._transform(q)
-        probe = self._coarse(qt, nprobe)
+        probe, coarse = self._coarse(qt, nprobe)
         ctx = self._query_context(qt, probe)
+        ctx["coarse_all"] = coarse
         if self._pick_mode(nq, nprobe) == "matrix":
             scores, pos = self._scan_matrix(ctx, probe, k, mask, max_codes)
         else:

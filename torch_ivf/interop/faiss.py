@@ -93,7 +93,7 @@ def from_faiss(faiss_index, *, device=None, dtype=torch.float32):
         index.centroids = torch.from_numpy(ivf.quantizer.reconstruct_n(0, ivf.nlist)).float().to(index.device)
         for lst, ids, codes in read_faiss_lists(ivf, np.float32):
             x = torch.from_numpy(codes).to(index.device)
-            fields = index._encode(x, None)
+            fields = index._encode(x, torch.full((len(ids),), lst, dtype=torch.int64, device=index.device))
             fields["labels"] = torch.from_numpy(ids)
             load_lists(index, np.full(len(ids), lst), fields)
         return index
@@ -110,12 +110,13 @@ def to_faiss(index):
     if isinstance(index, IndexFlat):
         out = faiss.IndexFlat(index.d, metric)
         if index.ntotal:
-            pos, _, labels = stored_rows(index)
+            pos, lists, labels = stored_rows(index)
+            x = index._decode(pos, lists).cpu().numpy()
             if not torch.equal(labels.cpu(), torch.arange(index.ntotal)):
                 out = faiss.IndexIDMap2(out)
-                out.add_with_ids(index.invlists.data["vectors"][pos].float().cpu().numpy(), labels.cpu().numpy())
+                out.add_with_ids(x, labels.cpu().numpy())
             else:
-                out.add(index.invlists.data["vectors"][pos].float().cpu().numpy())
+                out.add(x)
         return out
     if type(index) is IndexIVFFlat:
         quantizer = faiss.IndexFlat(index.d, metric)
@@ -124,8 +125,7 @@ def to_faiss(index):
         out.is_trained = True
         out.nprobe = min(index.nprobe, index.nlist)
         pos, lists, labels = stored_rows(index)
-        codes = index.invlists.data["vectors"][pos].float().cpu().numpy()
-        write_faiss_lists(out, lists, labels, codes)
+        write_faiss_lists(out, lists, labels, index._decode(pos, lists).cpu().numpy())
         quantizer.this.disown()  # faiss frees the quantizer with the index
         out.own_fields = True
         return out
