@@ -82,6 +82,7 @@ def main():
     ap.add_argument("--nprobe", type=int, default=16)
     ap.add_argument("--old-site", default=None)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--bruteforce", action="store_true")
     a = ap.parse_args()
     out_dir = os.environ.get("OUT", ".")
     sink = open(os.path.join(out_dir, f"gpu_modes_d{a.d}.jsonl"), "a")
@@ -111,25 +112,27 @@ def main():
              bytes_per_vector_capacity=mem / index.ntotal, raw=a.d * (4 if dtype == torch.float32 else 2))
         for nq in (1, 64, 1024, 19600):
             q = xq[:nq]
-            for mode in ("matrix", "grouped", "auto"):
-                if mode == "matrix" and nq > 1024:
+            for mode in ("matrix", "matrix-torch", "grouped", "auto"):
+                if mode == "matrix-torch" and nq > 64:
                     continue
-                index.search_mode = mode
+                index.search_mode = mode.split("-")[0]
+                ti.kernels.enabled = mode != "matrix-torch"
                 med, ts, (D, I) = timed(lambda: index.search(q, 10), 30 if nq == 1 else 5)
                 emit(kind="search", lib="ours", dtype=str(dtype), mode=mode, nq=nq, qps=nq / med,
                      p50_ms=med * 1e3, p99_ms=float(np.percentile(ts, 99)) * 1e3, recall=recall(I, G[:nq]))
         if a.profile and dtype == torch.float32:
             from torch.profiler import ProfilerActivity, profile
-            for mode, nq in (("matrix", 1), ("grouped", 19600), ("matrix", 64)):
+            for mode, nq in (("matrix", 1), ("grouped", 19600), ("grouped", 64), ("matrix", 1024)):
                 index.search_mode = mode
                 with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
                     for _ in range(3):
                         index.search(xq[:nq], 10)
                     torch.cuda.synchronize()
-                print(f"--- profile {mode} nq={nq}")
-                print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12))
+                with open(os.path.join(out_dir, f"profile_d{a.d}.txt"), "a") as f:
+                    f.write(f"--- profile {mode} nq={nq}\n")
+                    f.write(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15) + "\n")
         del index
-    for dtype in (torch.float32, torch.float16):
+    for dtype in (torch.float32, torch.float16) if a.bruteforce else ():
         xbd, xn = xb.to(dtype), (xb * xb).sum(1)
         for nq in (1, 64, 1024, 19600):
             q = xq[:nq].to(dtype)

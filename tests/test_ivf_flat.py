@@ -193,10 +193,11 @@ def test_faiss_constructor_form_and_factory(data):
 
 
 @pytest.mark.parametrize("metric", ["l2", "ip"])
-def test_bucketed_scan_matches_per_list_scan(data, metric, monkeypatch):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_bucketed_scan_matches_per_list_scan(data, metric, dtype, monkeypatch):
     """The accelerator path (lists batched by size) is checked on CPU against the per-list loop."""
     xb, xq = data
-    index = ti.IndexIVFFlat(32, 64, metric, nprobe=8, search_mode="grouped")
+    index = ti.IndexIVFFlat(32, 64, metric, nprobe=8, search_mode="grouped", dtype=dtype)
     index.train(xb)
     index.add(xb)
     for params in (ti.SearchParams(), ti.SearchParams(allowed=np.arange(0, len(xb), 7)), ti.SearchParams(max_codes=900)):

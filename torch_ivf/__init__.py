@@ -1,10 +1,11 @@
 """torch-ivf: PyTorch-native vector search with a Faiss-like API, on any torch device."""
 from .factory import index_factory
 from .index import (METRIC_INNER_PRODUCT, METRIC_L2, Index, IndexFlat, IndexFlatIP, IndexFlatL2, IndexIVF,
-                    IndexIVFFlat, IndexIVFPQ, SearchParams)
+                    IndexIVFFlat, IndexIVFPQ, IndexIVFPQPanorama, SearchParams)
 from .io import read_index, write_index
+from . import kernels
 from .kmeans import kmeans
 
 __version__ = "0.2.0"
-__all__ = ["Index", "IndexIVF", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "SearchParams",
+__all__ = ["Index", "IndexIVF", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "IndexIVFPQPanorama", "SearchParams",
            "METRIC_L2", "METRIC_INNER_PRODUCT", "index_factory", "read_index", "write_index", "kmeans"]

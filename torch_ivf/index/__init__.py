@@ -6,9 +6,10 @@ from .flat import IndexFlat, IndexFlatIP, IndexFlatL2
 from .ivf import IndexIVF
 from .ivf_flat import IndexIVFFlat
 from .ivf_pq import IndexIVFPQ
+from .ivf_pq_panorama import IndexIVFPQPanorama
 
-for _cls in (IndexFlat, IndexFlatL2, IndexFlatIP, IndexIVFFlat, IndexIVFPQ):
+for _cls in (IndexFlat, IndexFlatL2, IndexFlatIP, IndexIVFFlat, IndexIVFPQ, IndexIVFPQPanorama):
     _io.register(_cls)
 
-__all__ = ["Index", "IndexIVF", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "SearchParams",
+__all__ = ["Index", "IndexIVF", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "IndexIVFPQPanorama", "SearchParams",
            "METRIC_L2", "METRIC_INNER_PRODUCT"]

@@ -139,9 +139,11 @@ class IndexIVF(Index):
         """Scores (len(qsel), end - start) of queries qsel against slab rows [start, end) of one list."""
         raise NotImplementedError
 
-    def _score_lists(self, ctx: dict, qsel: torch.Tensor, pos: torch.Tensor, lists: torch.Tensor) -> torch.Tensor:
-        """Optional: scores (B, C, S) of queries qsel (B, C) against slab rows pos (B, S) of lists (B,).
-        Codecs that implement it set ``_batched_lists = True`` to get the bucketed GPU scan."""
+    def _score_lists(self, ctx: dict, qsel: torch.Tensor, pos: torch.Tensor, lists: torch.Tensor, row_ok: torch.Tensor):
+        """Optional: (scores (B, C, S), pair term (B, C, 1) or None) of queries qsel (B, C) against slab
+        rows pos (B, S) of lists (B,); rows where row_ok is False must score -inf. The pair term is
+        constant along S, so it is added after the top-k. Codecs that implement this set
+        ``_batched_lists = True`` to get the bucketed GPU scan."""
         raise NotImplementedError
 
     def _score_gathered(self, ctx: dict, qsel: torch.Tensor, pos: torch.Tensor, lists: torch.Tensor) -> torch.Tensor:
@@ -349,29 +351,43 @@ class IndexIVF(Index):
         return scores.masked_fill(~mask[self.invlists.data["labels"][pos]], float("-inf"))
 
     def _scan_matrix(self, ctx, probe, k, mask, max_codes):
-        """Padded gather over (query, probed list, row): few launches, no host sync."""
+        """Padded layout over (query, probed list, row): few launches and no host sync."""
         nq, P = probe.shape
         starts, sizes = self.invlists.device_meta()
         maxlen = max(self.invlists.max_size, 1)
+        fused = self._fused_padded()
+        chunk = max(1, _SCORE_BUDGET // (P * maxlen * (1 if fused else self._gather_cost())))
         ar = torch.arange(maxlen, device=self.device)
-        chunk = max(1, _SCORE_BUDGET // (P * maxlen * self._gather_cost()))
         out_s, out_p = [], []
         for c in range(0, nq, chunk):
             ls = probe[c : c + chunk]
+            b = ls.shape[0]
+            qsel = torch.arange(c, c + b, device=self.device)
             lens = sizes[ls]
-            valid = ar < lens[..., None]
-            if max_codes:
-                before = torch.cumsum(lens, 1) - lens
-                valid &= (before[..., None] + ar) < max_codes
-            pos = torch.where(valid, starts[ls][..., None] + ar, 0).reshape(ls.shape[0], -1)
-            lists = ls[..., None].expand(-1, -1, maxlen).reshape(ls.shape[0], -1)
-            qsel = torch.arange(c, c + ls.shape[0], device=self.device)
-            s = self._score_gathered(ctx, qsel, pos, lists).masked_fill(~valid.reshape(ls.shape[0], -1), float("-inf"))
-            s = self._filter(s, pos, mask)
+            before = torch.cumsum(lens, 1) - lens if max_codes else None
+            if fused:
+                s = self._score_padded(ctx, qsel, ls, before, mask, max_codes, maxlen)
+            else:
+                valid = ar < lens[..., None]
+                if before is not None:
+                    valid &= (before[..., None] + ar) < max_codes
+                pos = torch.where(valid, starts[ls][..., None] + ar, 0).reshape(b, -1)
+                lists = ls[..., None].expand(-1, -1, maxlen).reshape(b, -1)
+                s = self._score_gathered(ctx, qsel, pos, lists).masked_fill(~valid.reshape(b, -1), float("-inf"))
+                s = self._filter(s, pos, mask)
             top = s.topk(min(k, s.shape[1]), dim=1)
+            probe_col, row = top.indices // maxlen, top.indices % maxlen
             out_s.append(top.values)
-            out_p.append(pos.gather(1, top.indices))
+            out_p.append(starts[ls.gather(1, probe_col)] + row)
         return _pad_k(torch.cat(out_s), torch.cat(out_p), k)
+
+    def _fused_padded(self) -> bool:
+        """True where the codec scores the padded layout in one kernel (``_score_padded``)."""
+        return False
+
+    def _score_padded(self, ctx, qsel, probe, before, mask, max_codes, maxlen) -> torch.Tensor:
+        """Scores (b, nprobe * maxlen) with -inf for absent, filtered and past-max_codes rows."""
+        raise NotImplementedError
 
     def _gather_cost(self) -> int:
         """Elements materialised per gathered row (d for flat codes)."""
@@ -447,15 +463,15 @@ class IndexIVF(Index):
             pos = torch.where(row_ok, starts_d[lists][:, None] + ar_s, 0)  # (B, S)
             q_ok = ar_c < counts_d[lists][:, None]
             pair = order[torch.where(q_ok, first_d[lists][:, None] + ar_c, 0)]  # (B, C) pair rows
-            s = self._score_lists(ctx, qidx[pair], pos, lists)  # (B, C, S)
-            s = s.masked_fill(~row_ok[:, None, :], float("-inf"))
             if mask is not None:
-                s = s.masked_fill(~mask[self.invlists.data["labels"][pos]][:, None, :], float("-inf"))
+                row_ok = row_ok & mask[self.invlists.data["labels"][pos]]
+            s, pair_term = self._score_lists(ctx, qidx[pair], pos, lists, row_ok)  # (B, C, S)
             top = s.topk(min(k, smax), dim=2)
-            kk = top.values.shape[2]
+            values = top.values if pair_term is None else top.values + pair_term
+            kk = values.shape[2]
             p = pos[:, None, :].expand(-1, cmax, -1).gather(2, top.indices)
             rows = pair[q_ok]
-            cand_s[rows, :kk] = top.values[q_ok]
+            cand_s[rows, :kk] = values[q_ok]
             cand_p[rows, :kk] = p[q_ok]
 
     def _scan_list(self, ctx, qsel, lst, start, size, k, mask):

@@ -1,0 +1,266 @@
+"""IVFPQ with Panorama pruning: identical results to IndexIVFPQ (same centroids and codebooks), but
+most candidates are dropped after a few levels of look-ups.
+
+Levels group the M sub-quantizers (M/L each, i.e. d/L dimensions). Per vector we keep the init term
+and the L suffix norms of the decoded residual. The threshold is the running k-th best per query:
+seeded by fully scoring each query's nearest list (grouped scan), or, in the batched ("matrix") scan,
+by processing probes in waves ordered by coarse distance (1, 1, 2, 4, ... lists per wave) so every wave
+after the first starts from a finite threshold — the GPU-style parallel form.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..panorama import PanoramaStats, bound_slack, panorama_stats, pruned_scores, round_up_half, suffix_norms
+from ..transforms import PanoramaTransform
+from .ivf import _SCORE_BUDGET
+from .ivf_pq import IndexIVFPQ, _split_quantizer_args
+
+_NORM_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
+class PanoramaScan:
+    """Scanner mixin: running top-k threshold, pruned grouped scan, wave-ordered batched scan.
+
+    The index supplies ``_pairs_ctx(ctx) -> (level_part, exact)`` closures, ``_base(ctx, qi, pos, ct)``
+    and the fields ``tails`` (suffix norms) in its inverted lists.
+    """
+
+    def _coef(self) -> float:
+        return 2.0 if self.metric == "l2" else 1.0
+
+    def _pano_ctx(self, ctx, q) -> dict:
+        ctx["qtail"] = suffix_norms(q, self.n_levels)
+        ctx["stats"] = self.panorama_stats = PanoramaStats()
+        ctx["best"] = None
+        return ctx
+
+    def _dense_scan(self, ctx, qsel, pos, ct, thr, valid=None):
+        """Scores (b, R) of queries qsel (b,) against rows pos ((1, R) or (b, R)); ct broadcastable to
+        (b, R); thr (b, R) (+inf where a row must not be scored). Level 0 and the first bound run
+        dense (no index bookkeeping); the few survivors continue pairwise."""
+        level_part, exact = self._pairs_fns(ctx)
+        ytail, qtail, coef = self.invlists.data["tails"], ctx["qtail"], self._coef()
+        stats, dl = ctx["stats"], self.d // self.n_levels
+        qb = qsel[:, None]
+        base = ct - self.invlists.data["init"][pos]
+        partial = base + level_part(qb, pos, 0)
+        slack = bound_slack(base, coef * qtail[qsel, 0][:, None] * ytail[pos, 0].float(), thr)
+        b, R = partial.shape
+        n_valid = b * R if valid is None else int(valid.sum())
+        stats.total_dims += n_valid * self.d
+        stats.total_dims_scanned += n_valid * dl
+        keep = partial + slack >= thr if self.n_levels == 1 else \
+            partial + coef * qtail[qsel, 1][:, None] * ytail[pos, 1].float() + slack >= thr
+        if valid is not None:
+            keep &= valid
+        bi, ri = torch.nonzero(keep, as_tuple=True)
+        posx = pos.expand(b, R)
+        ctx_ = ct.expand(b, R)
+        pp = posx[bi, ri]
+        ctp = ctx_[bi, ri]
+        s = pruned_scores(qsel[bi], pp, partial[bi, ri], slack[bi, ri], thr[bi, ri], first_level=1,
+                          level_part=level_part, exact=lambda a, p, i: exact(a, p, ctp[i]), qtail=qtail,
+                          ytail=ytail, coef=coef, stats=stats, dims_per_level=dl)
+        out = torch.full((b, R), float("-inf"), device=self.device)
+        out[bi, ri] = s
+        return out
+
+    def _merge_best(self, ctx, qsel, values, k):
+        cur = ctx["best"][qsel]
+        new = torch.cat([cur, values], 1).topk(k, dim=1).values
+        ctx["best"][qsel] = new
+        ctx["thr"][qsel] = new[:, -1]
+
+    def _seed(self, ctx, k, mask):
+        """Exact top-k of each query's nearest probed list: the first finite threshold."""
+        probe = ctx["probe"]
+        nq = probe.shape[0]
+        ctx["best"] = torch.full((nq, k), float("-inf"), device=self.device)
+        ctx["thr"] = torch.full((nq,), float("-inf"), device=self.device)
+        starts, sizes = self.invlists.device_meta()
+        lens = sizes[probe[:, 0]]
+        maxlen = int(lens.max()) if nq else 0
+        if maxlen == 0:
+            return
+        ar = torch.arange(maxlen, device=self.device)
+        _, exact = self._pairs_fns(ctx)
+        chunk = max(1, _SCORE_BUDGET // (maxlen * self.M))
+        for c in range(0, nq, chunk):
+            qsel = torch.arange(c, min(nq, c + chunk), device=self.device)
+            valid = ar < lens[qsel, None]
+            pos = torch.where(valid, starts[probe[qsel, 0]][:, None] + ar, 0)
+            s = exact(qsel[:, None], pos, ctx["ct"][qsel, 0][:, None]).masked_fill(~valid, float("-inf"))
+            s = self._filter(s, pos, mask)
+            ctx["stats"].total_dims_scanned += int(valid.sum()) * self.d
+            top = s.topk(min(k, maxlen), dim=1).values
+            self._merge_best(ctx, qsel, top, k)
+
+    def _scan_list(self, ctx, qsel, lst, start, size, k, mask):
+        if ctx["best"] is None:
+            self._seed(ctx, k, mask)
+        b = qsel.shape[0]
+        col = (ctx["probe"][qsel] == lst).int().argmax(1)
+        ctq = ctx["ct"][qsel, col]
+        rows = max(1, _SCORE_BUDGET // max(1, b * self.M))
+        best_s = best_p = None
+        for a in range(start, start + size, rows):
+            e = min(a + rows, start + size)
+            R = e - a
+            pos = torch.arange(a, e, device=self.device)[None, :]
+            thr = ctx["thr"][qsel][:, None].expand(b, R)
+            if mask is not None:  # filtered-out rows never count, not even for the threshold
+                thr = thr.masked_fill(~mask[self.invlists.data["labels"][pos]], float("inf"))
+            s = self._dense_scan(ctx, qsel, pos, ctq[:, None], thr)
+            top = s.topk(min(k, R), dim=1)
+            s, p = top.values, a + top.indices
+            if best_s is not None:
+                s, p = torch.cat([best_s, s], 1), torch.cat([best_p, p], 1)
+                top = s.topk(min(k, s.shape[1]), dim=1)
+                s, p = top.values, p.gather(1, top.indices)
+            best_s, best_p = s, p
+        fresh = ctx["probe"][qsel, 0] != lst  # the seed list is already in the running top-k
+        if bool(fresh.any()):
+            self._merge_best(ctx, qsel[fresh], best_s[fresh], k)
+        return best_s, best_p
+
+    def _scan_matrix(self, ctx, probe, k, mask, max_codes):
+        """Batched scan in waves of probes by coarse rank; each wave is one parallel pruned pass."""
+        nq, P = probe.shape
+        starts, sizes = self.invlists.device_meta()
+        best_s = torch.full((nq, k), float("-inf"), device=self.device)
+        best_p = torch.zeros((nq, k), dtype=torch.int64, device=self.device)
+        allq = torch.arange(nq, device=self.device)
+        before = torch.cumsum(sizes[probe], 1) - sizes[probe]
+        c0, w = 0, 1
+        while c0 < P:
+            c1 = min(P, c0 + w)
+            ls = probe[:, c0:c1]
+            lens = sizes[ls]
+            maxlen = max(int(lens.max()), 1)
+            W = c1 - c0
+            chunk = max(1, _SCORE_BUDGET // (W * maxlen * 4))
+            ar = torch.arange(maxlen, device=self.device)
+            for c in range(0, nq, chunk):
+                qs = allq[c:c + chunk]
+                valid = ar < lens[qs, :, None]
+                if max_codes:
+                    valid &= (before[qs, c0:c1, None] + ar) < max_codes
+                pos = torch.where(valid, starts[ls[qs]][..., None] + ar, 0).reshape(qs.shape[0], -1)
+                valid = valid.reshape(qs.shape[0], -1)
+                thr = best_s[qs, -1][:, None].expand_as(pos)
+                if mask is not None:
+                    thr = thr.masked_fill(~mask[self.invlists.data["labels"][pos]], float("inf"))
+                ct = ctx["ct"][qs, c0:c1][..., None].expand(-1, -1, maxlen).reshape(qs.shape[0], -1)
+                dense_s = self._dense_scan(ctx, qs, pos, ct, thr, valid)
+                dense_p = pos
+                top = dense_s.topk(min(k, dense_s.shape[1]), dim=1)
+                cs = torch.cat([best_s[qs], top.values], 1)
+                cp = torch.cat([best_p[qs], dense_p.gather(1, top.indices)], 1)
+                top = cs.topk(k, dim=1)
+                best_s[qs], best_p[qs] = top.values, cp.gather(1, top.indices)
+            c0, w = c1, w * 2
+        return best_s, best_p
+
+
+class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
+    """``IndexIVFPQPanorama(d, nlist, M, nbits=8, n_levels=8, metric="l2", *, transform=True, ...)``
+    or with Faiss's leading quantizer. ``transform``: learn a PanoramaTransform (front-loads energy;
+    without it pruning is weak unless the data already is). ``norm_dtype="float16"`` halves the suffix
+    norm storage (rounded up, so the bound stays valid)."""
+
+    def __init__(self, *args, **kwargs):
+        args, kwargs = _split_quantizer_args(args, kwargs)
+        self._init_panorama(*args, **kwargs)
+
+    def _init_panorama(self, d, nlist, M, nbits=8, n_levels=8, metric="l2", *, transform=True, cap=8.0,
+                       norm_dtype="float32", **kwargs):
+        if isinstance(n_levels, bool) or not isinstance(n_levels, (int, np.integer)) or n_levels <= 0:
+            raise ValueError(f"n_levels must be a positive int, got {n_levels!r}")
+        if isinstance(M, (int, np.integer)) and M > 0 and M % n_levels:
+            raise ValueError(f"n_levels must divide M={M}, got n_levels={n_levels}")
+        if not isinstance(transform, bool):
+            raise TypeError(f"transform must be a bool, got {type(transform).__name__}")
+        if norm_dtype not in _NORM_DTYPES:
+            raise ValueError(f"norm_dtype must be one of {sorted(_NORM_DTYPES)}, got {norm_dtype!r}")
+        self.n_levels, self.use_transform, self.cap, self.norm_dtype = int(n_levels), transform, float(cap), norm_dtype
+        self.panorama_stats = PanoramaStats()
+        self._init_pq(d, nlist, M, nbits, metric, **kwargs)
+        self.ptransform = PanoramaTransform(self.d, self.n_levels, cap=self.cap, seed=self.seed + 3,
+                                            device=self.device) if transform else None
+
+    def config(self) -> dict:
+        return {**super().config(), "n_levels": self.n_levels, "transform": self.use_transform,
+                "cap": self.cap, "norm_dtype": self.norm_dtype}
+
+    # ---- transform + codec ------------------------------------------------------------------
+    def _transform(self, x):
+        return self.ptransform.apply(x) if self.ptransform is not None and self.ptransform.is_trained else x
+
+    def _untransform(self, x):
+        return self.ptransform.reverse(x) if self.ptransform is not None and self.ptransform.is_trained else x
+
+    def _fit(self, x) -> None:
+        if self.ptransform is not None and not self.ptransform.is_trained:
+            self.ptransform.train(x)
+        super()._fit(x)
+
+    @property
+    def is_trained(self) -> bool:
+        return super().is_trained and (self.ptransform is None or self.ptransform.is_trained)
+
+    def _fields(self) -> dict:
+        return {**super()._fields(), "tails": ((self.n_levels,), _NORM_DTYPES[self.norm_dtype])}
+
+    def _fields_from_codes(self, codes, lists) -> dict:
+        fields = super()._fields_from_codes(codes, lists)
+        tails = suffix_norms(self.pq.decode(codes), self.n_levels)
+        fields["tails"] = round_up_half(tails) if self.norm_dtype == "float16" else tails
+        return fields
+
+    def _codec_tensors(self) -> dict:
+        out = super()._codec_tensors()
+        if self.ptransform is not None:
+            out["panorama_matrix"] = self.ptransform.matrix
+        return out
+
+    def _load_codec_tensors(self, tensors) -> None:
+        super()._load_codec_tensors(tensors)
+        if self.ptransform is not None:
+            if "panorama_matrix" in tensors and tensors["panorama_matrix"].numel():
+                self.ptransform.set_matrix(tensors["panorama_matrix"])
+            self.ptransform.to(self.device)
+
+    # ---- scanner --------------------------------------------------------------------------
+    def _query_context(self, q, probe) -> dict:
+        return self._pano_ctx(super()._query_context(q, probe), q)
+
+    def _base(self, ctx, pos, ct):
+        return ct - self.invlists.data["init"][pos]
+
+    def _pairs_fns(self, ctx):
+        ml = self.M // self.n_levels
+        codes, lut, off = self.invlists.data["codes"], ctx["lut"], ctx["offsets"]
+
+        def level_part(qi, pos, j):  # qi, pos broadcastable
+            idx = codes[pos, j * ml:(j + 1) * ml].long() + off[j * ml:(j + 1) * ml]
+            return lut[qi[..., None], idx].sum(-1)
+
+        def exact(qi, pos, ct):
+            return self.pair_scores(ctx, qi, pos, ct)
+        return level_part, exact
+
+    def _search(self, q, k, params):
+        out = super()._search(q, k, params)
+        panorama_stats.add(self.panorama_stats)
+        return out
+
+
+from ..factory import register_factory  # noqa: E402
+
+
+@register_factory(r"(PanoramaT,)?IVF(\d+),PQ(\d+)(?:x(\d+))?Panorama(\d+)")
+def _ivf_pq_panorama(m, d, metric, kw):
+    return IndexIVFPQPanorama(d, int(m.group(2)), int(m.group(3)), int(m.group(4) or 8), int(m.group(5)), metric,
+                              transform=bool(m.group(1)), **kw)

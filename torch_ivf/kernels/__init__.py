@@ -1,0 +1,17 @@
+"""Optional Triton fast paths. The pure-torch code in torch_ivf.index is the reference and always
+runs where Triton is absent (CPUs, DirectML) or disabled (``torch_ivf.kernels.enabled = False``)."""
+from __future__ import annotations
+
+import torch
+
+enabled = True
+
+try:  # Triton ships with CUDA and ROCm builds of PyTorch; anything else uses the torch path.
+    import triton  # noqa: F401
+    _HAVE_TRITON = True
+except ImportError:  # pragma: no cover - depends on the install
+    _HAVE_TRITON = False
+
+
+def available(device: torch.device) -> bool:
+    return enabled and _HAVE_TRITON and device.type == "cuda"
