@@ -1,0 +1,72 @@
+"""Run the store benchmarks and write benchmarks/results/stores-<tag>.json and .md.
+
+    python -m benchmarks.stores.run [--tag cpu] [--skip-embedding]
+
+The FAISS store comparison needs langchain-community importable; without touching your environment:
+    pip download --no-deps -d /tmp/lcc langchain-community
+    pip install --no-deps --target /tmp/lcc_site /tmp/lcc/langchain_community-*.whl
+    PYTHONPATH=/tmp/lcc_site python -m benchmarks.stores.run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+from . import data, delete_add_rounds, filter_starvation, from_documents
+
+RESULTS = os.path.join(data.REPO, "benchmarks", "results")
+
+
+def markdown(res: dict) -> str:
+    lines = [f"# Store benchmarks ({res['tag']}, {res['machine']['cpus']} CPUs, torch {res['machine']['torch']})", ""]
+    fs = res["filter_starvation"]
+    lines += [f"## Filter starvation: {fs['documents']} real MiniLM passages, filter matches "
+              f"{fs['filter_matches']} (1%), k = {fs['k']}, {fs['queries']} queries", "",
+              "| store | mean hits | min | queries with k | recall@k | median ms/query |", "|---|---|---|---|---|---|"]
+    for name, s in fs["stores"].items():
+        lines.append(f"| {name} | {s['mean_hits']} | {s['min_hits']} | {s['queries_with_k']}/{s['queries']} | "
+                     f"{s['recall_at_k']} | {s['median_ms_per_query']} |")
+    if "faiss_store" in fs:
+        lines.append(f"\n{fs['faiss_store']}")
+    if "from_documents" in res:
+        fd = res["from_documents"]
+        lines += ["", f"## from_documents, {fd['documents']} real passages, MiniLM on {fd['device']}", "",
+                  f"total {fd['total_s']} s = embedding {fd['embedding_s']} s + indexing {fd['indexing_s']} s "
+                  f"(indexing share {100 * fd['indexing_share']:.3f}%); index: {fd['index']}"]
+    dr = res["delete_add_rounds"]
+    lines += ["", f"## IVF store, {dr['documents']} documents, {dr['rounds']} rounds of delete {int(100 * dr['fraction'])}% "
+              f"/ add {int(100 * dr['fraction'])}% / search ({dr['search_sample']} probes per check)", "",
+              "| store | round | missing | wrong | not found at rank 1 | deleted returned | search errors | ms/query |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name, s in dr["stores"].items():
+        for r in s["rounds"]:
+            lines.append(f"| {name} | {r['round']} | {r['missing']} | {r['wrong']} | {r['search_not_at_rank1']} | "
+                         f"{r['resurrected']} | {r['search_errors']} | {r['search_ms_per_query']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tag", default="cpu")
+    parser.add_argument("--skip-embedding", action="store_true", help="skip the MiniLM from_documents run")
+    parser.add_argument("--embed-docs", type=int, default=2000)
+    args = parser.parse_args()
+    res = {"tag": args.tag, "machine": data.machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    res["filter_starvation"] = filter_starvation.run()
+    res["delete_add_rounds"] = delete_add_rounds.run()
+    if not args.skip_embedding:
+        res["from_documents"] = from_documents.run(n=args.embed_docs)
+    os.makedirs(RESULTS, exist_ok=True)
+    base = os.path.join(RESULTS, f"stores-{args.tag}")
+    with open(base + ".json", "w") as fh:
+        json.dump(res, fh, indent=1)
+    with open(base + ".md", "w") as fh:
+        fh.write(markdown(res))
+    print(markdown(res))
+
+
+if __name__ == "__main__":
+    main()
