@@ -42,3 +42,20 @@ def test_all_modes_agree_on_gpu():
             ref = (D.cpu().numpy(), I.cpu().numpy())
         else:
             assert_knn_equal(D.cpu().numpy(), I.cpu().numpy(), *ref, atol=1e-2)
+
+
+def test_graphed_small_batches_match_and_follow_updates():
+    xb, xq = clustered(20000, 32, centres=200, seed=35), clustered(64, 32, centres=200, seed=36)
+    index = ti.IndexIVFFlat(32, 50, nprobe=8, device="cuda", search_mode="matrix")
+    index.train(xb)
+    index.add(xb[:10000])
+    q = torch.from_numpy(xq).cuda()
+    for nq in (1, 7, 64):
+        D1, I1 = index.search(q[:nq], 10)  # captured
+        D2, I2 = index.search(q[:nq], 10)  # replayed
+        D3, I3 = index._search_core(q[:nq], 10, 8, 0, None, "matrix")  # not graphed
+        assert torch.equal(I1, I2) and torch.equal(I1, I3) and torch.equal(D1, D3)
+    index.add(xb[10000:])  # the graph must not serve stale lists
+    D4, I4 = index.search(q[:7], 10)
+    D5, I5 = index._search_core(q[:7], 10, 8, 0, None, "matrix")
+    assert torch.equal(I4, I5) and torch.equal(D4, D5)

@@ -31,6 +31,7 @@ class InvertedLists:
 
     def _changed(self) -> None:
         self._device_meta = None
+        self.version = getattr(self, "version", 0) + 1  # cached search graphs key on this
         self.ntotal = int(self.sizes.sum())
         self.max_size = int(self.sizes.max()) if self.nlist else 0
 

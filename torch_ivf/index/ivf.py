@@ -18,10 +18,9 @@ from .base import Index, SearchParams
 
 SEARCH_MODES = ("auto", "grouped", "csr", "matrix")
 _SCORE_BUDGET = 1 << 25  # elements of a temporary score / gather buffer per chunk (~128 MB fp32)
-# "auto" uses the padded matrix path while a batch probes at most this many (query, list) pairs:
-# on GPUs few kernel launches and no host sync beat the grouped loop there; on CPUs the batched
-# gather loses to per-list GEMMs at every nq measured (see benchmarks/).
-_MATRIX_PAIRS = {"cuda": 2048, "cpu": 0}
+# Thresholds of "auto" (see _pick_mode): measured on the H100 with d = 128 and 384.
+_MATRIX_BYTES = 12e9
+_MATRIX_PAIRS = 64
 
 
 class IndexIVF(Index):
@@ -314,13 +313,21 @@ class IndexIVF(Index):
         return s.topk(nprobe, dim=1).indices, s
 
     def _pick_mode(self, nq: int, nprobe: int) -> str:
+        """"auto": the cheaper path by a cost model fitted on measurements (benchmarks/results).
+
+        CPUs: always grouped (per-list GEMMs beat the gather at every nq measured). GPUs with the
+        fused Triton scan: matrix while it reads at most _MATRIX_BYTES (it streams every probed list
+        once per query, ~0.8 TB/s on an H100), grouped beyond (GEMMs share a list among its queries).
+        GPUs without it (DirectML, Triton missing): matrix only for a handful of pairs."""
         if self.search_mode != "auto":
             return self.search_mode
-        if self.nlist == 1:
+        if self.nlist == 1 or self.device.type == "cpu":
             return "grouped"
-        limit = _MATRIX_PAIRS.get(self.device.type, _MATRIX_PAIRS["cpu"])
-        padded = nq * nprobe * self.invlists.max_size
-        return "matrix" if nq * nprobe <= limit and padded <= 8 * _SCORE_BUDGET else "grouped"
+        if self._fused_padded():
+            element = torch.finfo(self.dtype).bits // 8
+            scanned = nq * nprobe * (self.ntotal / self.nlist) * self._gather_cost() * element
+            return "matrix" if scanned <= _MATRIX_BYTES else "grouped"
+        return "matrix" if nq * nprobe <= _MATRIX_PAIRS else "grouped"
 
     def _search(self, q: torch.Tensor, k: int, params: SearchParams):
         nq = q.shape[0]
@@ -332,11 +339,17 @@ class IndexIVF(Index):
         if nprobe <= 0:
             raise ValueError(f"params.nprobe must be a positive int, got {params.nprobe!r}")
         max_codes = self.max_codes if params.max_codes is None else int(params.max_codes)
+        mode = self._pick_mode(nq, nprobe)
+        if mode == "matrix" and mask is None and self._graph_ok(nq):
+            return self._search_graphed(q, k, nprobe, max_codes)
+        return self._search_core(q, k, nprobe, max_codes, mask, mode)
+
+    def _search_core(self, q, k, nprobe, max_codes, mask, mode):
         qt = self._transform(q)
         probe, coarse = self._coarse(qt, nprobe)
         ctx = self._query_context(qt, probe)
         ctx["coarse_all"] = coarse
-        if self._pick_mode(nq, nprobe) == "matrix":
+        if mode == "matrix":
             scores, pos = self._scan_matrix(ctx, probe, k, mask, max_codes)
         else:
             scores, pos = self._scan_grouped(ctx, probe, k, mask, max_codes)
@@ -344,6 +357,40 @@ class IndexIVF(Index):
         labels = torch.where(missing, -1, self.invlists.data["labels"][pos.clamp_min(0)])
         D = torch.where(missing, self.missing_distance, self._distances(ctx, scores))
         return D, labels
+
+    # ---- CUDA graphs for small batches ---------------------------------------------------
+    # A small search is ~30 small kernels whose launch cost (~1 ms of Python + driver time on an
+    # H100 for nq=1) dwarfs their work; replaying a captured graph launches them all at once.
+    _graph_safe = False  # codecs whose matrix scan never syncs with the host set this
+    _GRAPH_MAX_NQ = 256
+    _GRAPH_CACHE = 8
+
+    def _graph_ok(self, nq: int) -> bool:
+        return self._graph_safe and self.device.type == "cuda" and nq <= self._GRAPH_MAX_NQ
+
+    def _search_graphed(self, q, k, nprobe, max_codes):
+        from .. import kernels
+        key = (q.shape[0], k, nprobe, max_codes, self.invlists.version, self.centroids.data_ptr(), kernels.enabled)
+        cache = self.__dict__.setdefault("_graphs", {})
+        entry = cache.pop(key, None)
+        if entry is None:
+            static_q = q.clone()
+            side = torch.cuda.Stream(device=self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):  # warm-up: compiles kernels, fills caches outside the capture
+                self._search_core(static_q, k, nprobe, max_codes, None, "matrix")
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = self._search_core(static_q, k, nprobe, max_codes, None, "matrix")
+            entry = (graph, static_q, out)
+            while len(cache) >= self._GRAPH_CACHE:
+                cache.pop(next(iter(cache)))
+        cache[key] = entry  # most recently used last
+        graph, static_q, out = entry
+        static_q.copy_(q)
+        graph.replay()
+        return out[0].clone(), out[1].clone()
 
     def _filter(self, scores: torch.Tensor, pos: torch.Tensor, mask) -> torch.Tensor:
         if mask is None:

@@ -69,6 +69,7 @@ class FlatCodes:
         return self._finish(ctx, ctx["q"][qsel] @ x.T, None if bias is None else bias[None, :], qsel[:, None], list_id)
 
     _batched_lists = True
+    _graph_safe = True
 
     def _score_lists(self, ctx, qsel, pos, lists, row_ok):
         x = self.invlists.data["vectors"][pos].float()  # (B, S, d)

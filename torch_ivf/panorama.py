@@ -1,0 +1,81 @@
+"""Panorama: exact level-wise pruning with the Cauchy-Schwarz bound (shared by IVFPQ and IVFFlat).
+
+A candidate's score (larger is better) is ``base + sum over levels of level_part``; what is not yet
+scanned after level j-1 is an inner product over the remaining dimensions, so
+    score <= partial_j + coef * ||q_tail_j|| * ||y_tail_j||          (coef 2 for l2, 1 for ip)
+and a candidate whose bound is below the current k-th best score can be dropped without changing the
+result. Survivors get their exact score from the unpruned scorer, so results are identical to it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+_REL_SLACK = 1e-5  # bound slack relative to the magnitude of the summed terms (fp32 rounding of partials)
+
+
+@dataclass
+class PanoramaStats:
+    """Like Faiss's PanoramaStats: dimensions actually scanned versus those an unpruned scan reads."""
+    total_dims_scanned: int = 0
+    total_dims: int = 0
+
+    @property
+    def ratio_dims_scanned(self) -> float:
+        return self.total_dims_scanned / self.total_dims if self.total_dims else 1.0
+
+    def reset(self) -> None:
+        self.total_dims_scanned = self.total_dims = 0
+
+    def add(self, other: "PanoramaStats") -> None:
+        self.total_dims_scanned += other.total_dims_scanned
+        self.total_dims += other.total_dims
+
+
+panorama_stats = PanoramaStats()  # process-wide accumulator (Faiss: faiss.cvar.indexPanorama_stats)
+
+
+def suffix_norms(y: torch.Tensor, n_levels: int) -> torch.Tensor:
+    """(n, L): ||y[:, j*dl:]|| for each level j (the part not yet scanned before level j)."""
+    e = y.float().pow(2).view(y.shape[0], n_levels, -1).sum(-1)
+    return e.flip(1).cumsum(1).flip(1).clamp_min(0).sqrt()
+
+
+def round_up_half(t: torch.Tensor) -> torch.Tensor:
+    """float16 copy never below t, so a stored norm can only loosen the bound, never break it."""
+    h = t.half()
+    up = torch.nextafter(h.float(), torch.tensor(float("inf"))).half()
+    return torch.where(h.float() < t, up, h)
+
+
+def pruned_scores(qi, pos, partial, slack, thr, *, first_level, level_part, exact, qtail, ytail, coef,
+                  stats: PanoramaStats, dims_per_level: int):
+    """Scores (N,) of (query, row) pairs whose levels < first_level are summed in ``partial``;
+    -inf for pairs pruned against thr (N,). ``slack`` (N,) absorbs fp32 rounding of the partials.
+
+    level_part(qi, pos, j) -> contribution of level j; exact(qi, pos, idx) -> exact scores of the
+    survivors (idx indexes the original pairs); qtail (nq, L), ytail (rows, L): suffix norms.
+    """
+    n_levels = qtail.shape[1]
+    N = qi.shape[0]
+    out = torch.full((N,), float("-inf"), device=qi.device)
+    idx = torch.arange(N, device=qi.device)
+    for j in range(first_level, n_levels):
+        ub = partial + coef * qtail[qi, j] * ytail[pos, j].float() + slack
+        sel = torch.nonzero(ub >= thr).squeeze(1)
+        if sel.numel() < idx.numel():
+            idx, qi, pos, partial, thr, slack = idx[sel], qi[sel], pos[sel], partial[sel], thr[sel], slack[sel]
+        if idx.numel() == 0:
+            return out
+        stats.total_dims_scanned += idx.numel() * dims_per_level
+        partial = partial + level_part(qi, pos, j)
+    sel = torch.nonzero(partial + slack >= thr).squeeze(1)
+    idx, qi, pos = idx[sel], qi[sel], pos[sel]
+    out[idx] = exact(qi, pos, idx)
+    return out
+
+
+def bound_slack(base, tail_product, thr):
+    """Rounding allowance: relative to the magnitudes that are summed (not to the small result)."""
+    return _REL_SLACK * (base.abs() + tail_product + thr.abs().nan_to_num(0.0, 0.0, 0.0)) + 1e-30
