@@ -179,13 +179,51 @@ def cpu_busy(sample_s: float = 0.3) -> float:
         return 0.0
 
 
+class CpuWindow:
+    """CPU time that processes other than this one used during a window, as a fraction of all CPUs:
+    (busy jiffies of the machine - jiffies of this process) / all jiffies. Linux only."""
+
+    @staticmethod
+    def _snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + (v[4] if len(v) > 4 else 0)
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        mine = int(fields[11]) + int(fields[12])          # utime + stime
+        return sum(v), sum(v) - idle, mine
+
+    def __enter__(self):
+        try:
+            self.a = self._snap()
+        except Exception:
+            self.a = None
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.b = self._snap() if self.a else None
+        except Exception:
+            self.b = None
+        return False
+
+    @property
+    def others(self) -> float | None:
+        if not self.a or not self.b:
+            return None
+        tot = self.b[0] - self.a[0]
+        busy = (self.b[1] - self.a[1]) - (self.b[2] - self.a[2])
+        return max(0.0, busy / max(1, tot))
+
+
 class QuietGate:
     """On a shared CPU machine, waits (bounded) until other processes leave the CPUs alone before a
     measurement, and says how busy they were, so contended rows can be told apart."""
 
     def __init__(self, enabled: bool, threshold: float = 0.25, max_wait_s: float = 45.0,
-                 total_wait_s: float = 240.0):
+                 total_wait_s: float = 240.0, max_tries: int = 3):
         self.enabled = enabled
+        self.max_tries = max_tries
         self.threshold = threshold
         self.max_wait_s = max_wait_s
         self.total_left = total_wait_s
