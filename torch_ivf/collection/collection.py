@@ -284,16 +284,21 @@ class Collection:
 
     @classmethod
     def load(cls, path, embedding: Any = None, *, device: str | torch.device | None = None,
-             **overrides: Any) -> "Collection":
-        """Read a directory written by :meth:`save`, onto ``device`` (default: GPU when present)."""
+             nprobe: int | None = None, batch_size: int = 64, progress: bool | None = None) -> "Collection":
+        """Read a directory written by :meth:`save`, onto ``device`` (default: GPU when present).
+
+        Metric and index spec come from the saved manifest (the stored vectors depend on them).
+        """
         device = torch.device(device if device is not None else default_device())
         manifest, rows, index = persist.read_dir(path, device=device)
-        options = {"index": manifest["index"], "metric": manifest["metric"],
-                   "nprobe": manifest.get("nprobe"), **overrides}
-        coll = cls(embedding, dim=manifest.get("dim"), device=device, **options)
+        coll = cls(embedding, dim=manifest.get("dim"), device=device, index=manifest["index"],
+                   metric=manifest["metric"], nprobe=nprobe if nprobe is not None else manifest.get("nprobe"),
+                   batch_size=batch_size, progress=progress)
         for row in rows:
             coll._table.restore(Record(row["id"], row.get("text"), row.get("metadata") or {}, int(row["label"])))
         coll._table.next_label = max(coll._table.next_label, int(manifest.get("next_label", 0)))
+        if index is not None and nprobe is not None and is_ivf(index):
+            index.nprobe = coll.plan.default_nprobe(index.nlist)
         coll._index = index
         coll._trained_n = int(manifest.get("trained_n", 0))
         if index is not None and int(index.ntotal) != len(coll._table):

@@ -19,7 +19,7 @@ from .base import Index, SearchParams
 SEARCH_MODES = ("auto", "grouped", "csr", "matrix")
 _SCORE_BUDGET = 1 << 25  # elements of a temporary score / gather buffer per chunk (~128 MB fp32)
 # Thresholds of "auto" (see _pick_mode): measured on the H100 with d = 128 and 384.
-_MATRIX_BYTES = 12e9
+_MATRIX_BYTES = 16e9
 _MATRIX_PAIRS = 64
 
 
@@ -486,24 +486,16 @@ class IndexIVF(Index):
     def _scan_buckets(self, ctx, qidx, order, counts, k, mask, cand_s, cand_p):
         """Lists of similar size scored together in one padded batched GEMM: ~10 launches per bucket
         instead of ~6 per list, which is what bounds the per-list loop on a GPU."""
-        sizes = self.invlists.sizes
-        first = torch.cumsum(counts, 0) - counts
-        active = torch.nonzero((counts > 0) & (sizes > 0)).flatten()
-        active = active[torch.argsort(sizes[active], descending=True)]
+        from .. import kernels
+        sizes, counts_np = self.invlists.sizes.numpy(), counts.numpy()
+        active = np.nonzero((counts_np > 0) & (sizes > 0))[0]
+        active = active[np.argsort(-sizes[active], kind="stable")]
         starts_d, sizes_d = self.invlists.device_meta()
-        first_d, counts_d = first.to(self.device), counts.to(self.device)
+        first_d = (torch.cumsum(counts, 0) - counts).to(self.device)
+        counts_d = counts.to(self.device)
         per_row = max(self._gather_cost(), 1)
-        i = 0
-        while i < len(active):
-            smax, cmax = int(sizes[active[i]]), 0
-            j = i
-            while j < len(active):  # greedy: grow the bucket while its buffers fit the budget
-                c = max(cmax, int(counts[active[j]]))
-                if j > i and (j - i + 1) * smax * max(c, per_row) > 4 * _SCORE_BUDGET:
-                    break
-                cmax, j = c, j + 1
-            lists = active[i:j].to(self.device)
-            i = j
+        for lists_np, smax, cmax in _buckets(active, sizes, counts_np, per_row, 4 * _SCORE_BUDGET):
+            lists = torch.from_numpy(lists_np).to(self.device)
             ar_s = torch.arange(smax, device=self.device)
             ar_c = torch.arange(cmax, device=self.device)
             row_ok = ar_s < sizes_d[lists][:, None]
@@ -513,10 +505,11 @@ class IndexIVF(Index):
             if mask is not None:
                 row_ok = row_ok & mask[self.invlists.data["labels"][pos]]
             s, pair_term = self._score_lists(ctx, qidx[pair], pos, lists, row_ok)  # (B, C, S)
-            top = s.topk(min(k, smax), dim=2)
-            values = top.values if pair_term is None else top.values + pair_term
+            values, idx = kernels.topk(s, min(k, smax))
+            if pair_term is not None:
+                values = values + pair_term
             kk = values.shape[2]
-            p = pos[:, None, :].expand(-1, cmax, -1).gather(2, top.indices)
+            p = pos[:, None, :].expand(-1, cmax, -1).gather(2, idx)
             rows = pair[q_ok]
             cand_s[rows, :kk] = values[q_ok]
             cand_p[rows, :kk] = p[q_ok]
@@ -539,6 +532,21 @@ class IndexIVF(Index):
                 s, p = top.values, p.gather(1, top.indices)
             best_s, best_p = s, p
         return best_s, best_p
+
+
+def _buckets(active, sizes, counts, per_row: int, budget: int):
+    """Greedy split of lists (sorted by size, descending) into (lists, max size, max queries) groups
+    whose padded buffers stay within budget elements."""
+    i = 0
+    while i < len(active):
+        smax, cmax, j = int(sizes[active[i]]), 0, i
+        while j < len(active):
+            c = max(cmax, int(counts[active[j]]))
+            if j > i and (j - i + 1) * smax * max(c, per_row) > budget:
+                break
+            cmax, j = c, j + 1
+        yield active[i:j], smax, cmax
+        i = j
 
 
 def _pad_k(scores: torch.Tensor, pos: torch.Tensor, k: int):

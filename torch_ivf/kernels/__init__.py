@@ -15,3 +15,12 @@ except ImportError:  # pragma: no cover - depends on the install
 
 def available(device: torch.device) -> bool:
     return enabled and _HAVE_TRITON and device.type == "cuda"
+
+
+def topk(x: torch.Tensor, k: int):
+    """torch.topk over the last dim (values, indices), with a Triton fast path for small k."""
+    if available(x.device) and k <= 32 and x.shape[-1] <= 8192:
+        from .topk import row_topk
+        return row_topk(x, k)
+    top = x.topk(k, dim=-1)
+    return top.values, top.indices
