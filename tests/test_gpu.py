@@ -63,7 +63,7 @@ def test_graphed_small_batches_match_and_follow_updates():
 
 @pytest.mark.parametrize("cols,k", [(1, 1), (37, 10), (1000, 10), (8192, 32), (5, 10)])
 def test_triton_row_topk_matches_torch(cols, k):
-    from torch_ivf.kernels.topk import row_topk
+    from torch_ivf.kernels.row_topk import row_topk
     x = torch.randn(3, 50, cols, device="cuda")
     x[0, :, : cols // 2] = float("-inf")
     kk = min(k, cols)

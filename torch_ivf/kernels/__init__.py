@@ -20,7 +20,7 @@ def available(device: torch.device) -> bool:
 def topk(x: torch.Tensor, k: int):
     """torch.topk over the last dim (values, indices), with a Triton fast path for small k."""
     if available(x.device) and k <= 32 and x.shape[-1] <= 8192:
-        from .topk import row_topk
+        from .row_topk import row_topk
         return row_topk(x, k)
     top = x.topk(k, dim=-1)
     return top.values, top.indices
