@@ -56,7 +56,8 @@ class Collection:
     """
 
     # A filter allowing at most this many documents (or 1/16 of them) is served by exact search over
-    # just those vectors instead of probing IVF lists: no more work, and it cannot miss a match.
+    # just those vectors (an index cached with the filter's mask) instead of scanning everything or
+    # probing IVF lists: less work, and it cannot miss a match in an unprobed list.
     exact_subset_min = 4096
 
     def __init__(self, embedding: Any = None, *, dim: int | None = None, index: str = "auto",
@@ -75,7 +76,8 @@ class Collection:
         self._index = None
         self._trained_n = 0
         self._version = 0
-        self._masks: OrderedDict[str, tuple[int, torch.Tensor, int]] = OrderedDict()
+        # filter key -> [version, mask, count, exact index over just the matches (built on demand)]
+        self._masks: OrderedDict[str, list] = OrderedDict()
         self._lock = threading.RLock()
 
     # ---- sizes and introspection ------------------------------------------------------------
@@ -379,7 +381,7 @@ class Collection:
             return None, len(self._table)
         cache_key = None if id_list is not None or (predicate is not None and key is None) else key
         if cache_key is not None and cache_key in self._masks:
-            version, mask, count = self._masks[cache_key]
+            version, mask, count, _ = self._masks[cache_key]
             if version == self._version:
                 self._masks.move_to_end(cache_key)
                 return mask, count
@@ -391,7 +393,7 @@ class Collection:
             host[torch.tensor(labels, dtype=torch.int64)] = True
         mask = host.to(self.device)
         if cache_key is not None:
-            self._masks[cache_key] = (self._version, mask, len(labels))
+            self._masks[cache_key] = [self._version, mask, len(labels), None]
             while len(self._masks) > _MASK_CACHE_SIZE:
                 self._masks.popitem(last=False)
         return mask, len(labels)
@@ -403,7 +405,8 @@ class Collection:
         k = min(k, allowed)
         if k == 0:
             return []
-        D, I = self._search_index(q.to(self.device).reshape(1, -1), k, mask, allowed, nprobe)
+        cache_key = key if id_list is None else None
+        D, I = self._search_index(q.to(self.device).reshape(1, -1), k, mask, allowed, nprobe, cache_key)
         rel = relevance(D[0], self.plan.metric).tolist()
         hits = []
         for label, dist, score in zip(I[0].tolist(), D[0].tolist(), rel):
@@ -412,24 +415,32 @@ class Collection:
                 hits.append(Hit(rec.id, rec.text, copy.deepcopy(rec.metadata), score, dist, label))
         return hits
 
-    def _search_index(self, q, k, mask, allowed, nprobe):
+    def _search_index(self, q, k, mask, allowed, nprobe, cache_key=None):
         from torch_ivf import SearchParams
 
         index = self._index
-        if not is_ivf(index):
-            return index.search(q, k, params=SearchParams(allowed=mask))
+        ivf = is_ivf(index)
         if mask is not None and allowed <= max(self.exact_subset_min, index.ntotal // 16):
-            return self._search_subset(q, k, mask)
+            entry = self._masks.get(cache_key) if cache_key is not None else None
+            if entry is not None and entry[0] == self._version:
+                if entry[3] is None:
+                    entry[3] = self._subset_index(mask)
+                return entry[3].search(q, k)
+            # One-off filter (callable, ids): one exhaustive masked scan beats building a subset.
+            return index.search(q, k, params=SearchParams(nprobe=index.nlist if ivf else None, allowed=mask))
+        if not ivf:
+            return index.search(q, k, params=SearchParams(allowed=mask))
         D, I = index.search(q, k, params=SearchParams(nprobe=nprobe, allowed=mask))
         if int((I >= 0).sum(dim=1).min()) < k:
             # Probed lists held fewer than k matches: widen to every list so k hits come back.
             D, I = index.search(q, k, params=SearchParams(nprobe=index.nlist, allowed=mask))
         return D, I
 
-    def _search_subset(self, q, k, mask):
+    def _subset_index(self, mask):
+        """Exact index over just the allowed vectors; cached with the mask until the next write."""
         from torch_ivf import IndexFlat
 
         labels = torch.nonzero(mask, as_tuple=False).flatten()
         exact = IndexFlat(self.dim, metric=self.plan.metric, device=self.device)
         exact.add_with_ids(self._index.reconstruct_batch(labels), labels)
-        return exact.search(q, k)
+        return exact
