@@ -45,7 +45,7 @@ def suffix_norms(y: torch.Tensor, n_levels: int) -> torch.Tensor:
 def round_up_half(t: torch.Tensor) -> torch.Tensor:
     """float16 copy never below t, so a stored norm can only loosen the bound, never break it."""
     h = t.half()
-    up = torch.nextafter(h.float(), torch.tensor(float("inf"))).half()
+    up = torch.nextafter(h, torch.full_like(h, float("inf")))
     return torch.where(h.float() < t, up, h)
 
 

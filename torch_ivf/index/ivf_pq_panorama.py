@@ -79,6 +79,8 @@ class PanoramaScan:
         nq = probe.shape[0]
         ctx["best"] = torch.full((nq, k), float("-inf"), device=self.device)
         ctx["thr"] = torch.full((nq,), float("-inf"), device=self.device)
+        ctx["seed_s"] = ctx["best"].clone()  # the seed list's exact top-k: not scanned a second time
+        ctx["seed_p"] = torch.zeros((nq, k), dtype=torch.int64, device=self.device)
         starts, sizes = self.invlists.device_meta()
         lens = sizes[probe[:, 0]]
         maxlen = int(lens.max()) if nq else 0
@@ -93,13 +95,30 @@ class PanoramaScan:
             pos = torch.where(valid, starts[probe[qsel, 0]][:, None] + ar, 0)
             s = exact(qsel[:, None], pos, ctx["ct"][qsel, 0][:, None]).masked_fill(~valid, float("-inf"))
             s = self._filter(s, pos, mask)
-            ctx["stats"].total_dims_scanned += int(valid.sum()) * self.d
-            top = s.topk(min(k, maxlen), dim=1).values
-            self._merge_best(ctx, qsel, top, k)
+            n_valid = int(valid.sum()) * self.d  # the seed list is scanned once, fully
+            ctx["stats"].total_dims_scanned += n_valid
+            ctx["stats"].total_dims += n_valid
+            top = s.topk(min(k, maxlen), dim=1)
+            self._merge_best(ctx, qsel, top.values, k)
+            ctx["seed_s"][qsel, :top.values.shape[1]] = top.values
+            ctx["seed_p"][qsel, :top.values.shape[1]] = pos.gather(1, top.indices)
 
     def _scan_list(self, ctx, qsel, lst, start, size, k, mask):
         if ctx["best"] is None:
             self._seed(ctx, k, mask)
+        seeded = ctx["probe"][qsel, 0] == lst
+        if bool(seeded.any()):
+            width = min(k, size)
+            out_s = torch.empty((qsel.shape[0], width), device=self.device)
+            out_p = torch.empty((qsel.shape[0], width), dtype=torch.int64, device=self.device)
+            out_s[seeded], out_p[seeded] = ctx["seed_s"][qsel[seeded], :width], ctx["seed_p"][qsel[seeded], :width]
+            if not bool(seeded.all()):
+                fresh = ~seeded
+                out_s[fresh], out_p[fresh] = self._scan_fresh(ctx, qsel[fresh], lst, start, size, k, mask)
+            return out_s, out_p
+        return self._scan_fresh(ctx, qsel, lst, start, size, k, mask)
+
+    def _scan_fresh(self, ctx, qsel, lst, start, size, k, mask):
         b = qsel.shape[0]
         col = (ctx["probe"][qsel] == lst).int().argmax(1)
         ctq = ctx["ct"][qsel, col]
@@ -120,9 +139,7 @@ class PanoramaScan:
                 top = s.topk(min(k, s.shape[1]), dim=1)
                 s, p = top.values, p.gather(1, top.indices)
             best_s, best_p = s, p
-        fresh = ctx["probe"][qsel, 0] != lst  # the seed list is already in the running top-k
-        if bool(fresh.any()):
-            self._merge_best(ctx, qsel[fresh], best_s[fresh], k)
+        self._merge_best(ctx, qsel, best_s, k)
         return best_s, best_p
 
     def _scan_matrix(self, ctx, probe, k, mask, max_codes):

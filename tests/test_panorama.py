@@ -1,0 +1,142 @@
+"""IVFPQPanorama: identical results to IndexIVFPQ with the same centroids and codebooks (several data
+sets, metrics, scan modes, filters, fp16 norms), real pruning, the transform, stats, persistence."""
+import numpy as np
+import pytest
+import torch
+from conftest import clustered, devices
+from test_pq import _minilm
+
+import torch_ivf as ti
+from torch_ivf.panorama import panorama_stats, round_up_half
+from torch_ivf.transforms import PanoramaTransform
+
+
+def _pair(xb, metric, *, M=16, L=4, nlist=16, norm_dtype="float32", device="cpu", transform=True):
+    d = xb.shape[1]
+    pano = ti.IndexIVFPQPanorama(d, nlist, M, 8, L, metric, niter=4, pq_niter=4, norm_dtype=norm_dtype,
+                                 transform=transform, device=device)
+    pano.train(xb[:2000])
+    pano.add(xb)
+    ref = ti.IndexIVFPQ(d, nlist, M, 8, metric="ip" if metric == "cosine" else metric, device=device)
+    ref.centroids = pano.centroids.clone()
+    ref.pq.set_centroids(pano.pq.centroids)
+    ref.add(pano._transform(pano._vectors(xb)[0]))  # (normalised for cosine, then transformed)
+    return pano, ref
+
+
+def assert_identical(pano, ref, xq, k=10, **kw):
+    """Distances bitwise equal; ids equal except among exactly tied distances."""
+    D, I = pano.search(xq, k, **kw)
+    xqt = pano._transform(pano._vectors(xq)[0])
+    Dr, Ir = ref.search(xqt, k, **kw)
+    D, I, Dr, Ir = (np.asarray(t.cpu() if isinstance(t, torch.Tensor) else t) for t in (D, I, Dr, Ir))
+    assert np.array_equal(D, Dr)
+    for r, c in zip(*np.nonzero(I != Ir)):
+        assert (D[r] == D[r, c]).sum() >= 2 or c == k - 1, (r, c)
+    return D, I
+
+
+@pytest.fixture(scope="module")
+def clustered_data():
+    return clustered(4000, 64, centres=60, seed=5), clustered(200, 64, centres=60, seed=6)
+
+
+@pytest.fixture(scope="module")
+def minilm_data():
+    x = _minilm(5200)
+    return x[:5000], x[5000:]
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_identical_to_ivfpq_clustered(clustered_data, metric):
+    xb, xq = clustered_data
+    pano, ref = _pair(xb, metric)
+    for mode in ("grouped", "matrix"):
+        pano.search_mode = ref.search_mode = mode
+        for nprobe in (1, 5):
+            assert_identical(pano, ref, xq, params=ti.SearchParams(nprobe=nprobe))
+    assert pano.panorama_stats.ratio_dims_scanned < 1.0
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_identical_to_ivfpq_minilm_and_prunes(minilm_data, metric):
+    xb, xq = minilm_data
+    pano, ref = _pair(xb, metric, M=48, L=8, norm_dtype="float16")
+    for mode in ("grouped", "matrix"):
+        pano.search_mode = ref.search_mode = mode
+        for nprobe in (3, 8):
+            assert_identical(pano, ref, xq, params=ti.SearchParams(nprobe=nprobe))
+        assert pano.panorama_stats.ratio_dims_scanned < 0.6, pano.panorama_stats  # seed list included
+
+
+def test_identical_without_transform_filters_and_max_codes(clustered_data):
+    xb, xq = clustered_data
+    pano, ref = _pair(xb, "l2", transform=False)
+    allowed = np.arange(0, len(xb), 7)
+    for mode in ("grouped", "matrix"):
+        pano.search_mode = ref.search_mode = mode
+        D, I = assert_identical(pano, ref, xq, params=ti.SearchParams(nprobe=8, allowed=allowed))
+        assert np.isin(I[I >= 0], allowed).all()
+        assert_identical(pano, ref, xq, params=ti.SearchParams(nprobe=8, max_codes=700))
+    ref.search_mode = "grouped"  # (the shared matrix path mislabels padding when k > candidates)
+    for mode in ("grouped", "matrix"):
+        pano.search_mode = mode
+        assert_identical(pano, ref, xq[:3], k=5000, params=ti.SearchParams(nprobe=2))  # k > candidates
+
+
+@pytest.mark.parametrize("device", devices())
+def test_identical_on_device(clustered_data, device):
+    xb, xq = clustered_data
+    pano, ref = _pair(xb, "l2", device=device)
+    for mode in ("grouped", "matrix"):
+        pano.search_mode = ref.search_mode = mode
+        assert_identical(pano, ref, torch.as_tensor(xq, device=device), params=ti.SearchParams(nprobe=4))
+
+
+def test_stats_persistence_factory_and_mutation(clustered_data, tmp_path):
+    xb, xq = clustered_data
+    pano, _ = _pair(xb, "l2")
+    before = panorama_stats.total_dims
+    pano.nprobe = 4
+    D, I = pano.search(xq, 10)
+    s = pano.panorama_stats
+    assert 0 < s.total_dims_scanned < s.total_dims and panorama_stats.total_dims > before
+    pano.save(tmp_path / "p.tivf")
+    back = ti.read_index(tmp_path / "p.tivf")
+    assert type(back) is ti.IndexIVFPQPanorama
+    D2, I2 = back.search(xq, 10)
+    assert np.array_equal(D, D2) and np.array_equal(I, I2)
+    assert pano.remove_ids(np.arange(100)) == 100
+    assert not np.isin(pano.search(xq, 10)[1], np.arange(100)).any()
+    rec = pano.reconstruct(500).numpy()
+    assert np.linalg.norm(rec - xb[500]) < np.linalg.norm(xb[500])  # decoded back in the input space
+    f = ti.index_factory(64, "PanoramaT,IVF16,PQ16x8Panorama4")
+    assert isinstance(f, ti.IndexIVFPQPanorama) and f.n_levels == 4 and f.ptransform is not None
+    assert ti.index_factory(64, "IVF16,PQ16Panorama8").ptransform is None
+
+
+def test_transform_is_orthogonal_and_front_loads(minilm_data):
+    xb, _ = minilm_data
+    t = PanoramaTransform(384, 8)
+    t.train(torch.from_numpy(xb[:3000]))
+    m = t.matrix.double()
+    assert torch.allclose(m @ m.T, torch.eye(384, dtype=torch.float64), atol=1e-5)
+    e = t.level_energy(torch.from_numpy(xb[3000:]))
+    assert e[0] > e[-1] * 4 and abs(float(e.sum()) - 1) < 1e-5
+
+
+def test_fp16_norms_round_up():
+    t = torch.rand(10000) * 3
+    h = round_up_half(t)
+    assert h.dtype == torch.float16 and (h.float() >= t).all()
+
+
+def test_bad_input(clustered_data):
+    with pytest.raises(ValueError, match="n_levels"):
+        ti.IndexIVFPQPanorama(64, 16, 16, 8, 5)
+    with pytest.raises(ValueError, match="norm_dtype"):
+        ti.IndexIVFPQPanorama(64, 16, 16, 8, 4, norm_dtype="int8")
+    with pytest.raises(TypeError, match="transform"):
+        ti.IndexIVFPQPanorama(64, 16, 16, 8, 4, transform="yes")
+    with pytest.raises(ValueError, match="n_levels"):
+        PanoramaTransform(64, 5)
