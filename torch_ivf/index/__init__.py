@@ -7,9 +7,10 @@ from .ivf import IndexIVF
 from .ivf_flat import IndexIVFFlat
 from .ivf_pq import IndexIVFPQ
 from .ivf_pq_panorama import IndexIVFPQPanorama
+from .refine import IndexRefine
 
-for _cls in (IndexFlat, IndexFlatL2, IndexFlatIP, IndexIVFFlat, IndexIVFPQ, IndexIVFPQPanorama):
+for _cls in (IndexFlat, IndexFlatL2, IndexFlatIP, IndexIVFFlat, IndexIVFPQ, IndexIVFPQPanorama, IndexRefine):
     _io.register(_cls)
 
-__all__ = ["Index", "IndexIVF", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "IndexIVFPQPanorama", "SearchParams",
+__all__ = ["Index", "IndexIVF", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "IndexIVFPQPanorama", "IndexRefine", "SearchParams",
            "METRIC_L2", "METRIC_INNER_PRODUCT"]

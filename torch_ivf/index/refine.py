@@ -1,0 +1,134 @@
+"""Exact re-ranking (Faiss's IndexRefineFlat): a compressed base index proposes k_factor * k candidates,
+full vectors (float16 by default: half the bytes, ~1e-3 relative error) re-score them exactly."""
+from __future__ import annotations
+
+import torch
+
+from .. import io as _io
+from .base import Index, SearchParams
+from .flat import IndexFlat
+
+
+class IndexRefine(Index):
+    """``IndexRefine(base_index, k_factor=1.0, refine_dtype=torch.float16)``; factory suffix ",RFlat"."""
+
+    def __init__(self, base=None, k_factor=1.0, refine_dtype=torch.float16, *, base_class=None,
+                 base_config=None, device=None):
+        if base is None:  # rebuilt by read_index from the manifest
+            cls = _io._REGISTRY.get(base_class)
+            if cls is None:
+                raise ValueError(f"base_class {base_class!r} is not a known index class")
+            base = cls(**(base_config or {}), device=device)
+        if not isinstance(base, Index) or isinstance(base, IndexRefine):
+            raise TypeError(f"base must be a torch_ivf index (not a refine index), got {type(base).__name__}")
+        if isinstance(k_factor, bool) or not isinstance(k_factor, (int, float)) or not k_factor >= 1:
+            raise ValueError(f"k_factor must be a number >= 1, got {k_factor!r}")
+        super().__init__(base.d, base.metric, device=base.device, dtype=refine_dtype)
+        self.base, self.k_factor = base, float(k_factor)
+        self.refine = IndexFlat(base.d, base.metric, device=base.device, dtype=self.dtype)
+
+    # ---- delegation ---------------------------------------------------------------------
+    @property
+    def ntotal(self) -> int:
+        return self.base.ntotal
+
+    @property
+    def is_trained(self) -> bool:
+        return self.base.is_trained
+
+    @property
+    def nprobe(self):
+        return self.base.nprobe
+
+    @nprobe.setter
+    def nprobe(self, value) -> None:
+        self.base.nprobe = value
+
+    def train(self, x) -> None:
+        self.base.train(x)
+
+    def add(self, x) -> None:
+        self._vectors(x)  # validate before either part changes
+        labels = torch.arange(self.base.next_label, self.base.next_label + len(x))
+        self.add_with_ids(x, labels)
+
+    def add_with_ids(self, x, ids) -> None:
+        xv, _ = self._vectors(x)
+        ids = self._ids(ids, xv.shape[0])
+        if not self.base.is_trained:
+            raise ValueError("the base index must be trained before add")
+        self.base.add_with_ids(xv, ids)
+        self.refine.add_with_ids(xv, ids)
+        self.next_label = self.base.next_label
+
+    def remove_ids(self, ids) -> int:
+        n = self.base.remove_ids(ids)
+        self.refine.remove_ids(ids)
+        return n
+
+    def reset(self) -> None:
+        self.base.reset()
+        self.refine.reset()
+        self.next_label = 0
+
+    def reconstruct_batch(self, labels) -> torch.Tensor:
+        return self.refine.reconstruct_batch(labels).float()
+
+    def reconstruct(self, key) -> torch.Tensor:
+        return self.reconstruct_batch([int(key)])[0]
+
+    def to(self, device) -> "IndexRefine":
+        self.device = torch.device(device)
+        self.base.to(device)
+        self.refine.to(device)
+        return self
+
+    # ---- search -------------------------------------------------------------------------
+    def _search(self, q, k, params: SearchParams):
+        kk = max(k, int(k * self.k_factor))
+        _, cand = self.base._search(q, kk, params)
+        ok = cand >= 0
+        if not bool(ok.any()):
+            return self.base._search(q, k, params)
+        x = torch.zeros((*cand.shape, self.d), device=self.device)
+        x[ok] = self.refine.reconstruct_batch(cand[ok]).float()  # (nq, kk, d); missing slots stay zero
+        if self.metric == "l2":
+            s = -(x - q[:, None, :]).pow(2).sum(-1)
+        else:
+            s = torch.einsum("qkd,qd->qk", x, q)
+        s = s.masked_fill(~ok, float("-inf"))
+        top = s.topk(min(k, kk), dim=1)
+        I = torch.where(torch.isneginf(top.values), -1, cand.gather(1, top.indices))
+        D = -top.values if self.metric == "l2" else top.values
+        D = torch.where(I < 0, self.missing_distance, D)
+        if D.shape[1] < k:
+            D = torch.nn.functional.pad(D, (0, k - D.shape[1]), value=self.missing_distance)
+            I = torch.nn.functional.pad(I, (0, k - I.shape[1]), value=-1)
+        return D, I
+
+    # ---- persistence --------------------------------------------------------------------
+    def config(self) -> dict:
+        return {"k_factor": self.k_factor, "refine_dtype": str(self.dtype).removeprefix("torch."),
+                "base_class": type(self.base).__name__, "base_config": self.base.config()}
+
+    def state_tensors(self) -> dict:
+        out = {f"base.{k}": v for k, v in self.base.state_tensors().items()}
+        out.update({f"refine.{k}": v for k, v in self.refine.state_tensors().items()})
+        out["next_labels"] = torch.tensor([self.base.next_label, self.refine.next_label])
+        return out
+
+    def load_state_tensors(self, tensors) -> None:
+        self.base.load_state_tensors({k[5:]: v for k, v in tensors.items() if k.startswith("base.")})
+        self.refine.load_state_tensors({k[7:]: v for k, v in tensors.items() if k.startswith("refine.")})
+        if "next_labels" in tensors:
+            self.base.next_label, self.refine.next_label = (int(v) for v in tensors["next_labels"])
+
+
+from ..factory import register_factory  # noqa: E402
+
+
+@register_factory(r"(.+),RFlat")
+def _refine_flat(m, d, metric, kw):
+    from ..factory import index_factory
+    k_factor = kw.pop("k_factor", 1.0)
+    return IndexRefine(index_factory(d, m.group(1), metric, **kw), k_factor)
