@@ -274,6 +274,23 @@ def test_explicit_ivf_spec_is_exact_until_trainable():
     assert c.index_description.startswith("IVF64,Flat")
 
 
+@pytest.mark.parametrize("spec", ["IVF{nlist},PQ8x8", "IVF{nlist},PQ8x8Panorama4"])
+def test_compressed_specs_filter_persist_and_never_retrain_from_codes(spec, tmp_path):
+    x = clustered(9000, d=32, seed=1)
+    c = Collection(index=spec, metric="l2", device="cpu")
+    c.upsert(vectors=x[:2000], ids=[str(i) for i in range(2000)], metadatas=[{"g": i % 100} for i in range(2000)])
+    assert c.index_description.startswith("IVF") and "PQ8x8" in c.index_description
+    trained = c.index
+    c.upsert(vectors=x[2000:], ids=[str(i) for i in range(2000, 9000)],
+             metadatas=[{"g": i % 100} for i in range(2000, 9000)])
+    assert c.index is trained  # 4.5x growth would retrain IVFFlat; PQ codes are lossy, so no retrain
+    hits = c.search(x[5], k=10, filter={"g": 5})
+    assert len(hits) == 10 and hits[0].id == "5"
+    c.save(tmp_path / "pq")
+    again = Collection.load(tmp_path / "pq", device="cpu")
+    assert [h.id for h in again.search(x[5], k=5)] == [h.id for h in c.search(x[5], k=5)]
+
+
 def test_ivf_delete_add_rounds_lose_nothing():
     rng = np.random.default_rng(9)
     x = clustered(4000, seed=9)

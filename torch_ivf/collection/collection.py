@@ -364,6 +364,8 @@ class Collection:
 
     def _maybe_reindex(self) -> None:
         n, index = len(self._table), self._index
+        if is_ivf(index) and not getattr(index, "lossless", True):
+            return  # PQ codes decode to approximations: retraining from them would compound the loss
         nlist = self.plan.needs_change(index.nlist if is_ivf(index) else None, self._trained_n, n, self.dim)
         if nlist is None:
             return
