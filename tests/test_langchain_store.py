@@ -211,3 +211,20 @@ async def test_async_embedding_runs_off_the_event_loop():
 
     await asyncio.gather(s.aadd_texts(["one", "two"]), ticker())
     assert ticks == 10 and len(s.collection) == 2
+
+
+def test_langchain_indexing_api_incremental_cleanup():
+    from langchain_core.indexing import InMemoryRecordManager, index
+
+    store = TorchIVFVectorStore(WordHashEmbeddings(), device="cpu")
+    manager = InMemoryRecordManager(namespace="test")
+    manager.create_schema()
+    first = [Document(page_content=f"page {i}", metadata={"source": f"s{i % 2}"}) for i in range(6)]
+    out = index(first, manager, store, cleanup="incremental", source_id_key="source", batch_size=4,
+                key_encoder="sha256")
+    assert out["num_added"] == 6 and len(store.collection) == 6
+    again = index(first, manager, store, cleanup="incremental", source_id_key="source", key_encoder="sha256")
+    assert again["num_added"] == 0 and again["num_skipped"] == 6
+    changed = [Document(page_content="page 0 rewritten", metadata={"source": "s0"})]
+    out = index(changed, manager, store, cleanup="incremental", source_id_key="source", key_encoder="sha256")
+    assert out["num_added"] == 1 and out["num_deleted"] == 3 and len(store.collection) == 4
