@@ -55,7 +55,8 @@ def pruned_scores(qi, pos, partial, slack, thr, *, first_level, level_part, exac
     -inf for pairs pruned against thr (N,). ``slack`` (N,) absorbs fp32 rounding of the partials.
 
     level_part(qi, pos, j) -> contribution of level j; exact(qi, pos, idx) -> exact scores of the
-    survivors (idx indexes the original pairs); qtail (nq, L), ytail (rows, L): suffix norms.
+    survivors (idx indexes the original pairs), or None to keep the summed partials;
+    qtail (nq, L), ytail (rows, L): suffix norms.
     """
     n_levels = qtail.shape[1]
     N = qi.shape[0]
@@ -72,7 +73,7 @@ def pruned_scores(qi, pos, partial, slack, thr, *, first_level, level_part, exac
         partial = partial + level_part(qi, pos, j)
     sel = torch.nonzero(partial + slack >= thr).squeeze(1)
     idx, qi, pos = idx[sel], qi[sel], pos[sel]
-    out[idx] = exact(qi, pos, idx)
+    out[idx] = partial[sel] if exact is None else exact(qi, pos, idx)
     return out
 
 

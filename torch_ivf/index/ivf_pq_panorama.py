@@ -44,7 +44,7 @@ class PanoramaScan:
         ytail, qtail, coef = self.invlists.data["tails"], ctx["qtail"], self._coef()
         stats, dl = ctx["stats"], self.d // self.n_levels
         qb = qsel[:, None]
-        base = ct - self.invlists.data["init"][pos]
+        base = self._base(ctx, pos, ct)
         partial = base + level_part(qb, pos, 0)
         slack = bound_slack(base, coef * qtail[qsel, 0][:, None] * ytail[pos, 0].float(), thr)
         b, R = partial.shape
@@ -61,11 +61,21 @@ class PanoramaScan:
         pp = posx[bi, ri]
         ctp = ctx_[bi, ri]
         s = pruned_scores(qsel[bi], pp, partial[bi, ri], slack[bi, ri], thr[bi, ri], first_level=1,
-                          level_part=level_part, exact=lambda a, p, i: exact(a, p, ctp[i]), qtail=qtail,
+                          level_part=level_part, exact=self._survivor_exact(exact, ctp), qtail=qtail,
                           ytail=ytail, coef=coef, stats=stats, dims_per_level=dl)
         out = torch.full((b, R), float("-inf"), device=self.device)
         out[bi, ri] = s
         return out
+
+    def _survivor_exact(self, exact, ctp):
+        """Exact scores of the survivors; None lets the fully summed partial stand as the score."""
+        if exact is None:
+            return None
+        return lambda a, p, i: exact(a, p, ctp[i])
+
+    def _exact_dense(self, ctx, qsel, pos, ct):
+        """Unpruned scores of queries qsel (b, 1) against rows pos (b, R)."""
+        return self._pairs_fns(ctx)[1](qsel, pos, ct)
 
     def _merge_best(self, ctx, qsel, values, k):
         cur = ctx["best"][qsel]
@@ -87,13 +97,12 @@ class PanoramaScan:
         if maxlen == 0:
             return
         ar = torch.arange(maxlen, device=self.device)
-        _, exact = self._pairs_fns(ctx)
-        chunk = max(1, _SCORE_BUDGET // (maxlen * self.M))
+        chunk = max(1, _SCORE_BUDGET // (maxlen * self._gather_cost()))
         for c in range(0, nq, chunk):
             qsel = torch.arange(c, min(nq, c + chunk), device=self.device)
             valid = ar < lens[qsel, None]
             pos = torch.where(valid, starts[probe[qsel, 0]][:, None] + ar, 0)
-            s = exact(qsel[:, None], pos, ctx["ct"][qsel, 0][:, None]).masked_fill(~valid, float("-inf"))
+            s = self._exact_dense(ctx, qsel[:, None], pos, ctx["ct"][qsel, 0][:, None]).masked_fill(~valid, float("-inf"))
             s = self._filter(s, pos, mask)
             n_valid = int(valid.sum()) * self.d  # the seed list is scanned once, fully
             ctx["stats"].total_dims_scanned += n_valid
@@ -122,7 +131,7 @@ class PanoramaScan:
         b = qsel.shape[0]
         col = (ctx["probe"][qsel] == lst).int().argmax(1)
         ctq = ctx["ct"][qsel, col]
-        rows = max(1, _SCORE_BUDGET // max(1, b * self.M))
+        rows = max(1, _SCORE_BUDGET // max(1, b * self._gather_cost()))
         best_s = best_p = None
         for a in range(start, start + size, rows):
             e = min(a + rows, start + size)

@@ -1,0 +1,123 @@
+"""IVFFlat with Panorama pruning (Faiss's IndexIVFFlatPanorama): the same Cauchy-Schwarz bound on the
+exact vectors, levels of d / L dimensions, suffix norms stored per vector. Results equal IndexIVFFlat's
+(ties aside: the level-wise sum rounds differently from the GEMM). Optionally learns a
+PanoramaTransform (off by default, as in Faiss, where callers apply their own PCA first)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..panorama import PanoramaStats, panorama_stats, round_up_half, suffix_norms
+from ..transforms import PanoramaTransform
+from .ivf_flat import IndexIVFFlat
+from .ivf_pq_panorama import _NORM_DTYPES, PanoramaScan
+
+
+class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
+    """``IndexIVFFlatPanorama(d, nlist, n_levels=8, metric="l2", *, transform=False, ...)`` or Faiss's
+    ``IndexIVFFlatPanorama(quantizer, d, nlist, n_levels, metric)``."""
+
+    _batched_lists = False  # the bucketed GPU scan would score every row: keep the pruned per-list scan
+    _graph_safe = False  # the wave scan syncs with the host (sizes of each wave)
+
+    def __init__(self, *args, **kwargs):
+        if args and not isinstance(args[0], (int, np.integer)) and hasattr(args[0], "d"):
+            kwargs["quantizer"], args = args[0], args[1:]
+        self._init_flat_panorama(*args, **kwargs)
+
+    def _init_flat_panorama(self, d, nlist, n_levels=8, metric="l2", *, transform=False, cap=1e9,
+                            norm_dtype="float32", **kwargs):
+        if isinstance(n_levels, bool) or not isinstance(n_levels, (int, np.integer)) or n_levels <= 0:
+            raise ValueError(f"n_levels must be a positive int, got {n_levels!r}")
+        if isinstance(d, (int, np.integer)) and d > 0 and d % n_levels:
+            raise ValueError(f"n_levels must divide d={d}, got n_levels={n_levels}")
+        if not isinstance(transform, bool):
+            raise TypeError(f"transform must be a bool, got {type(transform).__name__}")
+        if norm_dtype not in _NORM_DTYPES:
+            raise ValueError(f"norm_dtype must be one of {sorted(_NORM_DTYPES)}, got {norm_dtype!r}")
+        if kwargs.get("dtype", torch.float32) not in (torch.float32, "float32"):
+            raise ValueError("dtype must be float32 for IndexIVFFlatPanorama (half storage is not supported yet)")
+        self.n_levels, self.use_transform, self.cap, self.norm_dtype = int(n_levels), transform, float(cap), norm_dtype
+        self.panorama_stats = PanoramaStats()
+        IndexIVFFlat.__init__(self, d, nlist, metric, **kwargs)
+        # Flat codes lose nothing to uneven energy, so by default nothing caps the PCA front-loading.
+        self.ptransform = PanoramaTransform(self.d, self.n_levels, cap=self.cap, seed=self.seed + 3,
+                                            device=self.device) if transform else None
+
+    def config(self) -> dict:
+        return {**super().config(), "n_levels": self.n_levels, "transform": self.use_transform,
+                "cap": self.cap, "norm_dtype": self.norm_dtype}
+
+    # ---- transform + codec ----------------------------------------------------------------
+    def _transform(self, x):
+        return self.ptransform.apply(x) if self.ptransform is not None and self.ptransform.is_trained else x
+
+    def _untransform(self, x):
+        return self.ptransform.reverse(x) if self.ptransform is not None and self.ptransform.is_trained else x
+
+    def _fit(self, x) -> None:
+        if self.ptransform is not None and not self.ptransform.is_trained:
+            self.ptransform.train(x)
+        super()._fit(x)
+
+    def _fields(self) -> dict:
+        return {**super()._fields(), "tails": ((self.n_levels,), _NORM_DTYPES[self.norm_dtype])}
+
+    def _encode(self, x, lists) -> dict:
+        fields = super()._encode(x, lists)
+        tails = suffix_norms(fields["vectors"].float(), self.n_levels)  # norms of what is stored
+        fields["tails"] = round_up_half(tails) if self.norm_dtype == "float16" else tails
+        return fields
+
+    def _codec_tensors(self) -> dict:
+        return {"panorama_matrix": self.ptransform.matrix} if self.ptransform is not None else {}
+
+    def _load_codec_tensors(self, tensors) -> None:
+        if self.ptransform is not None:
+            if "panorama_matrix" in tensors and tensors["panorama_matrix"].numel():
+                self.ptransform.set_matrix(tensors["panorama_matrix"])
+            self.ptransform.to(self.device)
+
+    # ---- scanner ----------------------------------------------------------------------------
+    def _query_context(self, q, probe) -> dict:
+        ctx = super()._query_context(q, probe)
+        ctx["q32"] = q.float()
+        ctx["probe"] = probe
+        ctx["ct"] = torch.zeros(probe.shape, device=q.device)
+        return self._pano_ctx(ctx, q)
+
+    def _base(self, ctx, pos, ct):
+        if self.metric == "l2":
+            return ct - self.invlists.data["bias"][pos]
+        return ct + torch.zeros_like(pos, dtype=torch.float32)
+
+    def _pairs_fns(self, ctx):
+        dl, coef = self.d // self.n_levels, self._coef()
+        vec, q = self.invlists.data["vectors"], ctx["q32"]
+
+        def level_part(qi, pos, j):  # qi, pos broadcastable
+            sl = slice(j * dl, (j + 1) * dl)
+            return coef * (q[qi, sl] * vec[pos, sl].float()).sum(-1)
+
+        def exact(qi, pos, ct):
+            return self._base(ctx, pos, ct) + coef * (q[qi] * vec[pos].float()).sum(-1)
+        return level_part, exact
+
+    def _survivor_exact(self, exact, ctp):
+        return None  # the fully summed partial is the exact score
+
+    def _gather_cost(self) -> int:
+        return self.d
+
+    def _search(self, q, k, params):
+        out = super()._search(q, k, params)
+        panorama_stats.add(self.panorama_stats)
+        return out
+
+
+from ..factory import register_factory  # noqa: E402
+
+
+@register_factory(r"(PanoramaT,)?IVF(\d+),FlatPanorama(\d+)")
+def _ivf_flat_panorama(m, d, metric, kw):
+    return IndexIVFFlatPanorama(d, int(m.group(2)), int(m.group(3)), metric, transform=bool(m.group(1)), **kw)
