@@ -77,15 +77,20 @@ def _rounds(store, rows, vecs, n, rounds, frac, sample, rng) -> list[dict]:
     return out
 
 
-def run(n: int = 20_000, rounds: int = 3, frac: float = 0.1, sample: int = 500, seed: int = 0) -> dict:
+def run(n: int = 20_000, rounds: int = 3, frac: float = 0.1, sample: int = 500, seed: int = 0, device: str | None = None) -> dict:
     from langchain_torch_ivf import TorchIVFVectorStore
+
+    from torch_ivf.collection import default_device
+
+    device = device or default_device()
 
     total = int(n * (1 + rounds * frac))
     rows, vecs = passages(total), minilm(total)
     emb = LookupEmbeddings([r["text"] for r in rows], vecs)
-    result = {"documents": n, "rounds": rounds, "fraction": frac, "search_sample": sample, "stores": {}}
+    result = {"documents": n, "rounds": rounds, "fraction": frac, "search_sample": sample, "device": device,
+              "stores": {}}
 
-    store = TorchIVFVectorStore(emb, index="IVF{nlist},Flat", device="cpu")
+    store = TorchIVFVectorStore(emb, index="IVF{nlist},Flat", device=device)
     with Timer() as t:
         store.add_embeddings([(rows[i]["text"], vecs[i].tolist()) for i in range(n)],
                              metadatas=[{"row": i} for i in range(n)], ids=[rows[i]["id"] for i in range(n)])

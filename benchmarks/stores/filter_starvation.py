@@ -21,8 +21,12 @@ def _summary(counts: list[int], seconds: list[float], k: int, recall: float) -> 
             "median_ms_per_query": round(1000 * statistics.median(seconds), 3)}
 
 
-def run(n: int = 10_000, n_queries: int = 200, k: int = 10, buckets: int = 100) -> dict:
+def run(n: int = 10_000, n_queries: int = 200, k: int = 10, buckets: int = 100, device: str | None = None) -> dict:
     from langchain_torch_ivf import TorchIVFVectorStore
+
+    from torch_ivf.collection import default_device
+
+    device = device or default_device()
 
     rows = passages(n + n_queries)
     vecs = minilm(n + n_queries)
@@ -32,7 +36,8 @@ def run(n: int = 10_000, n_queries: int = 200, k: int = 10, buckets: int = 100) 
     target = {"bucket": 7}
     emb = LookupEmbeddings(texts, vecs[:n])
     pairs = list(zip(texts, vecs[:n].tolist()))
-    result = {"documents": n, "queries": n_queries, "k": k, "filter_matches": n // buckets, "stores": {}}
+    result = {"documents": n, "queries": n_queries, "k": k, "filter_matches": n // buckets, "device": device,
+              "stores": {}}
 
     # Exact filtered top-k (cosine on unit vectors = inner product) as the reference.
     allowed = np.array([m["bucket"] == target["bucket"] for m in metas])
@@ -52,7 +57,7 @@ def run(n: int = 10_000, n_queries: int = 200, k: int = 10, buckets: int = 100) 
 
     for spec in ("auto", "IVF{nlist},Flat"):
         store = TorchIVFVectorStore.from_embeddings(pairs, emb, metadatas=metas, ids=[r["id"] for r in rows[:n]],
-                                                    index=spec, device="cpu")
+                                                    index=spec, device=device)
         label = f"torch-ivf ({store.collection.index_description})"
         measure(label, lambda q: store.similarity_search_by_vector(q, k=k, filter=target))
 
