@@ -4,7 +4,7 @@ from .index import (METRIC_INNER_PRODUCT, METRIC_L2, Index, IndexFlat, IndexFlat
                     IndexIVFFlat, IndexIVFPQ, IndexIVFPQPanorama, IndexIVFFlatPanorama, IndexRefine,
                     SearchParams)
 from .io import read_index, write_index
-from . import kernels
+from . import kernels  # noqa: F401  (torch_ivf.kernels.enabled toggles the Triton paths)
 from .kmeans import kmeans
 
 __version__ = "0.2.0"

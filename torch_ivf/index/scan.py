@@ -1,0 +1,303 @@
+"""How an IVF index searches: coarse probe selection, the choice of path, and the three scans.
+
+- matrix: a padded (query, probed list, row) layout, scored by one fused kernel (Triton) or a torch
+  gather; few launches, no host sync, CUDA-graph replay for small batches;
+- grouped, per list: one GEMM per list slice against the queries probing it (CPUs);
+- grouped, bucketed: lists of similar size in one batched GEMM + a small-k top-k kernel (GPUs).
+Every path returns per-query top-k (scores, slab positions); the index maps them to labels.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .base import SearchParams
+
+SEARCH_MODES = ("auto", "grouped", "csr", "matrix")
+_SCORE_BUDGET = 1 << 25  # elements of a temporary score / gather buffer per chunk (~128 MB fp32)
+# Thresholds of "auto" (see _pick_mode): measured on the H100 with d = 128 and 384.
+_MATRIX_BYTES = 16e9
+_MATRIX_PAIRS = 64
+
+
+class IVFScan:
+    """Search half of IndexIVF; relies on its invlists, centroids and codec/scanner hooks."""
+
+    # ---- scanner hooks ------------------------------------------------------------------
+    def _query_context(self, q: torch.Tensor, probe: torch.Tensor) -> dict:
+        raise NotImplementedError
+
+    def _score_block(self, ctx: dict, qsel: torch.Tensor, list_id: int, start: int, end: int) -> torch.Tensor:
+        """Scores (len(qsel), end - start) of queries qsel against slab rows [start, end) of one list."""
+        raise NotImplementedError
+
+    def _score_lists(self, ctx: dict, qsel: torch.Tensor, pos: torch.Tensor, lists: torch.Tensor, row_ok: torch.Tensor):
+        """Optional: (scores (B, C, S), pair term (B, C, 1) or None) of queries qsel (B, C) against slab
+        rows pos (B, S) of lists (B,); rows where row_ok is False must score -inf. The pair term is
+        constant along S, so it is added after the top-k. Codecs that implement this set
+        ``_batched_lists = True`` to get the bucketed GPU scan."""
+        raise NotImplementedError
+
+    def _score_gathered(self, ctx: dict, qsel: torch.Tensor, pos: torch.Tensor, lists: torch.Tensor) -> torch.Tensor:
+        """Scores (b, R) of queries qsel (b,) against slab rows pos (b, R) of lists ``lists`` (b, R)."""
+        raise NotImplementedError
+
+    def _distances(self, ctx: dict, scores: torch.Tensor) -> torch.Tensor:
+        """Faiss distances from scan scores (identity for ip/cosine)."""
+        return scores
+
+    # ---- search -------------------------------------------------------------------------
+    def _coarse(self, q: torch.Tensor, nprobe: int):
+        """(probed lists (nq, nprobe), coarse scores of every list (nq, nlist) or None for one list).
+
+        The l2 score 2q.c - ||c||^2 ranks lists like -||q - c||^2; residual codecs reuse it."""
+        if self.nlist == 1:
+            return torch.zeros(q.shape[0], 1, dtype=torch.int64, device=q.device), None
+        s = q @ self.centroids.T
+        if self.coarse_metric == "l2":
+            s = 2 * s - (self.centroids * self.centroids).sum(1)[None, :]
+        return s.topk(nprobe, dim=1).indices, s
+
+    def _pick_mode(self, nq: int, nprobe: int) -> str:
+        """"auto": the cheaper path by a cost model fitted on measurements (benchmarks/results).
+
+        CPUs: always grouped (per-list GEMMs beat the gather at every nq measured). GPUs with the
+        fused Triton scan: matrix while it reads at most _MATRIX_BYTES (it streams every probed list
+        once per query, ~0.8 TB/s on an H100), grouped beyond (GEMMs share a list among its queries).
+        GPUs without it (DirectML, Triton missing): matrix only for a handful of pairs."""
+        if self.search_mode != "auto":
+            return self.search_mode
+        if self.nlist == 1 or self.device.type == "cpu":
+            return "grouped"
+        if self._fused_padded():
+            element = torch.finfo(self.dtype).bits // 8
+            scanned = nq * nprobe * (self.ntotal / self.nlist) * self._gather_cost() * element
+            return "matrix" if scanned <= _MATRIX_BYTES else "grouped"
+        return "matrix" if nq * nprobe <= _MATRIX_PAIRS else "grouped"
+
+    def _search(self, q: torch.Tensor, k: int, params: SearchParams):
+        nq = q.shape[0]
+        mask = self._allowed_mask(params.allowed)
+        if self.ntotal == 0 or nq == 0:
+            return (torch.full((nq, k), self.missing_distance, device=self.device),
+                    torch.full((nq, k), -1, dtype=torch.int64, device=self.device))
+        nprobe = min(params.nprobe if params.nprobe is not None else self.nprobe, self.nlist)
+        if nprobe <= 0:
+            raise ValueError(f"params.nprobe must be a positive int, got {params.nprobe!r}")
+        max_codes = self.max_codes if params.max_codes is None else int(params.max_codes)
+        mode = self._pick_mode(nq, nprobe)
+        if mode == "matrix" and mask is None and self._graph_ok(nq):
+            return self._search_graphed(q, k, nprobe, max_codes)
+        return self._search_core(q, k, nprobe, max_codes, mask, mode)
+
+    def _search_core(self, q, k, nprobe, max_codes, mask, mode):
+        qt = self._transform(q)
+        probe, coarse = self._coarse(qt, nprobe)
+        ctx = self._query_context(qt, probe)
+        ctx["coarse_all"] = coarse
+        if mode == "matrix":
+            scores, pos = self._scan_matrix(ctx, probe, k, mask, max_codes)
+        else:
+            scores, pos = self._scan_grouped(ctx, probe, k, mask, max_codes)
+        missing = torch.isneginf(scores)
+        labels = torch.where(missing, -1, self.invlists.data["labels"][pos.clamp_min(0)])
+        D = torch.where(missing, self.missing_distance, self._distances(ctx, scores))
+        return D, labels
+
+    # ---- CUDA graphs for small batches ---------------------------------------------------
+    # A small search is ~30 small kernels whose launch cost (~1 ms of Python + driver time on an
+    # H100 for nq=1) dwarfs their work; replaying a captured graph launches them all at once.
+    _graph_safe = False  # codecs whose matrix scan never syncs with the host set this
+    _GRAPH_MAX_NQ = 256
+    _GRAPH_CACHE = 8
+
+    def _graph_ok(self, nq: int) -> bool:
+        return self._graph_safe and self.device.type == "cuda" and nq <= self._GRAPH_MAX_NQ
+
+    def _search_graphed(self, q, k, nprobe, max_codes):
+        from .. import kernels
+        key = (q.shape[0], k, nprobe, max_codes, self.invlists.version, self.centroids.data_ptr(), kernels.enabled)
+        cache = self.__dict__.setdefault("_graphs", {})
+        entry = cache.pop(key, None)
+        if entry is None:
+            static_q = q.clone()
+            side = torch.cuda.Stream(device=self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):  # warm-up: compiles kernels, fills caches outside the capture
+                self._search_core(static_q, k, nprobe, max_codes, None, "matrix")
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = self._search_core(static_q, k, nprobe, max_codes, None, "matrix")
+            entry = (graph, static_q, out)
+            while len(cache) >= self._GRAPH_CACHE:
+                cache.pop(next(iter(cache)))
+        cache[key] = entry  # most recently used last
+        graph, static_q, out = entry
+        static_q.copy_(q)
+        graph.replay()
+        return out[0].clone(), out[1].clone()
+
+    def _filter(self, scores: torch.Tensor, pos: torch.Tensor, mask) -> torch.Tensor:
+        if mask is None:
+            return scores
+        return scores.masked_fill(~mask[self.invlists.data["labels"][pos]], float("-inf"))
+
+    def _scan_matrix(self, ctx, probe, k, mask, max_codes):
+        """Padded layout over (query, probed list, row): few launches and no host sync."""
+        nq, P = probe.shape
+        starts, sizes = self.invlists.device_meta()
+        maxlen = max(self.invlists.max_size, 1)
+        fused = self._fused_padded()
+        chunk = max(1, _SCORE_BUDGET // (P * maxlen * (1 if fused else self._gather_cost())))
+        ar = torch.arange(maxlen, device=self.device)
+        out_s, out_p = [], []
+        for c in range(0, nq, chunk):
+            ls = probe[c : c + chunk]
+            b = ls.shape[0]
+            qsel = torch.arange(c, c + b, device=self.device)
+            lens = sizes[ls]
+            before = torch.cumsum(lens, 1) - lens if max_codes else None
+            if fused:
+                s = self._score_padded(ctx, qsel, ls, before, mask, max_codes, maxlen)
+            else:
+                valid = ar < lens[..., None]
+                if before is not None:
+                    valid &= (before[..., None] + ar) < max_codes
+                pos = torch.where(valid, starts[ls][..., None] + ar, 0).reshape(b, -1)
+                lists = ls[..., None].expand(-1, -1, maxlen).reshape(b, -1)
+                s = self._score_gathered(ctx, qsel, pos, lists).masked_fill(~valid.reshape(b, -1), float("-inf"))
+                s = self._filter(s, pos, mask)
+            top = s.topk(min(k, s.shape[1]), dim=1)
+            probe_col, row = top.indices // maxlen, top.indices % maxlen
+            out_s.append(top.values)
+            out_p.append(starts[ls.gather(1, probe_col)] + row)
+        return _pad_k(torch.cat(out_s), torch.cat(out_p), k)
+
+    def _fused_padded(self) -> bool:
+        """True where the codec scores the padded layout in one kernel (``_score_padded``)."""
+        return False
+
+    def _score_padded(self, ctx, qsel, probe, before, mask, max_codes, maxlen) -> torch.Tensor:
+        """Scores (b, nprobe * maxlen) with -inf for absent, filtered and past-max_codes rows."""
+        raise NotImplementedError
+
+    def _gather_cost(self) -> int:
+        """Elements materialised per gathered row (d for flat codes)."""
+        return self.d
+
+    def _scan_grouped(self, ctx, probe, k, mask, max_codes):
+        """Sort (query, list) pairs by list; score each list against the queries that probe it."""
+        nq, P = probe.shape
+        qidx = torch.arange(nq, device=self.device).repeat_interleave(P)
+        lidx = probe.reshape(-1)
+        if max_codes:
+            lens = self.invlists.device_meta()[1][probe]
+            ok = ((torch.cumsum(lens, 1) - lens) < max_codes).reshape(-1)
+            pair_ids = torch.nonzero(ok).flatten()
+        else:
+            pair_ids = torch.arange(nq * P, device=self.device)
+        order = pair_ids[torch.argsort(lidx[pair_ids], stable=True)]
+        counts = torch.bincount(lidx[pair_ids], minlength=self.nlist).cpu()
+        cand_s = torch.full((nq * P, k), float("-inf"), device=self.device)
+        cand_p = torch.zeros((nq * P, k), dtype=torch.int64, device=self.device)
+        if self._use_buckets():
+            self._scan_buckets(ctx, qidx, order, counts, k, mask, cand_s, cand_p)
+        else:
+            self._scan_each_list(ctx, qidx, order, counts, k, mask, cand_s, cand_p)
+        cand_s = cand_s.reshape(nq, P * k)
+        top = cand_s.topk(min(k, P * k), dim=1)
+        return _pad_k(top.values, cand_p.reshape(nq, P * k).gather(1, top.indices), k)
+
+    def _scan_each_list(self, ctx, qidx, order, counts, k, mask, cand_s, cand_p):
+        """One GEMM per list on a contiguous slice: best on CPUs, where launches are cheap."""
+        starts, sizes = self.invlists.starts.tolist(), self.invlists.sizes.tolist()
+        off = 0
+        for lst, cnt in enumerate(counts.tolist()):
+            if cnt == 0:
+                continue
+            rows = order[off : off + cnt]
+            off += cnt
+            if sizes[lst] == 0:
+                continue
+            s, p = self._scan_list(ctx, qidx[rows], lst, starts[lst], sizes[lst], k, mask)
+            cand_s[rows, : s.shape[1]] = s
+            cand_p[rows, : s.shape[1]] = p
+
+    _batched_lists = False  # True where the codec implements _score_lists
+
+    def _use_buckets(self) -> bool:
+        return self.device.type != "cpu" and self._batched_lists
+
+    def _scan_buckets(self, ctx, qidx, order, counts, k, mask, cand_s, cand_p):
+        """Lists of similar size scored together in one padded batched GEMM: ~10 launches per bucket
+        instead of ~6 per list, which is what bounds the per-list loop on a GPU."""
+        from .. import kernels
+        sizes, counts_np = self.invlists.sizes.numpy(), counts.numpy()
+        active = np.nonzero((counts_np > 0) & (sizes > 0))[0]
+        active = active[np.argsort(-sizes[active], kind="stable")]
+        starts_d, sizes_d = self.invlists.device_meta()
+        first_d = (torch.cumsum(counts, 0) - counts).to(self.device)
+        counts_d = counts.to(self.device)
+        per_row = max(self._gather_cost(), 1)
+        for lists_np, smax, cmax in _buckets(active, sizes, counts_np, per_row, 4 * _SCORE_BUDGET):
+            lists = torch.from_numpy(lists_np).to(self.device)
+            ar_s = torch.arange(smax, device=self.device)
+            ar_c = torch.arange(cmax, device=self.device)
+            row_ok = ar_s < sizes_d[lists][:, None]
+            pos = torch.where(row_ok, starts_d[lists][:, None] + ar_s, 0)  # (B, S)
+            q_ok = ar_c < counts_d[lists][:, None]
+            pair = order[torch.where(q_ok, first_d[lists][:, None] + ar_c, 0)]  # (B, C) pair rows
+            if mask is not None:
+                row_ok = row_ok & mask[self.invlists.data["labels"][pos]]
+            s, pair_term = self._score_lists(ctx, qidx[pair], pos, lists, row_ok)  # (B, C, S)
+            values, idx = kernels.topk(s, min(k, smax))
+            if pair_term is not None:
+                values = values + pair_term
+            kk = values.shape[2]
+            p = pos[:, None, :].expand(-1, cmax, -1).gather(2, idx)
+            rows = pair[q_ok]
+            cand_s[rows, :kk] = values[q_ok]
+            cand_p[rows, :kk] = p[q_ok]
+
+    def _scan_list(self, ctx, qsel, lst, start, size, k, mask):
+        """Top-k of one list for a query group, in row chunks so huge lists (Flat) fit in memory."""
+        rows = max(1024, _SCORE_BUDGET // max(1, qsel.shape[0]))
+        best_s = best_p = None
+        for a in range(start, start + size, rows):
+            b = min(a + rows, start + size)
+            s = self._score_block(ctx, qsel, lst, a, b)
+            pos = torch.arange(a, b, device=self.device)
+            if mask is not None:
+                s = s.masked_fill(~mask[self.invlists.data["labels"][a:b]][None, :], float("-inf"))
+            top = s.topk(min(k, b - a), dim=1)
+            s, p = top.values, pos[top.indices]
+            if best_s is not None:
+                s, p = torch.cat([best_s, s], 1), torch.cat([best_p, p], 1)
+                top = s.topk(min(k, s.shape[1]), dim=1)
+                s, p = top.values, p.gather(1, top.indices)
+            best_s, best_p = s, p
+        return best_s, best_p
+
+
+def _buckets(active, sizes, counts, per_row: int, budget: int):
+    """Greedy split of lists (sorted by size, descending) into (lists, max size, max queries) groups
+    whose padded buffers stay within budget elements."""
+    i = 0
+    while i < len(active):
+        smax, cmax, j = int(sizes[active[i]]), 0, i
+        while j < len(active):
+            c = max(cmax, int(counts[active[j]]))
+            if j > i and (j - i + 1) * smax * max(c, per_row) > budget:
+                break
+            cmax, j = c, j + 1
+        yield active[i:j], smax, cmax
+        i = j
+
+
+def _pad_k(scores: torch.Tensor, pos: torch.Tensor, k: int):
+    if scores.shape[1] < k:
+        pad = k - scores.shape[1]
+        scores = torch.nn.functional.pad(scores, (0, pad), value=float("-inf"))
+        pos = torch.nn.functional.pad(pos, (0, pad), value=0)
+    return scores, pos
