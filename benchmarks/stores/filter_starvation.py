@@ -59,7 +59,7 @@ def run(n: int = 10_000, n_queries: int = 200, k: int = 10, buckets: int = 100, 
         store = TorchIVFVectorStore.from_embeddings(pairs, emb, metadatas=metas, ids=[r["id"] for r in rows[:n]],
                                                     index=spec, device=device)
         label = f"torch-ivf ({store.collection.index_description})"
-        measure(label, lambda q: store.similarity_search_by_vector(q, k=k, filter=target))
+        measure(label, lambda q, s=store: s.similarity_search_by_vector(q, k=k, filter=target))
 
     community = try_langchain_community()
     if community is None:
@@ -71,9 +71,10 @@ def run(n: int = 10_000, n_queries: int = 200, k: int = 10, buckets: int = 100, 
         for strategy in (DistanceStrategy.EUCLIDEAN_DISTANCE, DistanceStrategy.MAX_INNER_PRODUCT):
             faiss_store = FAISS.from_embeddings(pairs, emb, metadatas=metas, distance_strategy=strategy)
             name = f"langchain-community FAISS ({strategy.value}, default fetch_k=20)"
-            measure(name, lambda q: faiss_store.similarity_search_by_vector(q, k=k, filter=target))
+            measure(name, lambda q, s=faiss_store: s.similarity_search_by_vector(q, k=k, filter=target))
             name = f"langchain-community FAISS ({strategy.value}, fetch_k=1000)"
-            measure(name, lambda q: faiss_store.similarity_search_by_vector(q, k=k, filter=target, fetch_k=1000))
+            measure(name, lambda q, s=faiss_store: s.similarity_search_by_vector(q, k=k, filter=target,
+                                                                               fetch_k=1000))
     return result
 
 
