@@ -1,7 +1,7 @@
 """Engine tuning on a GPU: every search mode x nq x dtype on clustered data, recall vs exact, plus
 add timings and a profile of the slowest paths. Writes JSONL to $OUT (or ./gpu_modes.jsonl).
 
-    python scripts/gpu_modes.py [--d 128] [--n 1000000] [--old-site DIR]
+    python -m benchmarks.engine_modes [--d 128] [--n 1000000] [--old-site DIR] [--profile] [--bruteforce]
 """
 from __future__ import annotations
 
