@@ -314,6 +314,7 @@ def time_group(calls: list[Callable], xq, nq: int, policy: TimingPolicy,
     # per round, each call runs about target_s / min_repeats worth of calls (at least one)
     per_round = policy.target_s / max(1, policy.min_repeats)
     reps = [max(1, min(10, int(per_round / max(w, 1e-6)))) for w in warm]
+    min_rounds = policy.min_repeats if max(warm) < 2.0 else min(2, policy.min_repeats)
     times = [[] for _ in calls]
     first = [None] * m
     total = [0.0] * m
@@ -333,9 +334,9 @@ def time_group(calls: list[Callable], xq, nq: int, policy: TimingPolicy,
         rounds += 1
         if rounds >= policy.max_repeats:
             break
-        if rounds >= policy.min_repeats and min(total) >= policy.target_s * 0.9:
+        if rounds >= min_rounds and min(total) >= policy.target_s * 0.9:
             break
-        if rounds >= policy.min_repeats and max(total) >= policy.max_call_s:
+        if rounds >= min_rounds and max(total) >= policy.max_call_s:
             break                                          # a long call: stop at min_repeats rounds
         if rounds >= 1 and max(t[-1] for t in times) > policy.max_call_s / 3:
             break                                          # very long calls: one round

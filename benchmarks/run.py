@@ -168,6 +168,10 @@ def main(argv=None) -> int:
     ap.add_argument("--nice", type=int, default=-10,
                     help="CPU presets: run this process (and the 0.1.1 subprocess) at this nice value "
                          "(0 to leave it); needs root for negative values")
+    ap.add_argument("--max-wait-s", type=float, default=20.0,
+                    help="CPU: longest wait for other processes to leave the cores before one point")
+    ap.add_argument("--total-wait-s", type=float, default=150.0,
+                    help="CPU: total such waiting allowed in the run")
     ap.add_argument("--no-wait", action="store_true",
                     help="on CPU, do not wait for other processes to leave the cores before measuring")
     a = ap.parse_args(argv)
@@ -176,7 +180,8 @@ def main(argv=None) -> int:
     device = resolve_device(preset["device"])
     policy = TimingPolicy(**preset["policy"])
     deadline = Deadline(a.deadline_s or preset.get("deadline_s"))
-    gate = QuietGate(enabled=device == "cpu" and not a.no_wait, max_wait_s=20.0, total_wait_s=150.0)
+    gate = QuietGate(enabled=device == "cpu" and not a.no_wait, max_wait_s=a.max_wait_s,
+                     total_wait_s=a.total_wait_s)
     niceness = None
     if device == "cpu" and a.nice:
         try:  # raise only this run's priority on a shared machine (root may lower its own nice value)
