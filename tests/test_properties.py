@@ -68,9 +68,9 @@ class IndexVsModel(RuleBasedStateMachine):
         Dq, Iq = self.index.search(xq, k)
         labels = np.array(sorted(self.model))
         xb = np.stack([self.model[i] for i in labels])
-        De, Ie = exact_knn(xb, xq, min(k, len(labels)), self.metric)
-        kk = De.shape[1]
-        assert_knn_equal(Dq[:, :kk], Iq[:, :kk], De, labels[Ie], atol=1e-3)
+        De, Ie = exact_knn(xb, xq, len(labels), self.metric)
+        kk = min(k, len(labels))
+        assert_knn_equal(Dq[:, :kk], Iq[:, :kk], De[:, :kk], labels[Ie[:, :kk]], atol=1e-3, full=(De, labels[Ie]))
         assert (Iq[:, kk:] == -1).all()
 
     @rule()

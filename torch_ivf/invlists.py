@@ -31,6 +31,8 @@ class InvertedLists:
 
     def _changed(self) -> None:
         self._device_meta = None
+        self._live = None  # caches of live_positions() and locate(), rebuilt on first use
+        self._by_label = None
         self.version = getattr(self, "version", 0) + 1  # cached search graphs key on this
         self.ntotal = int(self.sizes.sum())
         self.max_size = int(self.sizes.max()) if self.nlist else 0
@@ -46,11 +48,26 @@ class InvertedLists:
         return self.data["labels"].shape[0]
 
     def live_positions(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Slab row of every stored vector in list order, and the list each belongs to."""
-        lists = torch.repeat_interleave(torch.arange(self.nlist), self.sizes)
-        first = torch.cumsum(self.sizes, 0) - self.sizes
-        rank = torch.arange(self.ntotal) - first[lists]
-        return (self.starts[lists] + rank).to(self.device), lists.to(self.device)
+        """Slab row of every stored vector in list order, and the list each belongs to (cached)."""
+        if self._live is None:
+            lists = torch.repeat_interleave(torch.arange(self.nlist), self.sizes)
+            first = torch.cumsum(self.sizes, 0) - self.sizes
+            rank = torch.arange(self.ntotal) - first[lists]
+            self._live = ((self.starts[lists] + rank).to(self.device), lists.to(self.device))
+        return self._live
+
+    def locate(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(found, slab row, list) for each label; rows of labels not stored are meaningless."""
+        if self._by_label is None:
+            pos, lists = self.live_positions()
+            stored = self.data["labels"][pos]
+            order = torch.argsort(stored)
+            self._by_label = (stored[order], pos[order], lists[order])
+        keys, pos, lists = self._by_label
+        if len(keys) == 0:
+            return torch.zeros(labels.shape, dtype=torch.bool, device=labels.device), labels, labels
+        at = torch.searchsorted(keys, labels).clamp_max(len(keys) - 1)
+        return keys[at] == labels, pos[at], lists[at]
 
     def labels(self) -> torch.Tensor:
         pos, _ = self.live_positions()

@@ -202,16 +202,10 @@ class IndexIVF(IVFScan, Index):
         self.next_label = 0
 
     def _positions_of(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pos, lists = self.invlists.live_positions()
-        stored = self.invlists.data["labels"][pos]
-        order = torch.argsort(stored)
-        idx = torch.searchsorted(stored[order], labels)
-        idx = idx.clamp_max(max(len(order) - 1, 0))
-        found = order[idx] if len(order) else idx
-        if len(order) == 0 or not bool((stored[found] == labels).all()):
-            missing = labels[stored[found] != labels] if len(order) else labels
-            raise ValueError(f"label {int(missing[0])} is not in the index")
-        return pos[found], lists[found]
+        found, pos, lists = self.invlists.locate(labels)
+        if not bool(found.all()):
+            raise ValueError(f"label {int(labels[~found][0])} is not in the index")
+        return pos, lists
 
     def reconstruct_batch(self, labels) -> torch.Tensor:
         labels = _as_label_tensor(labels, self.device)

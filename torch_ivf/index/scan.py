@@ -141,7 +141,16 @@ class IVFScan:
     def _filter(self, scores: torch.Tensor, pos: torch.Tensor, mask) -> torch.Tensor:
         if mask is None:
             return scores
-        return scores.masked_fill(~mask[self.invlists.data["labels"][pos]], float("-inf"))
+        return scores.masked_fill(~self._allowed_at(mask, pos), float("-inf"))
+
+    def _allowed_at(self, mask: torch.Tensor, pos) -> torch.Tensor:
+        """mask[labels[pos]] for slab rows pos (a tensor of any shape, or a slice).
+
+        index_select, not advanced indexing: on a busy CPU the latter cost ~12 ms for 10k rows."""
+        labels = self.invlists.data["labels"]
+        lab = labels[pos] if isinstance(pos, slice) else labels.index_select(0, pos.reshape(-1))
+        out = mask.index_select(0, lab)
+        return out if isinstance(pos, slice) else out.reshape(pos.shape)
 
     def _scan_matrix(self, ctx, probe, k, mask, max_codes):
         """Padded layout over (query, probed list, row): few launches and no host sync."""
@@ -249,7 +258,7 @@ class IVFScan:
             q_ok = ar_c < counts_d[lists][:, None]
             pair = order[torch.where(q_ok, first_d[lists][:, None] + ar_c, 0)]  # (B, C) pair rows
             if mask is not None:
-                row_ok = row_ok & mask[self.invlists.data["labels"][pos]]
+                row_ok = row_ok & self._allowed_at(mask, pos)
             s, pair_term = self._score_lists(ctx, qidx[pair], pos, lists, row_ok)  # (B, C, S)
             values, idx = kernels.topk(s, min(k, smax))
             if pair_term is not None:
@@ -269,7 +278,7 @@ class IVFScan:
             s = self._score_block(ctx, qsel, lst, a, b)
             pos = torch.arange(a, b, device=self.device)
             if mask is not None:
-                s = s.masked_fill(~mask[self.invlists.data["labels"][a:b]][None, :], float("-inf"))
+                s = s.masked_fill(~self._allowed_at(mask, slice(a, b))[None, :], float("-inf"))
             top = s.topk(min(k, b - a), dim=1)
             s, p = top.values, pos[top.indices]
             if best_s is not None:
