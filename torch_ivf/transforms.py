@@ -43,8 +43,8 @@ class PanoramaTransform:
         evals, evecs = torch.linalg.eigh(cov)
         order = torch.argsort(evals, descending=True)
         W = evecs[:, order]
-        # Energy around the origin (not the mean): that is what the query-side bound sees.
-        C = W.T @ (x64.T @ x64 / x64.shape[0]) @ W
+        # Centred energy: PQ codes residuals, whose spread (not the data mean) loads the sub-quantizers.
+        C = W.T @ cov @ W
         gen = torch.Generator().manual_seed(self.seed)
         dl = self.d // self.n_levels
         limit = self.cap * torch.trace(C) / self.d * dl
