@@ -90,6 +90,7 @@ def machine_info(device: str) -> dict:
         "torch_threads": torch.get_num_threads(),
         "numpy": np.__version__,
         "device": device,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)

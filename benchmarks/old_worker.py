@@ -83,16 +83,17 @@ def main() -> int:
 
         def searcher(self, variant, k, nprobe):
             idx = self.idx
-            idx.search_mode = self.default_mode if variant["mode"] == "default" else variant["mode"]
+            mode = self.default_mode if variant["mode"] == "default" else variant["mode"]
             params = SearchParams(nprobe=nprobe)
 
             def call(q):
+                idx.search_mode = mode    # set per call: the variants' calls are interleaved
                 return idx.search(q, k, params=params)[1]
 
             return call
 
         def extra(self, variant, nq, nprobe):
-            return {"search_mode": self.idx.search_mode}
+            return {"search_mode": self.default_mode if variant["mode"] == "default" else variant["mode"]}
 
         def add(self, x):
             self.idx.add(torch.from_numpy(np.ascontiguousarray(x)).to(device))

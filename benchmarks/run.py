@@ -174,10 +174,20 @@ def main(argv=None) -> int:
                     help="CPU: total such waiting allowed in the run")
     ap.add_argument("--no-wait", action="store_true",
                     help="on CPU, do not wait for other processes to leave the cores before measuring")
+    ap.add_argument("--omp-wait-policy", default="PASSIVE",
+                    help="CPU: OMP_WAIT_POLICY for every library (torch, faiss, 0.1.1); 'default' leaves "
+                         "it unset. PASSIVE because on a shared 2-core machine the default spinning "
+                         "made small 2-thread torch ops 20-50x slower whenever another process ran")
     a = ap.parse_args(argv)
 
     preset = PRESETS[a.preset]
     device = resolve_device(preset["device"])
+    if device == "cpu" and a.omp_wait_policy != "default" \
+            and os.environ.get("OMP_WAIT_POLICY") != a.omp_wait_policy:
+        # OpenMP reads this when it starts: re-run this command with it set (torch is loaded already)
+        os.environ["OMP_WAIT_POLICY"] = a.omp_wait_policy
+        args = list(argv) if argv is not None else sys.argv[1:]
+        os.execv(sys.executable, [sys.executable, "-m", "benchmarks.run"] + args)
     policy = TimingPolicy(**preset["policy"])
     deadline = Deadline(a.deadline_s or preset.get("deadline_s"))
     gate = QuietGate(enabled=device == "cpu" and not a.no_wait, max_wait_s=a.max_wait_s,
@@ -206,6 +216,7 @@ def main(argv=None) -> int:
     versions["torch_ivf_0_1_1_dir"] = old_dir
     machine["versions"] = versions
     machine["nice"] = niceness
+    machine["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")
     with open(os.path.splitext(out)[0] + ".machine.json", "w") as f:
         json.dump(machine, f, indent=1)
     log(f"preset {a.preset} on {device}: {machine['cpu'].get('Model name')} x{machine['cpu_count']}"
@@ -260,7 +271,8 @@ def main(argv=None) -> int:
 
 def _short_machine(m: dict) -> dict:
     s = {"cpu": m["cpu"].get("Model name"), "cores": m["cpu_count"], "device": m["device"],
-         "torch_threads": m["torch_threads"], "python": m["python"]}
+         "torch_threads": m["torch_threads"], "python": m["python"],
+         "omp_wait_policy": m.get("omp_wait_policy"), "nice": m.get("nice")}
     if "gpu" in m:
         s["gpu"] = m["gpu"]
     return s

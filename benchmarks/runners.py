@@ -90,10 +90,11 @@ class OursIVF(Backend):
         from torch_ivf import SearchParams
 
         idx = self.idx
-        idx.search_mode = variant["mode"]
+        mode = variant["mode"]
         params = SearchParams(nprobe=nprobe)
 
         def call(q):
+            idx.search_mode = mode        # set per call: the variants' calls are interleaved
             return idx.search(q, k, params=params)[1]
 
         return call
@@ -170,9 +171,9 @@ class FaissIVF(Backend):
 
     def searcher(self, variant, k, nprobe):
         idx = self.idx
-        idx.nprobe = nprobe
 
         def call(q):
+            idx.nprobe = nprobe
             return idx.search(q, k)[1]
 
         return call
