@@ -206,3 +206,19 @@ def test_bucketed_scan_matches_per_list_scan(data, metric, dtype, monkeypatch):
         D2, I2 = index.search(xq, 10, params=params)
         monkeypatch.undo()
         assert_knn_equal(D2, I2, D1, I1, atol=1e-3)
+
+
+def test_faiss_code_idioms_run(data):
+    """Snippets a Faiss user would paste: direct map, invlists sizes, IDMap factory, quantizer."""
+    xb, xq = data
+    index = ti.index_factory(32, "IVF16,Flat")
+    index.train(xb)
+    index.add(xb[:1000])
+    index.make_direct_map()
+    assert np.allclose(index.reconstruct(7), xb[7])
+    assert sum(index.invlists.list_size(i) for i in range(index.nlist)) == 1000
+    assert sorted(torch.cat([index.invlists.get_ids(i) for i in range(16)]).tolist()) == list(range(1000))
+    assert index.quantizer.ntotal == 16
+    idmap = ti.index_factory(32, "IDMap,Flat", ti.METRIC_INNER_PRODUCT)
+    idmap.add_with_ids(xb[:10], np.arange(100, 110))
+    assert idmap.search(xb[:1], 1)[1][0, 0] == 100

@@ -19,7 +19,7 @@ from .index.flat import IndexFlat  # noqa: E402
 from .index.ivf_flat import IndexIVFFlat  # noqa: E402
 
 
-@register_factory(r"Flat")
+@register_factory(r"(?:IDMap2?,)?Flat")  # every index takes add_with_ids, so IDMap adds nothing
 def _flat(m, d, metric, kw):
     return IndexFlat(d, metric, **kw)
 

@@ -69,6 +69,15 @@ class InvertedLists:
         at = torch.searchsorted(keys, labels).clamp_max(len(keys) - 1)
         return keys[at] == labels, pos[at], lists[at]
 
+    def list_size(self, list_no: int) -> int:
+        """Faiss's invlists.list_size."""
+        return int(self.sizes[list_no])
+
+    def get_ids(self, list_no: int) -> torch.Tensor:
+        """Labels stored in one list (Faiss's invlists.get_ids, as a tensor)."""
+        start = int(self.starts[list_no])
+        return self.data["labels"][start : start + int(self.sizes[list_no])]
+
     def labels(self) -> torch.Tensor:
         pos, _ = self.live_positions()
         return self.data["labels"][pos]

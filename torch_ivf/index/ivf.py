@@ -215,6 +215,9 @@ class IndexIVF(IVFScan, Index):
     def reconstruct(self, key) -> torch.Tensor:
         return self.reconstruct_batch([int(key)])[0]
 
+    def make_direct_map(self, new_maintain: bool = True) -> None:
+        """Kept so Faiss code runs: labels are always mapped here, reconstruct needs no direct map."""
+
     def reconstruct_n(self, i0: int, n: int) -> torch.Tensor:
         return self.reconstruct_batch(torch.arange(int(i0), int(i0) + int(n)))
 
