@@ -107,8 +107,55 @@ def main() -> int:
                 torch.cuda.empty_cache()
 
     ds = Dataset.from_json(json.dumps(job["dataset"]))
+    if job.get("serve"):
+        return serve(OldIVF(), ds)
     run_backend(OldIVF(), ds, job["cfg"], TimingPolicy(**job["policy"]), job["out"], job["base_row"],
                 Deadline(job.get("deadline_s")), QuietGate(**job["gate"]) if job.get("gate") else None)
+    return 0
+
+
+def serve(backend, ds) -> int:
+    """Line protocol for benchmarks.duel (JSON a line on stdin; replies on stdout): the parent
+    interleaves this process's calls with the other libraries' so that they share the machine alike.
+      {"cmd": "build", "dtype", "nlist"}                        -> build info
+      {"cmd": "search", "mode", "nprobe", "k", "start", "nq", "save": path|null} -> {"t": seconds}
+      {"cmd": "quit"}"""
+    import time
+
+    import numpy as np
+
+    xq = backend.prepare_queries(ds.load("xq"))
+    calls = {}
+    out = sys.stdout
+    sys.stdout = sys.stderr            # keep library prints off the protocol channel
+    for line in sys.stdin:
+        msg = json.loads(line)
+        try:
+            if msg["cmd"] == "quit":
+                break
+            if msg["cmd"] == "build":
+                info = backend.build(ds, ds.load("xt"), ds.load("xb"), msg["nlist"], msg["dtype"])
+                calls.clear()
+                reply = dict(info, library=backend.library, version=backend.version,
+                             threads=backend.threads())
+            elif msg["cmd"] == "search":
+                key = (msg["mode"], msg["nprobe"], msg["k"])
+                if key not in calls:
+                    calls[key] = backend.searcher({"mode": msg["mode"]}, msg["k"], msg["nprobe"])
+                q = xq[msg["start"]: msg["start"] + msg["nq"]]
+                backend.sync()
+                t0 = time.perf_counter()
+                I = calls[key](q)
+                backend.sync()
+                reply = {"t": time.perf_counter() - t0}
+                if msg.get("save"):
+                    np.save(msg["save"], I.cpu().numpy() if hasattr(I, "cpu") else np.asarray(I))
+            else:
+                reply = {"error": f"unknown command {msg['cmd']!r}"}
+        except Exception as e:  # reported, not fatal
+            reply = {"error": repr(e)}
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
     return 0
 
 

@@ -106,10 +106,14 @@ class OursIVF(Backend):
         pick = getattr(self.idx, "_pick_mode", None)
         if pick is None:
             return {}
+        prev = self.idx.search_mode
         try:
+            self.idx.search_mode = "auto"      # _pick_mode answers the forced mode otherwise
             return {"auto_chose": pick(nq, min(nprobe, self.idx.nlist))}
         except Exception as e:
             return {"auto_chose": f"? ({e!r})"}
+        finally:
+            self.idx.search_mode = prev
 
     def add(self, x):
         self.idx.add(torch.from_numpy(np.ascontiguousarray(x)).to(self.device))
