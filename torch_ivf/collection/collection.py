@@ -7,7 +7,6 @@ adapters only translate their types to and from this class.
 
 from __future__ import annotations
 
-import copy
 import threading
 import uuid
 from collections import OrderedDict
@@ -22,7 +21,7 @@ from .embeddings import Embedder, as_embedder, default_device, embed_in_batches
 from .filters import compile_filter, filter_cache_key
 from .indexing import IndexPlan, is_ivf
 from .mmr import mmr_select
-from .records import Hit, Record, RecordTable
+from .records import Hit, Record, RecordTable, copy_metadata
 from .scores import check_metric, index_metric, relevance
 
 Filter = Mapping[str, Any] | Callable[[Mapping[str, Any]], bool] | None
@@ -163,7 +162,7 @@ class Collection:
         # Last occurrence of a repeated id wins, as if the rows were upserted one by one.
         last = {doc_id: row for row, doc_id in enumerate(ids)}
         rows = sorted(last.values())
-        records = [Record(ids[r], texts[r], copy.deepcopy(dict(metadatas[r] or {}))) for r in rows]
+        records = [Record(ids[r], texts[r], copy_metadata(dict(metadatas[r] or {}))) for r in rows]
         with self._lock:
             self.dim = vectors.shape[1]
             self._drop_labels(self._table.labels_of(last))
@@ -314,7 +313,7 @@ class Collection:
         self._masks.clear()
 
     def _copy(self, rec: Record) -> Record:
-        return Record(rec.id, rec.text, copy.deepcopy(rec.metadata), rec.label)
+        return Record(rec.id, rec.text, copy_metadata(rec.metadata), rec.label)
 
     def _coerce_vectors(self, x: Any, name: str) -> torch.Tensor:
         if isinstance(x, torch.Tensor):
@@ -414,7 +413,7 @@ class Collection:
         for label, dist, score in zip(I[0].tolist(), D[0].tolist(), rel):
             rec = self._table.by_label.get(label) if label >= 0 else None
             if rec is not None:
-                hits.append(Hit(rec.id, rec.text, copy.deepcopy(rec.metadata), score, dist, label))
+                hits.append(Hit(rec.id, rec.text, copy_metadata(rec.metadata), score, dist, label))
         return hits
 
     def _search_index(self, q, k, mask, allowed, nprobe, cache_key=None):
