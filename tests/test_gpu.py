@@ -71,3 +71,14 @@ def test_triton_row_topk_matches_torch(cols, k):
     ref = x.topk(kk, dim=-1)
     assert torch.equal(v, ref.values)
     assert torch.equal(x.gather(-1, i), v)  # indices point at the values (ties may order differently)
+
+
+def test_graphed_flat_matches_ungraphed():
+    xb, xq = clustered(5000, 48, seed=37), clustered(16, 48, seed=38)
+    index = ti.IndexFlat(48, "cosine", device="cuda")
+    index.add(xb)
+    q = torch.nn.functional.normalize(torch.from_numpy(xq).cuda(), dim=1)
+    for nq in (1, 16):
+        D1, I1 = index.search(q[:nq], 5)
+        D2, I2 = index._search_core(q[:nq], 5, 1, 0, None, "grouped")
+        assert torch.equal(I1, I2) and torch.allclose(D1, D2)

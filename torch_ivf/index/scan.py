@@ -86,8 +86,8 @@ class IVFScan:
             raise ValueError(f"params.nprobe must be a positive int, got {params.nprobe!r}")
         max_codes = self.max_codes if params.max_codes is None else int(params.max_codes)
         mode = self._pick_mode(nq, nprobe)
-        if mode == "matrix" and mask is None and self._graph_ok(nq):
-            return self._search_graphed(q, k, nprobe, max_codes)
+        if (mode == "matrix" or self.nlist == 1) and mask is None and self._graph_ok(nq):
+            return self._search_graphed(q, k, nprobe, max_codes, mode)
         return self._search_core(q, k, nprobe, max_codes, mask, mode)
 
     def _search_core(self, q, k, nprobe, max_codes, mask, mode):
@@ -95,7 +95,11 @@ class IVFScan:
         probe, coarse = self._coarse(qt, nprobe)
         ctx = self._query_context(qt, probe)
         ctx["coarse_all"] = coarse
-        if mode == "matrix":
+        if self.nlist == 1:  # Flat: one list, every query scans it; no pairs to group, no host sync
+            start, size = int(self.invlists.starts[0]), int(self.invlists.sizes[0])
+            qsel = torch.arange(q.shape[0], device=self.device)
+            scores, pos = _pad_k(*self._scan_list(ctx, qsel, 0, start, size, k, mask), k)
+        elif mode == "matrix":
             scores, pos = self._scan_matrix(ctx, probe, k, mask, max_codes)
         else:
             scores, pos = self._scan_grouped(ctx, probe, k, mask, max_codes)
@@ -114,9 +118,9 @@ class IVFScan:
     def _graph_ok(self, nq: int) -> bool:
         return self._graph_safe and self.device.type == "cuda" and nq <= self._GRAPH_MAX_NQ
 
-    def _search_graphed(self, q, k, nprobe, max_codes):
+    def _search_graphed(self, q, k, nprobe, max_codes, mode):
         from .. import kernels
-        key = (q.shape[0], k, nprobe, max_codes, self.invlists.version, self.centroids.data_ptr(), kernels.enabled)
+        key = (q.shape[0], k, nprobe, max_codes, mode, self.invlists.version, self.centroids.data_ptr(), kernels.enabled)
         cache = self.__dict__.setdefault("_graphs", {})
         entry = cache.pop(key, None)
         if entry is None:
@@ -124,11 +128,11 @@ class IVFScan:
             side = torch.cuda.Stream(device=self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):  # warm-up: compiles kernels, fills caches outside the capture
-                self._search_core(static_q, k, nprobe, max_codes, None, "matrix")
+                self._search_core(static_q, k, nprobe, max_codes, None, mode)
             torch.cuda.current_stream(self.device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                out = self._search_core(static_q, k, nprobe, max_codes, None, "matrix")
+                out = self._search_core(static_q, k, nprobe, max_codes, None, mode)
             entry = (graph, static_q, out)
             while len(cache) >= self._GRAPH_CACHE:
                 cache.pop(next(iter(cache)))
