@@ -44,9 +44,10 @@ def suffix_norms(y: torch.Tensor, n_levels: int) -> torch.Tensor:
 
 def round_up_half(t: torch.Tensor) -> torch.Tensor:
     """float16 copy never below t, so a stored norm can only loosen the bound, never break it."""
-    h = t.half()
+    tc = t.float().cpu()  # (nextafter on float16 is not implemented on every device; encode-time only)
+    h = tc.half()
     up = torch.nextafter(h, torch.full_like(h, float("inf")))
-    return torch.where(h.float() < t, up, h)
+    return torch.where(h.float() < tc, up, h).to(t.device)
 
 
 def pruned_scores(qi, pos, partial, slack, thr, *, first_level, level_part, exact, qtail, ytail, coef,

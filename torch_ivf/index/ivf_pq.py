@@ -138,13 +138,14 @@ class IndexIVFPQ(IndexIVF):
 
     def _coarse_term(self, ctx, qsel, lists):
         """ct for queries qsel (b,) and probed lists (b, R)."""
-        col = torch.searchsorted(ctx["probe_sorted"][qsel], lists)
+        col = torch.searchsorted(ctx["probe_sorted"][qsel], lists.contiguous())
         return ctx["ct"][qsel].gather(1, ctx["probe_order"][qsel].gather(1, col))
 
     def pair_scores(self, ctx, qi, pos, ct):
         """Exact ADC scores for broadcastable (query, slab row) index tensors; ct the coarse terms."""
-        idx = self.invlists.data["codes"][pos].long() + ctx["offsets"]
-        g = ctx["lut"][qi[..., None], idx]
+        # One linear index into the flat tables: torch.take is 1.5-2.5x faster than 2-D advanced indexing.
+        idx = self.invlists.data["codes"][pos].long() + (ctx["offsets"] + (qi * ctx["lut"].shape[1])[..., None])
+        g = torch.take(ctx["lut"], idx)
         return (ct - self.invlists.data["init"][pos]) + tree_sum(g)
 
     def _score_block(self, ctx, qsel, list_id, start, end):

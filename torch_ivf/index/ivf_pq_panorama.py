@@ -15,7 +15,7 @@ import torch
 from ..panorama import PanoramaStats, bound_slack, panorama_stats, pruned_scores, round_up_half, suffix_norms
 from ..transforms import PanoramaTransform
 from .ivf import _SCORE_BUDGET
-from .ivf_pq import IndexIVFPQ, _split_quantizer_args
+from .ivf_pq import IndexIVFPQ, _split_quantizer_args, tree_sum
 
 _NORM_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
@@ -274,9 +274,11 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
         ml = self.M // self.n_levels
         codes, lut, off = self.invlists.data["codes"], ctx["lut"], ctx["offsets"]
 
+        width = lut.shape[1]
+
         def level_part(qi, pos, j):  # qi, pos broadcastable
-            idx = codes[pos, j * ml:(j + 1) * ml].long() + off[j * ml:(j + 1) * ml]
-            return lut[qi[..., None], idx].sum(-1)
+            idx = codes[pos, j * ml:(j + 1) * ml].long() + (off[j * ml:(j + 1) * ml] + (qi * width)[..., None])
+            return tree_sum(torch.take(lut, idx))
 
         def exact(qi, pos, ct):
             return self.pair_scores(ctx, qi, pos, ct)
