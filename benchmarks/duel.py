@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     ap.add_argument("--min-rounds", type=int, default=5)
     ap.add_argument("--max-rounds", type=int, default=15)
     ap.add_argument("--target-s", type=float, default=0.6, help="per variant, measured time to aim for")
-    ap.add_argument("--max-call-s", type=float, default=12.0)
+    ap.add_argument("--max-call-s", type=float, default=25.0)
     ap.add_argument("--latency-queries", type=int, default=100)
     ap.add_argument("--ours-dtypes", nargs="+", default=["float32", "float16"])
     ap.add_argument("--exact-dtypes", nargs="+", default=None)

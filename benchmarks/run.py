@@ -172,6 +172,10 @@ def main(argv=None) -> int:
                     help="CPU: longest wait for other processes to leave the cores before one point")
     ap.add_argument("--total-wait-s", type=float, default=150.0,
                     help="CPU: total such waiting allowed in the run")
+    ap.add_argument("--max-tries", type=int, default=3,
+                    help="CPU: measurements of one point when other processes interfere")
+    ap.add_argument("--sweeps", default="nprobe,nq,add",
+                    help="which parts to run: nprobe (recall-QPS), nq, add (add-time test)")
     ap.add_argument("--no-wait", action="store_true",
                     help="on CPU, do not wait for other processes to leave the cores before measuring")
     ap.add_argument("--omp-wait-policy", default="PASSIVE",
@@ -191,7 +195,8 @@ def main(argv=None) -> int:
     policy = TimingPolicy(**preset["policy"])
     deadline = Deadline(a.deadline_s or preset.get("deadline_s"))
     gate = QuietGate(enabled=device == "cpu" and not a.no_wait, max_wait_s=a.max_wait_s,
-                     total_wait_s=a.total_wait_s)
+                     total_wait_s=a.total_wait_s, max_tries=a.max_tries)
+    sweeps = set(a.sweeps.split(","))
     niceness = None
     if device == "cpu" and a.nice:
         try:  # raise only this run's priority on a shared machine (root may lower its own nice value)
@@ -240,7 +245,13 @@ def main(argv=None) -> int:
         except DatasetUnavailable as e:
             log(f"SKIP dataset {dspec['id']}: {e}")
             continue
-        cfg = dspec["cfg"]
+        cfg = dict(dspec["cfg"])
+        if "nprobe" not in sweeps:
+            cfg["nprobes"] = []
+        if "nq" not in sweeps:
+            cfg["nqs"] = []
+        if "add" not in sweeps:
+            cfg["add_test"] = False
         log(f"dataset {dspec['id']}: n={ds.n:,} d={ds.d} metric={ds.metric} queries={ds.nq:,} "
             f"nlist={cfg['nlist']} nprobe={cfg['nprobe']} k={cfg['k']}")
         base_row = {"preset": a.preset, "dataset": dspec["id"], "dataset_file": ds.name, "n": ds.n,

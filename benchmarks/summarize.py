@@ -46,18 +46,21 @@ def tables(rows: list[dict]) -> str:
     for ds, rs in by_ds.items():
         r0 = rs[0]
         nqrows = [r for r in rs if r.get("sweep") == "nq" and "qps" in r]
-        if not nqrows:
+        anyq = [r for r in rs if "qps" in r]
+        if not anyq:
             continue
         nprobe = next((r["nprobe"] for r in nqrows if r.get("nprobe")), None)
-        k = next((r["k"] for r in nqrows if r.get("k")), None)
-        nlist = next((r["nlist"] for r in nqrows if r.get("nlist")), None)
+        k = next((r["k"] for r in anyq if r.get("k")), None)
+        nlist = next((r["nlist"] for r in anyq if r.get("nlist")), None)
         out.append(f"\n### {ds}: n={r0['n']:,} d={r0['d']} metric={r0['metric']}, nlist={nlist}, "
                    f"nprobe={nprobe}, k={k} ({r0['machine'].get('gpu') or r0['machine']['cpu']}, "
                    f"{r0['machine']['cores']} cores)\n")
         nqs = sorted({r["nq"] for r in nqrows})
-        out.append("QPS (recall@k) per nq; nq=1 also shows p50/p99 latency.\n")
-        out.append("| library | mode | dtype | " + " | ".join(f"nq={n}" for n in nqs) + " |")
-        out.append("|---|---|---|" + "---:|" * len(nqs))
+        if nqs:
+            out.append("QPS (recall@k) per nq; nq=1 also shows p50/p99 latency.\n")
+        if nqs:
+            out.append("| library | mode | dtype | " + " | ".join(f"nq={n}" for n in nqs) + " |")
+            out.append("|---|---|---|" + "---:|" * len(nqs))
         cells = defaultdict(dict)
         for r in nqrows:
             cells[_key(r)][r["nq"]] = r
@@ -91,7 +94,13 @@ def tables(rows: list[dict]) -> str:
                         continue
                     best = max(forced, key=lambda r: r["qps"])
                     ratio = auto[0]["qps"] / best["qps"]
-                    flag = "" if ratio >= 0.9 else " **miss**"
+                    chose = auto[0].get("auto_chose")
+                    if ratio >= 0.9:
+                        flag = ""
+                    elif chose == best["mode"]:
+                        flag = " (same path as best: noise)"
+                    else:
+                        flag = " **miss**"
                     out.append(f"| {dt} | {n} | {best['mode']} | {_fmt_qps(best['qps'])} | "
                                f"{_fmt_qps(auto[0]['qps'])} | {ratio:.2f}{flag} | "
                                f"{auto[0].get('auto_chose', '?')} |")
