@@ -34,6 +34,14 @@ def _fmt_qps(q: float) -> str:
     return f"{q:.0f}"
 
 
+def _rec(r) -> str:
+    """recall, and the tie-aware recall beside it where duplicates in the data make them differ."""
+    rt = r.get("recall_tie")
+    if rt is not None and rt - r["recall"] > 0.005:
+        return f"{r['recall']:.3f}; ties {rt:.3f}"
+    return f"{r['recall']:.3f}"
+
+
 def _key(r):
     return (LIB_ORDER.get(r["library"], 9), r["library"], r.get("mode", ""), r.get("dtype", ""))
 
@@ -75,7 +83,7 @@ def tables(rows: list[dict]) -> str:
                 if r is None:
                     line += " skipped |" if n in skipped[key] else " – |"
                     continue
-                c = f" {_fmt_qps(r['qps'])} ({r['recall']:.3f})"
+                c = f" {_fmt_qps(r['qps'])} ({_rec(r)})"
                 if n == 1 and "p50_ms" in r:
                     c += f" {r['p50_ms']:.2f}/{r['p99_ms']:.2f} ms"
                 line += c + " |"
@@ -119,7 +127,7 @@ def tables(rows: list[dict]) -> str:
                 line = f"| {key[1]} | {key[2]} | {key[3]} |"
                 for p in nps:
                     r = cells[key].get(p)
-                    line += f" {_fmt_qps(r['qps'])} ({r['recall']:.3f}) |" if r else " – |"
+                    line += f" {_fmt_qps(r['qps'])} ({_rec(r)}) |" if r else " – |"
                 out.append(line)
         # build / add / memory
         builds = OrderedDict()
