@@ -73,7 +73,7 @@ PRESETS: dict = {
     },
     "h100": {
         "device": "cuda",
-        "deadline_s": 8 * 60,
+        "deadline_s": 7 * 60,
         "policy": dict(min_repeats=5, max_repeats=50, target_s=0.25, latency_queries=200,
                        latency_target_s=1.0, max_call_s=8.0),
         "ours": dict(dtypes=("float32", "float16")),
@@ -86,20 +86,24 @@ PRESETS: dict = {
                       "seed": 0},
              "cfg": {"nlist": 1024, "k": 10, "nprobe": 16, "nprobes": [4, 8, 16, 32, 64],
                      "sweep_nq": 19600, "nqs": NQS}},
-            {"id": "minilm-40k-384",
-             "spec": {"kind": "minilm", "nq": 5000, "train_n": 35000, "seed": 0, "metric": "ip",
-                      "max_shards": 2},
-             "cfg": {"nlist": 128, "k": 10, "nprobe": 16, "nprobes": [4, 8, 16, 32], "sweep_nq": 5000,
-                     "nqs": [1, 64, 1024, 5000]}},
-            {"id": "clustered-1M-384",
-             "spec": {"kind": "clustered", "n": 1000000, "d": 384, "nq": 19600, "train_n": 65536,
-                      "seed": 0},
-             "cfg": {"nlist": 1024, "k": 10, "nprobe": 16, "nprobes": [8, 16, 32], "sweep_nq": 19600,
-                     "nqs": NQS}},
             {"id": "gaussian-262144-128",
              "spec": {"kind": "gaussian", "n": 262144, "d": 128, "nq": 19600, "train_n": 20480},
              "cfg": {"nlist": 512, "k": 20, "nprobe": 32, "nprobes": [], "sweep_nq": 19600,
-                     "nqs": [1, 64, 1024, 19600], "add_test": False}},
+                     "nqs": [1024, 19600], "add_test": False},
+             "old": dict(dtypes=["float32", "float16"], modes=["csr", "auto"]),
+             "ours": dict(dtypes=("float32", "float16"), modes=("auto", "grouped"))},
+            {"id": "minilm-40k-384",
+             "spec": {"kind": "minilm", "nq": 5000, "train_n": 35000, "seed": 0, "metric": "ip",
+                      "max_shards": 2},
+             "cfg": {"nlist": 128, "k": 10, "nprobe": 16, "nprobes": [8, 16, 32], "sweep_nq": 5000,
+                     "nqs": [1, 64, 1024, 5000], "add_test": False},
+             "old": dict(dtypes=["float32"], modes=["default", "csr", "auto"])},
+            {"id": "clustered-1M-384",
+             "spec": {"kind": "clustered", "n": 1000000, "d": 384, "nq": 19600, "train_n": 65536,
+                      "seed": 0},
+             "cfg": {"nlist": 1024, "k": 10, "nprobe": 16, "nprobes": [], "sweep_nq": 19600,
+                     "nqs": NQS, "add_test": False},
+             "old": dict(dtypes=["float32", "float16"], modes=["csr", "auto"])},
         ],
     },
 }
@@ -259,7 +263,7 @@ def main(argv=None) -> int:
                     "headline": bool(dspec.get("headline")), "machine": _short_machine(machine),
                     "versions": versions, "ts": time.strftime("%Y-%m-%dT%H:%M:%S")}
         makers = {
-            "ours": (lambda: OursIVF(device, **preset["ours"])) if ok_ours else None,
+            "ours": (lambda: OursIVF(device, **dspec.get("ours", preset["ours"]))) if ok_ours else None,
             "faiss": (lambda: FaissIVF()) if ok_faiss else None,
             "exact": lambda: BruteForce(device, dtypes=preset["brute_dtypes"]),
         }
@@ -268,7 +272,8 @@ def main(argv=None) -> int:
                 continue
             if lib == "old":
                 if old_dir:
-                    run_old(old_dir, ds, cfg, policy, out, base_row, device, deadline, preset["old"], gate)
+                    run_old(old_dir, ds, cfg, policy, out, base_row, device, deadline,
+                            dspec.get("old", preset["old"]), gate)
                 continue
             if makers.get(lib) is None:
                 continue
