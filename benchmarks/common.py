@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -284,9 +285,11 @@ def time_group(calls: list[Callable], xq, nq: int, policy: TimingPolicy,
         lats = [[] for _ in calls]
         outs = [[] for _ in calls]
         t_start = time.perf_counter()
+        rng = random.Random(0)
         for i in range(nlat):
             q = xq[i:i + 1]
-            for j, c in enumerate(calls):
+            for j in rng.sample(range(m), m):      # random order: no fixed cache-warm neighbour
+                c = calls[j]
                 t0 = time.perf_counter()
                 out = c(q)
                 sync()
