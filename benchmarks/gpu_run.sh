@@ -14,18 +14,20 @@ OUT=${OUT:-$PWD/benchmarks/results/gpu-out}
 mkdir -p "$OUT"
 T0=$(date +%s)
 PY=${PY:-python3}
+SITE=${SITE:-/tmp/bench-site}           # faiss-cpu goes here (on PYTHONPATH)
+OLDDIR=${OLDDIR:-/tmp/torch-ivf-0.1.1}   # torch-ivf 0.1.1 here (only its subprocess puts it on sys.path)
 # faiss-cpu into /tmp/site (on PYTHONPATH); torch-ivf 0.1.1 into its own folder, which only the
 # benchmark's subprocess puts first on sys.path (both import as torch_ivf).
 if ls .whl/faiss_cpu-*.whl >/dev/null 2>&1; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-    .whl/faiss_cpu-*.whl && export PYTHONPATH=/tmp/site
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
+    .whl/faiss_cpu-*.whl && export PYTHONPATH="$SITE"
 else
   echo "no faiss-cpu wheel in .whl/: faiss-cpu will be skipped"
 fi
 OLD_ARGS=""
 if ls .whl/torch_ivf-0.1.1-*.whl >/dev/null 2>&1; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --ignore-requires-python \
-    --target /tmp/oldivf .whl/torch_ivf-0.1.1-*.whl && OLD_ARGS="--old-dir /tmp/oldivf"
+    --target "$OLDDIR" .whl/torch_ivf-0.1.1-*.whl && OLD_ARGS="--old-dir $OLDDIR"
 else
   echo "no torch-ivf 0.1.1 wheel in .whl/: the earlier package will be skipped"
 fi
