@@ -15,8 +15,9 @@ from .base import SearchParams
 
 SEARCH_MODES = ("auto", "grouped", "csr", "matrix")
 _SCORE_BUDGET = 1 << 25  # elements of a temporary score / gather buffer per chunk (~128 MB fp32)
-# Thresholds of "auto" (see _pick_mode): measured on the H100 with d = 128 and 384.
-_MATRIX_BYTES = 16e9
+# Thresholds of "auto" (see _pick_mode): fitted on the H100 runs in benchmarks/results
+# (clustered 1M x 128 / 384, MiniLM 35k x 384, Gaussian 262k x 128; float32 and float16).
+_MATRIX_BYTES = 10e9
 _MATRIX_PAIRS = 64
 
 
@@ -62,9 +63,10 @@ class IVFScan:
         """"auto": the cheaper path by a cost model fitted on measurements (benchmarks/results).
 
         CPUs: always grouped (per-list GEMMs beat the gather at every nq measured). GPUs with the
-        fused Triton scan: matrix while it reads at most _MATRIX_BYTES (it streams every probed list
-        once per query, ~0.8 TB/s on an H100), grouped beyond (GEMMs share a list among its queries).
-        GPUs without it (DirectML, Triton missing): matrix only for a handful of pairs."""
+        fused Triton scan: matrix while it streams at most _MATRIX_BYTES (it reads every probed list
+        once per query), grouped beyond (GEMMs share a list among its queries); when the stored
+        vectors fit in half the L2 cache, those re-reads hit the cache and the limit is 4x higher.
+        GPUs without the kernel (DirectML, no Triton): matrix only for a handful of pairs."""
         if self.search_mode != "auto":
             return self.search_mode
         if self.nlist == 1 or self.device.type == "cpu":
@@ -72,8 +74,13 @@ class IVFScan:
         if self._fused_padded():
             element = torch.finfo(self.dtype).bits // 8
             scanned = nq * nprobe * (self.ntotal / self.nlist) * self._gather_cost() * element
-            return "matrix" if scanned <= _MATRIX_BYTES else "grouped"
+            limit = _MATRIX_BYTES * (4 if self.ntotal * self.d * element <= self._l2_bytes() / 2 else 1)
+            return "matrix" if scanned <= limit else "grouped"
         return "matrix" if nq * nprobe <= _MATRIX_PAIRS else "grouped"
+
+    def _l2_bytes(self) -> int:
+        props = torch.cuda.get_device_properties(self.device)
+        return int(getattr(props, "L2_cache_size", 0))
 
     def _search(self, q: torch.Tensor, k: int, params: SearchParams):
         nq = q.shape[0]
