@@ -65,7 +65,7 @@ class IVFScan:
         CPUs: always grouped (per-list GEMMs beat the gather at every nq measured). GPUs with the
         fused Triton scan: matrix while it streams at most _MATRIX_BYTES (it reads every probed list
         once per query), grouped beyond (GEMMs share a list among its queries); when the stored
-        vectors fit in half the L2 cache, those re-reads hit the cache and the limit is 4x higher.
+        vectors fit in the L2 cache, those re-reads hit the cache and the limit is 4x higher.
         GPUs without the kernel (DirectML, no Triton): matrix only for a handful of pairs."""
         if self.search_mode != "auto":
             return self.search_mode
@@ -74,7 +74,7 @@ class IVFScan:
         if self._fused_padded():
             element = torch.finfo(self.dtype).bits // 8
             scanned = nq * nprobe * (self.ntotal / self.nlist) * self._gather_cost() * element
-            limit = _MATRIX_BYTES * (4 if self.ntotal * self.d * element <= self._l2_bytes() / 2 else 1)
+            limit = _MATRIX_BYTES * (4 if self.ntotal * self.d * element <= self._l2_bytes() else 1)
             return "matrix" if scanned <= limit else "grouped"
         return "matrix" if nq * nprobe <= _MATRIX_PAIRS else "grouped"
 
