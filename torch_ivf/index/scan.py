@@ -18,7 +18,7 @@ _SCORE_BUDGET = 1 << 25  # elements of a temporary score / gather buffer per chu
 # Thresholds of "auto" (see _pick_mode): fitted on the H100 runs in benchmarks/results
 # (clustered 1M x 128 / 384, MiniLM 35k x 384, Gaussian 262k x 128; float32 and float16).
 _MATRIX_BYTES = 10e9
-_MATRIX_PAIRS = 64
+_MATRIX_GATHER = 1 << 26  # elements
 
 
 class IVFScan:
@@ -66,7 +66,8 @@ class IVFScan:
         fused Triton scan: matrix while it streams at most _MATRIX_BYTES (it reads every probed list
         once per query), grouped beyond (GEMMs share a list among its queries); when the stored
         vectors fit in the L2 cache, those re-reads hit the cache and the limit is 4x higher.
-        GPUs without the kernel (DirectML, no Triton): matrix only for a handful of pairs."""
+        GPUs without the kernel (DirectML, no Triton): matrix while the gathered rows stay small;
+        codecs without a batched list scan (PQ) always take matrix on GPUs (H100: 6.8k -> 17-400k QPS)."""
         if self.search_mode != "auto":
             return self.search_mode
         if self.nlist == 1 or self.device.type == "cpu":
@@ -76,7 +77,11 @@ class IVFScan:
             scanned = nq * nprobe * (self.ntotal / self.nlist) * self._gather_cost() * element
             limit = _MATRIX_BYTES * (4 if self.ntotal * self.d * element <= self._l2_bytes() else 1)
             return "matrix" if scanned <= limit else "grouped"
-        return "matrix" if nq * nprobe <= _MATRIX_PAIRS else "grouped"
+        if not self._batched_lists:  # grouped would be a per-list loop: ~6 launches per list on a GPU
+            return "matrix"
+        # Without the kernel the matrix path materialises the gathered rows: worth it while small.
+        gathered = nq * nprobe * self.invlists.max_size * self._gather_cost()
+        return "matrix" if gathered <= _MATRIX_GATHER else "grouped"
 
     def _l2_bytes(self) -> int:
         props = torch.cuda.get_device_properties(self.device)
