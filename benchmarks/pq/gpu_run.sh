@@ -16,4 +16,4 @@ python -m benchmarks.pq.bench_pq --device cuda --no-faiss --data-dir benchmarks/
     --shards "${SHARDS:-1}" --nq "${NQ:-2000}" --n-clustered "${NCLUSTERED:-200000}" \
     --n-train 100000 --pq-max-train 65536 --niter 20 --pq-niter 25 --repeats 5 \
     --nprobes "${NPROBES:-4,8,16,32,64,128}" --out "$FILE" 2>&1 | tail -n 200
-python -m benchmarks.pq.plot "$FILE" >/dev/null && echo "wrote $FILE and its .png/.md"
+python -m benchmarks.pq.plot "$FILE" >/dev/null && echo "wrote $FILE and its .png/.md" || echo "wrote $FILE (plot skipped: matplotlib missing?)"
