@@ -183,15 +183,16 @@ def main(argv=None) -> int:
     ap.add_argument("--no-wait", action="store_true",
                     help="on CPU, do not wait for other processes to leave the cores before measuring")
     ap.add_argument("--omp-wait-policy", default="PASSIVE",
-                    help="CPU: OMP_WAIT_POLICY for every library (torch, faiss, 0.1.1); 'default' leaves "
+                    help="OMP_WAIT_POLICY for every library (torch, faiss, 0.1.1); 'default' leaves "
                          "it unset. PASSIVE because on a shared 2-core machine the default spinning "
                          "made small 2-thread torch ops 20-50x slower whenever another process ran")
     a = ap.parse_args(argv)
 
     preset = PRESETS[a.preset]
     device = resolve_device(preset["device"])
-    if device == "cpu" and a.omp_wait_policy != "default" \
-            and os.environ.get("OMP_WAIT_POLICY") != a.omp_wait_policy:
+    # all presets: on the H100 machine faiss-cpu (its own OpenMP pool) shares the process with torch's
+    # 16-thread pool; spinning idle threads of one starve the other (faiss ran 27 QPS at nq = 1 there)
+    if a.omp_wait_policy != "default" and os.environ.get("OMP_WAIT_POLICY") != a.omp_wait_policy:
         # OpenMP reads this when it starts: re-run this command with it set (torch is loaded already)
         os.environ["OMP_WAIT_POLICY"] = a.omp_wait_policy
         args = list(argv) if argv is not None else sys.argv[1:]
