@@ -7,10 +7,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..panorama import PanoramaStats, panorama_stats, round_up_half, suffix_norms
-from ..transforms import PanoramaTransform
+from ..panorama import panorama_stats, round_up_half, suffix_norms
 from .ivf_flat import IndexIVFFlat
-from .ivf_pq_panorama import _NORM_DTYPES, PanoramaScan
+from .ivf_pq_panorama import PanoramaScan
 
 
 class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
@@ -27,56 +26,18 @@ class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
 
     def _init_flat_panorama(self, d, nlist, n_levels=8, metric="l2", *, transform=False, cap=1e9,
                             norm_dtype="float32", **kwargs):
-        if isinstance(n_levels, bool) or not isinstance(n_levels, (int, np.integer)) or n_levels <= 0:
-            raise ValueError(f"n_levels must be a positive int, got {n_levels!r}")
-        if isinstance(d, (int, np.integer)) and d > 0 and d % n_levels:
-            raise ValueError(f"n_levels must divide d={d}, got n_levels={n_levels}")
-        if not isinstance(transform, bool):
-            raise TypeError(f"transform must be a bool, got {type(transform).__name__}")
-        if norm_dtype not in _NORM_DTYPES:
-            raise ValueError(f"norm_dtype must be one of {sorted(_NORM_DTYPES)}, got {norm_dtype!r}")
+        self._init_levels(n_levels, transform, cap, norm_dtype, ("d", d))
         if kwargs.get("dtype", torch.float32) not in (torch.float32, "float32"):
             raise ValueError("dtype must be float32 for IndexIVFFlatPanorama (half storage is not supported yet)")
-        self.n_levels, self.use_transform, self.cap, self.norm_dtype = int(n_levels), transform, float(cap), norm_dtype
-        self.panorama_stats = PanoramaStats()
         IndexIVFFlat.__init__(self, d, nlist, metric, **kwargs)
         # Flat codes lose nothing to uneven energy, so by default nothing caps the PCA front-loading.
-        self.ptransform = PanoramaTransform(self.d, self.n_levels, cap=self.cap, seed=self.seed + 3,
-                                            device=self.device) if transform else None
-
-    def config(self) -> dict:
-        return {**super().config(), "n_levels": self.n_levels, "transform": self.use_transform,
-                "cap": self.cap, "norm_dtype": self.norm_dtype}
-
-    # ---- transform + codec ----------------------------------------------------------------
-    def _transform(self, x):
-        return self.ptransform.apply(x) if self.ptransform is not None and self.ptransform.is_trained else x
-
-    def _untransform(self, x):
-        return self.ptransform.reverse(x) if self.ptransform is not None and self.ptransform.is_trained else x
-
-    def _fit(self, x) -> None:
-        if self.ptransform is not None and not self.ptransform.is_trained:
-            self.ptransform.train(x)
-        super()._fit(x)
-
-    def _fields(self) -> dict:
-        return {**super()._fields(), "tails": ((self.n_levels,), _NORM_DTYPES[self.norm_dtype])}
+        self._make_transform()
 
     def _encode(self, x, lists) -> dict:
         fields = super()._encode(x, lists)
         tails = suffix_norms(fields["vectors"].float(), self.n_levels)  # norms of what is stored
         fields["tails"] = round_up_half(tails) if self.norm_dtype == "float16" else tails
         return fields
-
-    def _codec_tensors(self) -> dict:
-        return {"panorama_matrix": self.ptransform.matrix} if self.ptransform is not None else {}
-
-    def _load_codec_tensors(self, tensors) -> None:
-        if self.ptransform is not None:
-            if "panorama_matrix" in tensors and tensors["panorama_matrix"].numel():
-                self.ptransform.set_matrix(tensors["panorama_matrix"])
-            self.ptransform.to(self.device)
 
     # ---- scanner ----------------------------------------------------------------------------
     def _query_context(self, q, probe) -> dict:

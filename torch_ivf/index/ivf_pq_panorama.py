@@ -27,6 +27,59 @@ class PanoramaScan:
     and the fields ``tails`` (suffix norms) in its inverted lists.
     """
 
+    # ---- levels, transform and tail norms (shared by both Panorama indexes) ------------------
+    def _init_levels(self, n_levels, transform, cap, norm_dtype, divided: tuple[str, object]) -> None:
+        if isinstance(n_levels, bool) or not isinstance(n_levels, (int, np.integer)) or n_levels <= 0:
+            raise ValueError(f"n_levels must be a positive int, got {n_levels!r}")
+        name, value = divided
+        if isinstance(value, (int, np.integer)) and value > 0 and value % n_levels:
+            raise ValueError(f"n_levels must divide {name}={value}, got n_levels={n_levels}")
+        if not isinstance(transform, bool):
+            raise TypeError(f"transform must be a bool, got {type(transform).__name__}")
+        if norm_dtype not in _NORM_DTYPES:
+            raise ValueError(f"norm_dtype must be one of {sorted(_NORM_DTYPES)}, got {norm_dtype!r}")
+        self.n_levels, self.use_transform, self.cap, self.norm_dtype = int(n_levels), transform, float(cap), norm_dtype
+        self.panorama_stats = PanoramaStats()
+
+    def _make_transform(self) -> None:
+        self.ptransform = PanoramaTransform(self.d, self.n_levels, cap=self.cap, seed=self.seed + 3,
+                                            device=self.device) if self.use_transform else None
+
+    def config(self) -> dict:
+        return {**super().config(), "n_levels": self.n_levels, "transform": self.use_transform,
+                "cap": self.cap, "norm_dtype": self.norm_dtype}
+
+    def _transform(self, x):
+        return self.ptransform.apply(x) if self.ptransform is not None and self.ptransform.is_trained else x
+
+    def _untransform(self, x):
+        return self.ptransform.reverse(x) if self.ptransform is not None and self.ptransform.is_trained else x
+
+    def _fit(self, x) -> None:
+        if self.ptransform is not None and not self.ptransform.is_trained:
+            self.ptransform.train(x)
+        super()._fit(x)
+
+    @property
+    def is_trained(self) -> bool:
+        return super().is_trained and (self.ptransform is None or self.ptransform.is_trained)
+
+    def _fields(self) -> dict:
+        return {**super()._fields(), "tails": ((self.n_levels,), _NORM_DTYPES[self.norm_dtype])}
+
+    def _codec_tensors(self) -> dict:
+        out = super()._codec_tensors()
+        if self.ptransform is not None:
+            out["panorama_matrix"] = self.ptransform.matrix
+        return out
+
+    def _load_codec_tensors(self, tensors) -> None:
+        super()._load_codec_tensors(tensors)
+        if self.ptransform is not None:
+            if "panorama_matrix" in tensors and tensors["panorama_matrix"].numel():
+                self.ptransform.set_matrix(tensors["panorama_matrix"])
+            self.ptransform.to(self.device)
+
     def _pick_mode(self, nq: int, nprobe: int) -> str:
         # "auto": the wave scan. Its launches scale with waves x levels, not with lists, which is what
         # a GPU needs; on the 2-core CPU it also beat the per-list loop except at large nprobe.
@@ -207,61 +260,15 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
 
     def _init_panorama(self, d, nlist, M, nbits=8, n_levels=8, metric="l2", *, transform=True, cap=8.0,
                        norm_dtype="float32", **kwargs):
-        if isinstance(n_levels, bool) or not isinstance(n_levels, (int, np.integer)) or n_levels <= 0:
-            raise ValueError(f"n_levels must be a positive int, got {n_levels!r}")
-        if isinstance(M, (int, np.integer)) and M > 0 and M % n_levels:
-            raise ValueError(f"n_levels must divide M={M}, got n_levels={n_levels}")
-        if not isinstance(transform, bool):
-            raise TypeError(f"transform must be a bool, got {type(transform).__name__}")
-        if norm_dtype not in _NORM_DTYPES:
-            raise ValueError(f"norm_dtype must be one of {sorted(_NORM_DTYPES)}, got {norm_dtype!r}")
-        self.n_levels, self.use_transform, self.cap, self.norm_dtype = int(n_levels), transform, float(cap), norm_dtype
-        self.panorama_stats = PanoramaStats()
+        self._init_levels(n_levels, transform, cap, norm_dtype, ("M", M))
         self._init_pq(d, nlist, M, nbits, metric, **kwargs)
-        self.ptransform = PanoramaTransform(self.d, self.n_levels, cap=self.cap, seed=self.seed + 3,
-                                            device=self.device) if transform else None
-
-    def config(self) -> dict:
-        return {**super().config(), "n_levels": self.n_levels, "transform": self.use_transform,
-                "cap": self.cap, "norm_dtype": self.norm_dtype}
-
-    # ---- transform + codec ------------------------------------------------------------------
-    def _transform(self, x):
-        return self.ptransform.apply(x) if self.ptransform is not None and self.ptransform.is_trained else x
-
-    def _untransform(self, x):
-        return self.ptransform.reverse(x) if self.ptransform is not None and self.ptransform.is_trained else x
-
-    def _fit(self, x) -> None:
-        if self.ptransform is not None and not self.ptransform.is_trained:
-            self.ptransform.train(x)
-        super()._fit(x)
-
-    @property
-    def is_trained(self) -> bool:
-        return super().is_trained and (self.ptransform is None or self.ptransform.is_trained)
-
-    def _fields(self) -> dict:
-        return {**super()._fields(), "tails": ((self.n_levels,), _NORM_DTYPES[self.norm_dtype])}
+        self._make_transform()
 
     def _fields_from_codes(self, codes, lists) -> dict:
         fields = super()._fields_from_codes(codes, lists)
         tails = suffix_norms(self.pq.decode(codes), self.n_levels)
         fields["tails"] = round_up_half(tails) if self.norm_dtype == "float16" else tails
         return fields
-
-    def _codec_tensors(self) -> dict:
-        out = super()._codec_tensors()
-        if self.ptransform is not None:
-            out["panorama_matrix"] = self.ptransform.matrix
-        return out
-
-    def _load_codec_tensors(self, tensors) -> None:
-        super()._load_codec_tensors(tensors)
-        if self.ptransform is not None:
-            if "panorama_matrix" in tensors and tensors["panorama_matrix"].numel():
-                self.ptransform.set_matrix(tensors["panorama_matrix"])
-            self.ptransform.to(self.device)
 
     # ---- scanner --------------------------------------------------------------------------
     def _query_context(self, q, probe) -> dict:
