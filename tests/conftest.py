@@ -1,6 +1,10 @@
 """Shared fixtures: seeded clustered data (never only i.i.d. Gaussian) and exact ground truth."""
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -70,3 +74,26 @@ def assert_knn_equal(D, I, De, Ie, *, rtol=1e-4, atol=1e-3, full=None):
             assert np.isclose(full[0][r, where[0]], De[r, c], rtol=rtol, atol=atol), (r, c)
         else:  # the swapped neighbour must sit at (almost) the same distance as another: a tie
             assert np.isclose(De[r], D[r, c], rtol=rtol, atol=atol).sum() >= 2 or Ie[r, c] in I[r], (r, c)
+
+
+def word_hash_vector(text: str, dim: int) -> np.ndarray:
+    """Deterministic fake embedding: a bag of hashed words, so texts sharing words are close."""
+    v = np.full(dim, 1e-3)
+    for word in re.findall(r"\w+", text.lower()):
+        h = int(hashlib.md5(word.encode()).hexdigest(), 16)
+        v[h % dim] += 1.0 + (h >> 8) % 3
+    return v
+
+
+async def ticks_during(awaitable, ticks: int = 10) -> int:
+    """How many 10 ms event-loop ticks ran while awaitable did: all of them if it stayed off the loop."""
+    count = 0
+
+    async def ticker():
+        nonlocal count
+        for _ in range(ticks):
+            await asyncio.sleep(0.01)
+            count += 1
+
+    await asyncio.gather(awaitable, ticker())
+    return count

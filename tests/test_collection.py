@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from conftest import word_hash_vector
 
 from torch_ivf.collection import Collection
 from torch_ivf.collection import indexing
@@ -19,11 +19,7 @@ DIM = 16
 
 
 def word_vector(text: str) -> list[float]:
-    v = np.full(DIM, 1e-3)
-    for word in re.findall(r"\w+", text.lower()):
-        h = int(hashlib.md5(word.encode()).hexdigest(), 16)
-        v[h % DIM] += 1.0 + (h >> 8) % 3
-    return v.tolist()
+    return word_hash_vector(text, DIM).tolist()
 
 
 class CountingEmbedder:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import re
 import time
 
-import numpy as np
 import pytest
+from conftest import ticks_during, word_hash_vector
 
 pytest.importorskip("langchain_core")
 
@@ -24,11 +21,7 @@ class WordHashEmbeddings(Embeddings):
     """Deterministic: texts sharing words are close."""
 
     def _vec(self, text: str) -> list[float]:
-        v = np.full(DIM, 1e-3)
-        for word in re.findall(r"\w+", text.lower()):
-            h = int(hashlib.md5(word.encode()).hexdigest(), 16)
-            v[h % DIM] += 1.0 + (h >> 8) % 3
-        return v.tolist()
+        return word_hash_vector(text, DIM).tolist()
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return [self._vec(t) for t in texts]
@@ -201,16 +194,7 @@ async def test_async_embedding_runs_off_the_event_loop():
             return super().embed_documents(texts)
 
     s = TorchIVFVectorStore(Slow(), device="cpu")
-    ticks = 0
-
-    async def ticker():
-        nonlocal ticks
-        for _ in range(10):
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    await asyncio.gather(s.aadd_texts(["one", "two"]), ticker())
-    assert ticks == 10 and len(s.collection) == 2
+    assert await ticks_during(s.aadd_texts(["one", "two"])) == 10 and len(s.collection) == 2
 
 
 def test_langchain_indexing_api_incremental_cleanup():

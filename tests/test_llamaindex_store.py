@@ -6,14 +6,12 @@ with a deterministic word-hash embedding (no model download, CPU only).
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import re
 import time
 
 import fsspec
 import numpy as np
 import pytest
+from conftest import ticks_during, word_hash_vector
 
 pytest.importorskip("llama_index.core")
 
@@ -40,10 +38,7 @@ DIM = 32
 
 def hash_vector(text: str) -> list[float]:
     """Bag of hashed words: texts sharing words are close, everything is deterministic."""
-    v = np.full(DIM, 1e-3)
-    for word in re.findall(r"\w+", text.lower()):
-        h = int(hashlib.md5(word.encode()).hexdigest(), 16)
-        v[h % DIM] += 1.0 + (h >> 8) % 3
+    v = word_hash_vector(text, DIM)
     return (v / np.linalg.norm(v)).tolist()
 
 
@@ -366,13 +361,4 @@ async def test_async_query_does_not_block_the_event_loop(store, monkeypatch):
         return original(self, query, **kwargs)
 
     monkeypatch.setattr(TorchIVFVectorStore, "query", slow_query)
-    ticks = 0
-
-    async def ticker():
-        nonlocal ticks
-        for _ in range(10):
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    await asyncio.gather(store.aquery(q("node")), ticker())
-    assert ticks == 10
+    assert await ticks_during(store.aquery(q("node"))) == 10

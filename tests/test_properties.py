@@ -5,7 +5,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 from conftest import assert_knn_equal, exact_knn
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
