@@ -4,6 +4,11 @@ Rows [start, start + size) are live, so a list is always one contiguous slice (t
 reads it without a gather). Appends go into the spare capacity of a list; a full list moves to the
 end of the slab with ~3% headroom, so adding a batch costs O(batch) amortized and never re-copies
 the whole index. The holes left behind are reclaimed by compaction once they exceed a third.
+
+A field declared level-major (spec ``(shape, dtype, True)``, shape ``(L, width)``) is stored as
+``(L, rows, width)`` and exposed as the transposed ``(rows, L, width)`` view: every row operation
+below is unchanged, and level j of a list is one contiguous block, so a scan that drops most
+candidates after the first levels never reads the later levels of their rows.
 """
 from __future__ import annotations
 
@@ -15,19 +20,26 @@ _HEADROOM = 32  # a relocated list gets size/32 + 8 spare rows (memory stays wit
 class InvertedLists:
     def __init__(self, nlist: int, fields: dict[str, tuple[tuple[int, ...], torch.dtype]], device):
         self.nlist = int(nlist)
-        self.specs = dict(fields)
+        self.specs = {n: (spec[0], spec[1]) for n, spec in fields.items()}
         self.specs["labels"] = ((), torch.int64)
+        self.level_major = {n for n, spec in fields.items() if len(spec) > 2 and spec[2]}
         self.device = torch.device(device)
         self.reset()
 
     # ---- bookkeeping -------------------------------------------------------------------------
     def reset(self) -> None:
-        self.data = {n: torch.empty((0, *s), dtype=t, device=self.device) for n, (s, t) in self.specs.items()}
+        self.data = {n: self._alloc(n, 0) for n in self.specs}
         self.starts = torch.zeros(self.nlist, dtype=torch.int64)  # host copies: the grouped scan slices with them
         self.sizes = torch.zeros(self.nlist, dtype=torch.int64)
         self.caps = torch.zeros(self.nlist, dtype=torch.int64)
         self.used = 0
         self._changed()
+
+    def _alloc(self, name: str, rows: int) -> torch.Tensor:
+        shape, dtype = self.specs[name]
+        if name in self.level_major:
+            return torch.empty((shape[0], rows, *shape[1:]), dtype=dtype, device=self.device).transpose(0, 1)
+        return torch.empty((rows, *shape), dtype=dtype, device=self.device)
 
     def _changed(self) -> None:
         self._device_meta = None
@@ -88,7 +100,7 @@ class InvertedLists:
             return
         new_rows = max(rows, self.rows + self.rows // 8)
         for name, t in self.data.items():
-            grown = torch.empty((new_rows, *t.shape[1:]), dtype=t.dtype, device=self.device)
+            grown = self._alloc(name, new_rows)
             grown[: self.used] = t[: self.used]
             self.data[name] = grown
 
@@ -121,7 +133,7 @@ class InvertedLists:
         dst = self._ranges(starts, self.sizes)
         total = int(caps.sum())
         for name, t in self.data.items():
-            fresh = torch.empty((total, *t.shape[1:]), dtype=t.dtype, device=self.device)
+            fresh = self._alloc(name, total)
             fresh[dst] = t[src]
             self.data[name] = fresh
         self.starts, self.caps, self.used = starts, caps, total
@@ -168,7 +180,7 @@ class InvertedLists:
 
     def to(self, device) -> "InvertedLists":
         self.device = torch.device(device)
-        self.data = {n: t.to(self.device) for n, t in self.data.items()}
+        self.data = {n: t.to(self.device) for n, t in self.data.items()}  # keeps the level-major strides
         self._changed()
         return self
 
@@ -189,7 +201,9 @@ class InvertedLists:
             t = tensors.get(f"invlists.{name}")
             if t is None or tuple(t.shape) != (total, *shape) or t.dtype != dtype:
                 raise ValueError(f"stored field {name!r} is missing or has the wrong shape/dtype")
-        self.data = {n: tensors[f"invlists.{n}"].to(self.device).contiguous() for n in self.specs}
+        self.data = {n: self._alloc(n, total) for n in self.specs}
+        for n, t in self.data.items():
+            t.copy_(tensors[f"invlists.{n}"])
         self.sizes = sizes
         self.caps = sizes.clone()
         self.starts = torch.cumsum(sizes, 0) - sizes

@@ -264,8 +264,16 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
         self._init_pq(d, nlist, M, nbits, metric, **kwargs)
         self._make_transform()
 
+    def _fields(self) -> dict:
+        # level-major codes: level j of a list is one contiguous block (see InvertedLists)
+        return {**super()._fields(), "codes": ((self.n_levels, self.M // self.n_levels), torch.uint8, True)}
+
+    def _code_rows(self, pos) -> torch.Tensor:
+        return self.invlists.data["codes"][pos].flatten(-2)
+
     def _fields_from_codes(self, codes, lists) -> dict:
         fields = super()._fields_from_codes(codes, lists)
+        fields["codes"] = codes.view(codes.shape[0], self.n_levels, -1)
         tails = suffix_norms(self.pq.decode(codes), self.n_levels)
         fields["tails"] = round_up_half(tails) if self.norm_dtype == "float16" else tails
         return fields
@@ -284,7 +292,7 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
         width = lut.shape[1]
 
         def level_part(qi, pos, j):  # qi, pos broadcastable
-            idx = codes[pos, j * ml:(j + 1) * ml].long() + (off[j * ml:(j + 1) * ml] + (qi * width)[..., None])
+            idx = codes[pos, j].long() + (off[j * ml:(j + 1) * ml] + (qi * width)[..., None])
             return tree_sum(torch.take(lut, idx))
 
         def exact(qi, pos, ct):
