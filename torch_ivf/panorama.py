@@ -81,3 +81,22 @@ def pruned_scores(qi, pos, partial, slack, thr, *, first_level, level_part, exac
 def bound_slack(base, tail_product, thr):
     """Rounding allowance: relative to the magnitudes that are summed (not to the small result)."""
     return _REL_SLACK * (base.abs() + tail_product + thr.abs().nan_to_num(0.0, 0.0, 0.0)) + 1e-30
+
+
+WAVE_PAIRS = 1 << 16  # (query, row) pairs per chunk of a wave: its per-level temporaries stay in cache
+
+
+def merge_ragged(best_s, best_p, qi, s, p, k: int):
+    """Top-k per query of best (nq, k) and candidates (qi, s, p) sorted by query qi."""
+    nq = best_s.shape[0]
+    if qi.numel() == 0:
+        return best_s, best_p
+    cnt = torch.bincount(qi, minlength=nq)
+    rank = torch.arange(qi.numel(), device=qi.device) - (torch.cumsum(cnt, 0) - cnt)[qi]
+    width = k + int(cnt.max())
+    cs = torch.full((nq, width), float("-inf"), device=best_s.device)
+    cp = torch.zeros((nq, width), dtype=torch.int64, device=best_s.device)
+    cs[:, :k], cp[:, :k] = best_s, best_p
+    cs[qi, k + rank], cp[qi, k + rank] = s, p
+    top = cs.topk(k, dim=1)
+    return top.values, cp.gather(1, top.indices)
