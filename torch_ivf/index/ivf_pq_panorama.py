@@ -288,27 +288,27 @@ class PanoramaScan:
             stats.total_dims_scanned += idx.numel() * dl
             t = terms_fn(qi, pos, j)
             if buf is None:
-                buf = torch.empty((L, n, t.shape[1]), device=self.device)
+                buf = torch.empty((n, L, t.shape[1]), device=self.device)  # pair-major: survivors read rows
             if idx.numel() == n:
-                buf[j] = t
+                buf[:, j] = t
             else:
-                buf[j].index_copy_(0, idx, t)
+                buf[:, j].index_copy_(0, idx, t)
             if prune:
                 margin = margin + t.sum(1)
         if prune:
             sel = torch.nonzero(margin >= 0).squeeze(1)
             idx, qi, pos = idx[sel], qi[sel], pos[sel]
-            buf = buf[:, idx]
+            buf = buf[idx]
         return qi, exact_fn(base[idx], buf), pos
 
     def _level_fns(self, ctx):
-        """(terms(qi, pos, j) -> (n, w) terms of level j, exact(base, terms (L, n, w)) -> scores).
+        """(terms(qi, pos, j) -> (n, w) terms of level j, exact(base, terms (n, L, w)) -> scores).
         Default: one term per level, summed in level order as the pruned partials are."""
         level_part = self._pairs_fns(ctx)[0]
 
         def exact(base, t):
-            for j in range(t.shape[0]):
-                base = base + t[j, :, 0]
+            for j in range(t.shape[1]):
+                base = base + t[:, j, 0]
             return base
         return (lambda qi, pos, j: level_part(qi, pos, j)[:, None]), exact
 
@@ -371,13 +371,13 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
         width, arml = lut.shape[1], torch.arange(ml, device=self.device) * ksub
 
         def terms(qi, pos, j):
-            idx = codes[:, j].index_select(0, pos).long()
+            # uint8 + int64 promotes inside the add: no separate widening copy
+            idx = torch.add(codes[:, j].index_select(0, pos), (qi * width + j * ml * ksub)[:, None])
             idx += arml
-            idx += (qi * width + j * ml * ksub)[:, None]
             return torch.take(lut, idx)
 
-        def exact(base, t):
-            return base + tree_sum(t.permute(1, 0, 2).reshape(t.shape[1], self.M))
+        def exact(base, t):  # t (n, L, M/L)
+            return base + tree_sum(t.reshape(t.shape[0], self.M))
         return terms, exact
 
     def _search(self, q, k, params):
