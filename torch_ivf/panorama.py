@@ -100,3 +100,15 @@ def merge_ragged(best_s, best_p, qi, s, p, k: int):
     cs[qi, k + rank], cp[qi, k + rank] = s, p
     top = cs.topk(k, dim=1)
     return top.values, cp.gather(1, top.indices)
+
+
+def ragged_kth(qi, v, k: int, nq: int):
+    """(nq,) k-th largest of v per query, for qi (sorted) in [0, nq); -inf where fewer than k."""
+    cnt = torch.bincount(qi, minlength=nq)
+    maxc = int(cnt.max()) if qi.numel() else 0
+    if maxc < k:
+        return torch.full((nq,), float("-inf"), device=v.device)
+    rank = torch.arange(qi.numel(), device=qi.device) - (torch.cumsum(cnt, 0) - cnt)[qi]
+    m = torch.full((nq, maxc), float("-inf"), device=v.device)
+    m[qi, rank] = v
+    return m.topk(k, dim=1).values[:, -1]

@@ -13,12 +13,13 @@ import numpy as np
 import torch
 
 from ..panorama import (WAVE_PAIRS, PanoramaStats, bound_slack, merge_ragged, panorama_stats, pruned_scores,
-                        round_up_half, suffix_norms)
+                        ragged_kth, round_up_half, suffix_norms)
 from ..transforms import PanoramaTransform
 from .ivf import _SCORE_BUDGET
 from .ivf_pq import IndexIVFPQ, _split_quantizer_args, tree_sum
 
 _NORM_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+_SEED_LEVEL = 2  # level at which the first wave turns its own lower bounds into a threshold
 
 
 class PanoramaScan:
@@ -219,7 +220,7 @@ class PanoramaScan:
             lens = (max_codes - (torch.cumsum(lens, 1) - lens)).clamp_min(0).minimum(lens)
         # level-major (L, n) copies: the bound reads one level of every pair at once
         sc = {"qt": (self._coef() * ctx["qtail"]).t().contiguous(),
-              "yt": self.invlists.data["tails"].t().float().contiguous(), "fns": self._level_fns(ctx)}
+              "yt": self.invlists.data["tails"].t().float().contiguous(), "fns": self._level_fns(ctx), "k": k}
         best_s = torch.full((nq, k), float("-inf"), device=self.device)
         best_p = torch.zeros((nq, k), dtype=torch.int64, device=self.device)
         c0 = 0
@@ -274,11 +275,22 @@ class PanoramaScan:
         base = self._base(ctx, pos, ct)
         n = qi.shape[0]
         idx = torch.arange(n, device=self.device)
+        tail0 = qt[0][qi] * yt[0][pos]
         if prune:
             th = thr[qi]
-            margin = base - th + bound_slack(base, qt[0][qi] * yt[0][pos], th)
+            margin = base - th + bound_slack(base, tail0, th)
+        else:  # first wave: margin is the partial score until a threshold exists
+            margin = base
         buf = None
         for j in range(L):
+            if not prune and j == min(_SEED_LEVEL, L - 1) and n:
+                # Seed from this wave itself: every pair's score is >= partial - tail bound, so the k-th
+                # largest such lower bound per query is a valid threshold before any score is exact.
+                q0 = int(qi[0])
+                lb = margin - qt[j][qi] * yt[j][pos] - bound_slack(base, tail0, torch.zeros_like(base))
+                th = ragged_kth(qi - q0, lb, sc["k"], int(qi[-1]) - q0 + 1)[qi - q0]
+                margin = margin - th + bound_slack(base, tail0, th)
+                prune = True
             if prune:
                 sel = torch.nonzero(margin + qt[j][qi] * yt[j][pos] >= 0).squeeze(1)
                 if sel.numel() < idx.numel():
@@ -293,8 +305,7 @@ class PanoramaScan:
                 buf[:, j] = t
             else:
                 buf[:, j].index_copy_(0, idx, t)
-            if prune:
-                margin = margin + t.sum(1)
+            margin = margin + t.sum(1)
         if prune:
             sel = torch.nonzero(margin >= 0).squeeze(1)
             idx, qi, pos = idx[sel], qi[sel], pos[sel]
