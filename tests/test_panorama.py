@@ -58,10 +58,12 @@ def test_identical_to_ivfpq_clustered(clustered_data, metric):
     assert pano.panorama_stats.ratio_dims_scanned < 1.0
 
 
+@pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("metric", ["l2", "ip"])
-def test_identical_to_ivfpq_minilm_and_prunes(minilm_data, metric):
+def test_identical_to_ivfpq_minilm_and_prunes(minilm_data, metric, device):
+    """On a GPU "matrix" is the Triton wave scan on both sides, "grouped" the torch reference."""
     xb, xq = minilm_data
-    pano, ref = _pair(xb, metric, M=48, L=8, norm_dtype="float16")
+    pano, ref = _pair(xb, metric, M=48, L=8, norm_dtype="float16", device=device)
     for mode in ("grouped", "matrix"):
         pano.search_mode = ref.search_mode = mode
         for nprobe in (3, 8):
@@ -69,9 +71,10 @@ def test_identical_to_ivfpq_minilm_and_prunes(minilm_data, metric):
         assert pano.panorama_stats.ratio_dims_scanned < 0.6, pano.panorama_stats  # seed list included
 
 
-def test_identical_without_transform_filters_and_max_codes(clustered_data):
+@pytest.mark.parametrize("device", devices())
+def test_identical_without_transform_filters_and_max_codes(clustered_data, device):
     xb, xq = clustered_data
-    pano, ref = _pair(xb, "l2", transform=False)
+    pano, ref = _pair(xb, "l2", transform=False, device=device)
     allowed = np.arange(0, len(xb), 7)
     for mode in ("grouped", "matrix"):
         pano.search_mode = ref.search_mode = mode
@@ -104,6 +107,9 @@ def test_stats_persistence_factory_and_mutation(clustered_data, tmp_path):
     pano.save(tmp_path / "p.tivf")
     back = ti.read_index(tmp_path / "p.tivf")
     assert type(back) is ti.IndexIVFPQPanorama
+    for ix in (pano, back):  # level-major: a level of a list is one contiguous block
+        codes = ix.invlists.data["codes"]
+        assert codes.shape[1:] == (4, 4) and codes.stride() == (4, codes.shape[0] * 4, 1)
     D2, I2 = back.search(xq, 10)
     assert np.array_equal(D, D2) and np.array_equal(I, I2)
     assert pano.remove_ids(np.arange(100)) == 100

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import kernels
 from ..pq import ProductQuantizer
 from .ivf import _SCORE_BUDGET, IndexIVF
 
@@ -168,6 +169,55 @@ class IndexIVFPQ(IndexIVF):
 
     def _gather_cost(self) -> int:
         return self.M
+
+    def _scan_matrix(self, ctx, probe, k, mask, max_codes):
+        if kernels.available(self.device):
+            return self._scan_fused(ctx, probe, k, mask, max_codes)
+        return super()._scan_matrix(ctx, probe, k, mask, max_codes)
+
+    def _kernel_prune(self, ctx, q, thr, stats):
+        """Panorama's pruning inputs for kernels.pq_scan (None: score every row)."""
+        return None
+
+    def _scan_fused(self, ctx, probe, k, mask, max_codes):
+        """kernels.pq_scan over a compact (query, candidate) layout: the candidates of a query's probed
+        lists back to back, so the score matrix is as wide as the most candidates any query has, not
+        nprobe x the longest list. With pruning the probes run in waves by coarse rank (1, 1, 2, 4, ...
+        lists) and each wave prunes against the k-th best of the waves before it."""
+        from ..kernels.pq_scan import pq_scan
+        nq, P = probe.shape
+        starts, sizes = self.invlists.device_meta()
+        data = self.invlists.data
+        lens = sizes[probe]
+        before = torch.cumsum(lens, 1) - lens if max_codes else None
+        best_s = torch.full((nq, k), float("-inf"), device=self.device)
+        best_p = torch.zeros((nq, k), dtype=torch.int64, device=self.device)
+        thr = torch.full((nq,), float("-inf"), device=self.device)
+        stats = torch.zeros(2, dtype=torch.int64, device=self.device)
+        chunk = max(1, _SCORE_BUDGET // max(1, int(lens.sum(1).max())))
+        for c in range(0, nq, chunk):
+            q = slice(c, min(nq, c + chunk))
+            prune = self._kernel_prune(ctx, q, thr[q], stats)
+            c0, w = 0, 1 if prune else P
+            while c0 < P:
+                c1 = min(P, c0 + w)
+                wl = lens[q, c0:c1]
+                ends = torch.cumsum(wl, 1)
+                width = max(1, int(ends[:, -1].max()))
+                out = torch.full((wl.shape[0], width), float("-inf"), device=self.device)
+                pq_scan(out, ctx["lut"][q], data["codes"], data["init"], ctx["ct"][q], starts, sizes, probe[q],
+                        ends - wl, cols=(c0, c1), before=None if before is None else before[q],
+                        max_codes=max_codes, labels=data["labels"], mask=mask, prune=prune)
+                values, idx = kernels.topk(out, min(k, width))
+                col = torch.searchsorted(ends, idx, right=True).clamp_max(c1 - c0 - 1)
+                row = idx - (ends - wl).gather(1, col)
+                pos = torch.where(torch.isneginf(values), 0, starts[probe[q, c0:c1].gather(1, col)] + row)
+                top = torch.cat([best_s[q], values], 1).topk(k, dim=1)
+                best_s[q], best_p[q] = top.values, torch.cat([best_p[q], pos], 1).gather(1, top.indices)
+                thr[q] = best_s[q][:, -1]
+                c0, w = c1, 2 * w
+        ctx["kernel_stats"] = stats
+        return best_s, best_p
 
     def _distances(self, ctx, scores):
         if self.metric == "l2":

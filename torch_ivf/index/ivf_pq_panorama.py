@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import kernels
 from ..panorama import (WAVE_PAIRS, PanoramaStats, bound_slack, merge_ragged, panorama_stats, pruned_scores,
                         ragged_kth, round_up_half, suffix_norms)
 from ..transforms import PanoramaTransform
@@ -81,6 +82,10 @@ class PanoramaScan:
             if "panorama_matrix" in tensors and tensors["panorama_matrix"].numel():
                 self.ptransform.set_matrix(tensors["panorama_matrix"])
             self.ptransform.to(self.device)
+
+    def _pruning_kernel(self) -> bool:
+        """True where the codec runs the wave scan as one Triton launch per wave."""
+        return False
 
     def _pick_mode(self, nq: int, nprobe: int) -> str:
         # "auto": the wave scan. Its launches scale with waves x levels, not with lists, which is what
@@ -213,6 +218,8 @@ class PanoramaScan:
 
     def _scan_matrix(self, ctx, probe, k, mask, max_codes):
         """Batched scan in waves of probes by coarse rank; each wave is one parallel pruned pass."""
+        if self._pruning_kernel():
+            return self._scan_waves_kernel(ctx, probe, k, mask, max_codes)
         nq, P = probe.shape
         starts, sizes = self.invlists.device_meta()
         lens = sizes[probe]
@@ -356,6 +363,20 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
     # ---- scanner --------------------------------------------------------------------------
     def _query_context(self, q, probe) -> dict:
         return self._pano_ctx(super()._query_context(q, probe), q)
+
+    def _pruning_kernel(self) -> bool:
+        return kernels.available(self.device)
+
+    def _kernel_prune(self, ctx, q, thr, stats):
+        return {"tails": self.invlists.data["tails"], "qtail": ctx["qtail"][q], "thr": thr, "coef": self._coef(),
+                "stats": stats}
+
+    def _scan_waves_kernel(self, ctx, probe, k, mask, max_codes):
+        out = self._scan_fused(ctx, probe, k, mask, max_codes)
+        scanned, total = ctx["kernel_stats"].tolist()  # levels
+        ctx["stats"].total_dims_scanned += scanned * (self.d // self.n_levels)
+        ctx["stats"].total_dims += total * (self.d // self.n_levels)
+        return out
 
     def _base(self, ctx, pos, ct):
         return ct - self.invlists.data["init"][pos]

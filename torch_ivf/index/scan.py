@@ -72,13 +72,13 @@ class IVFScan:
             return self.search_mode
         if self.nlist == 1 or self.device.type == "cpu":
             return "grouped"
+        if not self._batched_lists:  # grouped would be a per-list loop: ~6 launches per list on a GPU
+            return "matrix"
         if self._fused_padded():
             element = torch.finfo(self.dtype).bits // 8
             scanned = nq * nprobe * (self.ntotal / self.nlist) * self._gather_cost() * element
             limit = _MATRIX_BYTES * (4 if self.ntotal * self.d * element <= self._l2_bytes() else 1)
             return "matrix" if scanned <= limit else "grouped"
-        if not self._batched_lists:  # grouped would be a per-list loop: ~6 launches per list on a GPU
-            return "matrix"
         # Without the kernel the matrix path materialises the gathered rows: worth it while small.
         gathered = nq * nprobe * self.invlists.max_size * self._gather_cost()
         return "matrix" if gathered <= _MATRIX_GATHER else "grouped"
@@ -184,7 +184,7 @@ class IVFScan:
             lens = sizes[ls]
             before = torch.cumsum(lens, 1) - lens if max_codes else None
             if fused:
-                s = self._score_padded(ctx, qsel, ls, before, mask, max_codes, maxlen)
+                s = self._score_padded(ctx, slice(c, c + b), ls, before, mask, max_codes, maxlen)
             else:
                 valid = ar < lens[..., None]
                 if before is not None:
@@ -205,7 +205,8 @@ class IVFScan:
         return False
 
     def _score_padded(self, ctx, qsel, probe, before, mask, max_codes, maxlen) -> torch.Tensor:
-        """Scores (b, nprobe * maxlen) with -inf for absent, filtered and past-max_codes rows."""
+        """Scores (b, nprobe * maxlen) of the queries in slice qsel, -inf for absent, filtered and
+        past-max_codes rows."""
         raise NotImplementedError
 
     def _gather_cost(self) -> int:

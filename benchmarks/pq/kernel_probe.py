@@ -1,0 +1,75 @@
+"""GPU probe of the PQ scan kernel: IVFPQ vs Panorama (same codebooks) on MiniLM, per tile size.
+
+    python -m benchmarks.pq.kernel_probe --data-dir benchmarks/pq/.data --shards 2
+Prints one JSON line per (block, warps, nprobe): seconds per search of each, speedup, dims scanned.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+import torch_ivf as ti
+from benchmarks.pq.bench_pq import identical, load_minilm
+from torch_ivf.kernels import pq_scan
+
+
+def timed(fn, repeats=7):
+    fn()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        torch.cuda.synchronize()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts)), out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--shards", type=int, default=2)
+    ap.add_argument("--nq", type=int, default=5000)
+    ap.add_argument("--M", type=int, default=96)
+    args = ap.parse_args()
+    xb, xq, metric, _ = load_minilm(args.data_dir, args.nq, 0, args.shards)
+    n, d = xb.shape
+    nlist = 2 ** round(np.log2(4 * np.sqrt(n)))
+    dev = torch.device("cuda")
+    t = time.time()
+    pano = ti.IndexIVFPQPanorama(d, nlist, args.M, 8, 8, metric, niter=10, pq_niter=10, device=dev)
+    pano.train(xb)
+    pano.add(xb)
+    ref = ti.IndexIVFPQ(d, nlist, args.M, 8, metric=metric, device=dev)
+    ref.centroids = pano.centroids.clone()
+    ref.pq.set_centroids(pano.pq.centroids)
+    ref.add(pano._transform(torch.from_numpy(xb).to(dev)))
+    print(json.dumps({"built_s": round(time.time() - t, 1), "n": n, "nlist": nlist, "M": args.M}), flush=True)
+    q = torch.from_numpy(xq).to(dev)
+    qt = pano._transform(q)
+    for block, warps in ((64, 2), (32, 1)):
+        pq_scan.BLOCK_N, pq_scan.NUM_WARPS = block, warps
+        for nprobe in (8, 16, 32, 64):
+            pano.nprobe = ref.nprobe = nprobe
+            tr, (Dr, Ir) = timed(lambda: ref.search(qt, 10))
+            tp, (Dp, Ip) = timed(lambda: pano.search(q, 10))
+            same = identical((Dp.cpu().numpy(), Ip.cpu().numpy()), (Dr.cpu().numpy(), Ir.cpu().numpy()))
+            print(json.dumps({"block": block, "warps": warps, "nprobe": nprobe, "ivfpq_s": round(tr, 5),
+                              "pano_s": round(tp, 5), "speedup": round(tr / tp, 3), "identical": same,
+                              "dims_scanned": round(pano.panorama_stats.ratio_dims_scanned, 4),
+                              "ivfpq_qps": round(len(xq) / tr)}), flush=True)
+    pq_scan.BLOCK_N, pq_scan.NUM_WARPS = 64, 2
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        pano.nprobe = ref.nprobe = 32
+        pano.search(q, 10)
+        ref.search(qt, 10)
+        torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15))
+
+
+if __name__ == "__main__":
+    main()
