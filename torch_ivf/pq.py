@@ -73,9 +73,10 @@ class ProductQuantizer:
         return sub.reshape(codes.shape[0], self.d)
 
     def inner_tables(self, q: torch.Tensor) -> torch.Tensor:
-        """(nq, M, ksub) look-up tables <q_m, C_m[j]> (the query-dependent part of every ADC score)."""
+        """(M, nq, ksub) look-up tables <q_m, C_m[j]> (the query-dependent part of every ADC score),
+        in the layout the batched GEMM writes: a query's table for sub-quantizer m is one row."""
         sub = q.view(q.shape[0], self.M, self.dsub).transpose(0, 1)  # (M, nq, dsub)
-        return torch.bmm(sub, self.centroids.transpose(1, 2)).transpose(0, 1).contiguous()
+        return torch.bmm(sub, self.centroids.transpose(1, 2))
 
     def to(self, device) -> "ProductQuantizer":
         self.device = torch.device(device)

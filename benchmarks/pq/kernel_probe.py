@@ -51,24 +51,27 @@ def main():
     print(json.dumps({"built_s": round(time.time() - t, 1), "n": n, "nlist": nlist, "M": args.M}), flush=True)
     q = torch.from_numpy(xq).to(dev)
     qt = pano._transform(q)
-    for block, warps in ((64, 2), (32, 1)):
-        pq_scan.BLOCK_N, pq_scan.NUM_WARPS = block, warps
-        for nprobe in (8, 16, 32, 64):
+    for block, warps, lists in ((64, 2, 8), (64, 2, 4), (32, 1, 8)):
+        pq_scan.BLOCK_N, pq_scan.NUM_WARPS, pq_scan.LISTS = block, warps, lists
+        for nprobe in (8, 16, 32, 64, 128):
             pano.nprobe = ref.nprobe = nprobe
             tr, (Dr, Ir) = timed(lambda: ref.search(qt, 10))
             tp, (Dp, Ip) = timed(lambda: pano.search(q, 10))
             same = identical((Dp.cpu().numpy(), Ip.cpu().numpy()), (Dr.cpu().numpy(), Ir.cpu().numpy()))
-            print(json.dumps({"block": block, "warps": warps, "nprobe": nprobe, "ivfpq_s": round(tr, 5),
+            print(json.dumps({"block": block, "warps": warps, "lists": lists, "nprobe": nprobe, "ivfpq_s": round(tr, 5),
                               "pano_s": round(tp, 5), "speedup": round(tr / tp, 3), "identical": same,
                               "dims_scanned": round(pano.panorama_stats.ratio_dims_scanned, 4),
                               "ivfpq_qps": round(len(xq) / tr)}), flush=True)
-    pq_scan.BLOCK_N, pq_scan.NUM_WARPS = 64, 2
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        pano.nprobe = ref.nprobe = 32
-        pano.search(q, 10)
-        ref.search(qt, 10)
+    pq_scan.BLOCK_N, pq_scan.NUM_WARPS, pq_scan.LISTS = 64, 2, 8
+    pano.nprobe = ref.nprobe = 64
+    for name, fn in (("panorama", lambda: pano.search(q, 10)), ("ivfpq", lambda: ref.search(qt, 10))):
+        fn()
         torch.cuda.synchronize()
-    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15))
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            fn()
+            torch.cuda.synchronize()
+        print(name, "nprobe 64")
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=8))
 
 
 if __name__ == "__main__":

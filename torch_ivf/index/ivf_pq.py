@@ -129,7 +129,8 @@ class IndexIVFPQ(IndexIVF):
     # ---- scanner ------------------------------------------------------------------------
     def _query_context(self, q, probe) -> dict:
         scale = 2.0 if self.metric == "l2" else 1.0
-        lut = (self.pq.inner_tables(q) * scale).reshape(q.shape[0], -1)  # (nq, M * ksub)
+        # scaling q by 2 is exact, so this equals 2 * tables bitwise without a pass over the tables
+        tables = self.pq.inner_tables(q * scale if scale != 1.0 else q)  # (M, nq, ksub)
         if self.by_residual:
             s = q @ self.centroids.T  # one GEMM for all, so the coarse term has one value per (query, list)
             if self.metric == "l2":
@@ -138,8 +139,17 @@ class IndexIVFPQ(IndexIVF):
         else:
             ct = torch.zeros(probe.shape, device=q.device)
         sp, order = probe.sort(1)
-        return {"lut": lut, "ct": ct, "probe": probe, "probe_sorted": sp, "probe_order": order,
+        return {"tables": tables, "ct": ct, "probe": probe, "probe_sorted": sp, "probe_order": order,
                 "qnorm": q.pow(2).sum(1), "offsets": torch.arange(self.M, device=q.device) * self.pq.ksub}
+
+    @staticmethod
+    def _lut(ctx) -> torch.Tensor:
+        """(nq, M * ksub) tables, one row per query, for the torch scans' flat look-ups (built on first use:
+        the Triton scan reads the (M, nq, ksub) layout directly)."""
+        if "lut" not in ctx:
+            t = ctx["tables"]
+            ctx["lut"] = t.transpose(0, 1).reshape(t.shape[1], -1)
+        return ctx["lut"]
 
     def _coarse_term(self, ctx, qsel, lists):
         """ct for queries qsel (b,) and probed lists (b, R)."""
@@ -149,8 +159,9 @@ class IndexIVFPQ(IndexIVF):
     def pair_scores(self, ctx, qi, pos, ct):
         """Exact ADC scores for broadcastable (query, slab row) index tensors; ct the coarse terms."""
         # One linear index into the flat tables: torch.take is 1.5-2.5x faster than 2-D advanced indexing.
-        idx = self._code_rows(pos).long() + (ctx["offsets"] + (qi * ctx["lut"].shape[1])[..., None])
-        g = torch.take(ctx["lut"], idx)
+        lut = self._lut(ctx)
+        idx = self._code_rows(pos).long() + (ctx["offsets"] + (qi * lut.shape[1])[..., None])
+        g = torch.take(lut, idx)
         return (ct - self.invlists.data["init"][pos]) + tree_sum(g)
 
     def _score_block(self, ctx, qsel, list_id, start, end):
@@ -180,44 +191,54 @@ class IndexIVFPQ(IndexIVF):
         return None
 
     def _scan_fused(self, ctx, probe, k, mask, max_codes):
-        """kernels.pq_scan over a compact (query, candidate) layout: the candidates of a query's probed
-        lists back to back, so the score matrix is as wide as the most candidates any query has, not
-        nprobe x the longest list. With pruning the probes run in waves by coarse rank (1, 1, 2, 4, ...
-        lists) and each wave prunes against the k-th best of the waves before it."""
+        """kernels.pq_scan over a compact (query, candidate) layout: a query's probed lists back to back,
+        so the score matrix is as wide as the most candidates any query has, not nprobe x the longest
+        list. With pruning the probes run in waves by coarse rank (1, 1, 2, 4, ... lists), each wave
+        pruning against the k-th best score of the waves before it (read from the same matrix)."""
         from ..kernels.pq_scan import pq_scan
         nq, P = probe.shape
         starts, sizes = self.invlists.device_meta()
         data = self.invlists.data
         lens = sizes[probe]
-        before = torch.cumsum(lens, 1) - lens if max_codes else None
-        best_s = torch.full((nq, k), float("-inf"), device=self.device)
-        best_p = torch.zeros((nq, k), dtype=torch.int64, device=self.device)
+        ends = torch.cumsum(lens, 1)
+        off = ends - lens
+        waves, c0, w = [], 0, 1
+        while c0 < P:
+            waves.append((c0, min(P, c0 + w)))
+            c0, w = waves[-1][1], 2 * w
+        if not self._kernel_prunes():
+            waves = [(0, P)]
+        # the matrix width after each wave: one host sync for all of them
+        widths = [max(1, v) for v in ends[:, [c1 - 1 for _, c1 in waves]].amax(0).tolist()]
+        best_s = torch.empty((nq, k), device=self.device)
+        best_p = torch.empty((nq, k), dtype=torch.int64, device=self.device)
         thr = torch.full((nq,), float("-inf"), device=self.device)
         stats = torch.zeros(2, dtype=torch.int64, device=self.device)
-        chunk = max(1, _SCORE_BUDGET // max(1, int(lens.sum(1).max())))
+        chunk = max(1, _SCORE_BUDGET // widths[-1])
         for c in range(0, nq, chunk):
             q = slice(c, min(nq, c + chunk))
+            b = q.stop - q.start
+            out = torch.full((b, widths[-1]), float("-inf"), device=self.device)
             prune = self._kernel_prune(ctx, q, thr[q], stats)
-            c0, w = 0, 1 if prune else P
-            while c0 < P:
-                c1 = min(P, c0 + w)
-                wl = lens[q, c0:c1]
-                ends = torch.cumsum(wl, 1)
-                width = max(1, int(ends[:, -1].max()))
-                out = torch.full((wl.shape[0], width), float("-inf"), device=self.device)
-                pq_scan(out, ctx["lut"][q], data["codes"], data["init"], ctx["ct"][q], starts, sizes, probe[q],
-                        ends - wl, cols=(c0, c1), before=None if before is None else before[q],
-                        max_codes=max_codes, labels=data["labels"], mask=mask, prune=prune)
-                values, idx = kernels.topk(out, min(k, width))
-                col = torch.searchsorted(ends, idx, right=True).clamp_max(c1 - c0 - 1)
-                row = idx - (ends - wl).gather(1, col)
-                pos = torch.where(torch.isneginf(values), 0, starts[probe[q, c0:c1].gather(1, col)] + row)
-                top = torch.cat([best_s[q], values], 1).topk(k, dim=1)
-                best_s[q], best_p[q] = top.values, torch.cat([best_p[q], pos], 1).gather(1, top.indices)
-                thr[q] = best_s[q][:, -1]
-                c0, w = c1, 2 * w
+            surv = torch.empty((2, b, widths[-1]), dtype=torch.int32, device=self.device) if prune else None
+            for (c0, c1), width in zip(waves, widths):
+                pq_scan(out, ctx["tables"][:, q], data["codes"], data["init"], ctx["ct"][q], starts, sizes, probe[q],
+                        off[q], cols=(c0, c1), before=None if not max_codes else off[q], max_codes=max_codes,
+                        labels=data["labels"], mask=mask, prune=prune, surv=surv)
+                if prune and c1 < P and width >= k:
+                    thr[q] = kernels.topk(out[:, :width], k)[0][:, -1]
+            values, idx = kernels.topk(out, min(k, widths[-1]))
+            col = torch.searchsorted(ends[q], idx, right=True).clamp_max(P - 1)
+            row = idx - off[q].gather(1, col)
+            pos = torch.where(torch.isneginf(values), 0, starts[probe[q].gather(1, col)] + row)
+            best_s[q, :values.shape[1]], best_p[q, :values.shape[1]] = values, pos
+            if values.shape[1] < k:
+                best_s[q, values.shape[1]:], best_p[q, values.shape[1]:] = float("-inf"), 0
         ctx["kernel_stats"] = stats
         return best_s, best_p
+
+    def _kernel_prunes(self) -> bool:
+        return False
 
     def _distances(self, ctx, scores):
         if self.metric == "l2":

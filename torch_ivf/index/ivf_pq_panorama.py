@@ -367,6 +367,9 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
     def _pruning_kernel(self) -> bool:
         return kernels.available(self.device)
 
+    def _kernel_prunes(self) -> bool:
+        return True
+
     def _kernel_prune(self, ctx, q, thr, stats):
         return {"tails": self.invlists.data["tails"], "qtail": ctx["qtail"][q], "thr": thr, "coef": self._coef(),
                 "stats": stats}
@@ -383,7 +386,7 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
 
     def _pairs_fns(self, ctx):
         ml = self.M // self.n_levels
-        codes, lut, off = self.invlists.data["codes"], ctx["lut"], ctx["offsets"]
+        codes, lut, off = self.invlists.data["codes"], self._lut(ctx), ctx["offsets"]
 
         width = lut.shape[1]
 
@@ -399,7 +402,7 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
         # Terms are the M/L table entries of a level; the exact score re-sums all M of them with
         # IndexIVFPQ's tree_sum, so it is bitwise IndexIVFPQ's score.
         ml, ksub = self.M // self.n_levels, self.pq.ksub
-        codes, lut = self.invlists.data["codes"], ctx["lut"]
+        codes, lut = self.invlists.data["codes"], self._lut(ctx)
         width, arml = lut.shape[1], torch.arange(ml, device=self.device) * ksub
 
         def terms(qi, pos, j):

@@ -28,7 +28,9 @@ def _row_topk(X, VALUES, INDICES, n_cols, stride, K: tl.constexpr, BLOCK: tl.con
 def row_topk(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(values, indices) of the k largest entries of each row of x (..., n), descending."""
     shape = x.shape
-    rows = x.reshape(-1, shape[-1]).float().contiguous()
+    rows = x.reshape(-1, shape[-1]).float()
+    if rows.stride(-1) != 1:  # a column slice of a wider matrix is read in place
+        rows = rows.contiguous()
     values = torch.empty(rows.shape[0], k, device=x.device, dtype=torch.float32)
     indices = torch.empty(rows.shape[0], k, device=x.device, dtype=torch.int64)
     if rows.shape[0]:
