@@ -51,18 +51,20 @@ def main():
     print(json.dumps({"built_s": round(time.time() - t, 1), "n": n, "nlist": nlist, "M": args.M}), flush=True)
     q = torch.from_numpy(xq).to(dev)
     qt = pano._transform(q)
-    for block, warps, lists in ((64, 2, 8), (64, 2, 4), (32, 1, 8)):
-        pq_scan.BLOCK_N, pq_scan.NUM_WARPS, pq_scan.LISTS = block, warps, lists
+    from torch_ivf.index import ivf_pq
+    for plain, pruned, growth in (((128, 4, 16), (64, 2, 16), 4), ((64, 2, 8), (32, 1, 8), 4)):
+        pq_scan.PLAIN, pq_scan.PRUNED = plain, pruned
+        ivf_pq._WAVE_GROWTH = growth
         for nprobe in (8, 16, 32, 64, 128):
             pano.nprobe = ref.nprobe = nprobe
             tr, (Dr, Ir) = timed(lambda: ref.search(qt, 10))
             tp, (Dp, Ip) = timed(lambda: pano.search(q, 10))
             same = identical((Dp.cpu().numpy(), Ip.cpu().numpy()), (Dr.cpu().numpy(), Ir.cpu().numpy()))
-            print(json.dumps({"block": block, "warps": warps, "lists": lists, "nprobe": nprobe, "ivfpq_s": round(tr, 5),
+            print(json.dumps({"plain": plain, "pruned": pruned, "growth": growth, "nprobe": nprobe, "ivfpq_s": round(tr, 5),
                               "pano_s": round(tp, 5), "speedup": round(tr / tp, 3), "identical": same,
                               "dims_scanned": round(pano.panorama_stats.ratio_dims_scanned, 4),
                               "ivfpq_qps": round(len(xq) / tr)}), flush=True)
-    pq_scan.BLOCK_N, pq_scan.NUM_WARPS, pq_scan.LISTS = 64, 2, 8
+    pq_scan.PLAIN, pq_scan.PRUNED, ivf_pq._WAVE_GROWTH = (128, 4, 16), (64, 2, 16), 4
     pano.nprobe = ref.nprobe = 64
     for name, fn in (("panorama", lambda: pano.search(q, 10)), ("ivfpq", lambda: ref.search(qt, 10))):
         fn()

@@ -1,15 +1,18 @@
 """Triton scans of PQ codes straight from the slab, into a compact (query, candidate) score layout.
 
-``_pq_scan`` (IndexIVFPQ): one program per (query, probed list), BLOCK_N rows at a time; per
-sub-quantizer it loads the rows' codes and adds the query's table entries in the fixed order
-m = 0 .. M-1.
+Both kernels run one program per query and group of LISTS probed lists, whose candidates are
+contiguous in the query's score row; tiles of BLOCK_N rows run across list boundaries, so short lists
+(tens of rows at nlist ~ 4 sqrt(n)) do not leave most lanes idle.
 
-``_pq_scan_pruned`` (Panorama): one program per query and wave of probed lists. Pass 1 runs level 0
-(the first M/L sub-quantizers) on every row and keeps the rows whose Cauchy-Schwarz bound still
-reaches the query's threshold, compacted into a survivor list; pass 2 runs the later levels over
-full tiles of survivors, pruning again before each level. Compaction matters because table look-ups
-cost by the cache lines a warp touches, which barely falls when a tile's rows die one by one. A
-surviving row gets exactly the additions of ``_pq_scan``, so both return bitwise the same scores.
+``_pq_scan`` (IndexIVFPQ): per sub-quantizer, load the rows' codes and add the query's table entries,
+in the fixed order m = 0 .. M-1.
+
+``_pq_scan_pruned`` (Panorama): pass 1 runs level 0 (the first M/L sub-quantizers) on every row and
+keeps the rows whose Cauchy-Schwarz bound still reaches the query's threshold, compacted into a
+survivor list; pass 2 runs the later levels over full tiles of survivors, pruning again before each
+level. Compaction matters because table look-ups cost by the cache lines a warp touches, which
+barely falls when a tile's rows die one by one. A surviving row gets exactly the additions of
+``_pq_scan``, so both return bitwise the same scores.
 """
 from __future__ import annotations
 
@@ -18,8 +21,11 @@ import triton
 import triton.language as tl
 
 _REL_SLACK = tl.constexpr(1e-5)  # as torch_ivf.panorama: rounding allowance relative to the summed magnitudes
-BLOCK_N, NUM_WARPS = 64, 2  # rows per tile, warps per program: the better of 32/1 and 64/2 on the H100
-LISTS = 8  # lists per program of the pruned scan: survivors of this many lists fill tiles together
+# (rows per tile, warps, probed lists per program), each kernel at its best of the settings timed on
+# the H100 (benchmarks/pq/kernel_probe.py): the plain scan wants wide tiles, the pruned one narrower
+# tiles whose per-level "any row left?" exits fire more often.
+PLAIN = (128, 4, 16)
+PRUNED = (64, 2, 16)
 
 
 @triton.jit
@@ -33,53 +39,67 @@ def _add_levels(s, live, lut, lut_sm, CODES, r, stride_row, stride_level,
 
 
 @triton.jit
-def _row_filter(live, rows, r, pair, BEFORE, LABELS, MASK, max_codes, HAS_MASK: tl.constexpr, HAS_MAXC: tl.constexpr):
+def _group(qi, W, PROBE, OFF, SIZES, LISTS: tl.constexpr):
+    """This program's lists: (first column, first and end offset in the row, per-list end offsets)."""
+    w0 = tl.program_id(1) * LISTS
+    ws = w0 + tl.arange(0, LISTS)
+    wm = ws < W
+    size = tl.load(SIZES + tl.load(PROBE + qi * W + ws, mask=wm, other=0), mask=wm, other=0)
+    ends = tl.where(wm, tl.load(OFF + qi * W + ws, mask=wm, other=0) + size, 2147483647)
+    o0 = tl.load(OFF + qi * W + w0)
+    o1 = tl.max(tl.where(wm, ends, 0), 0)
+    return w0, o0, o1, ends
+
+
+@triton.jit
+def _tile(j, qi, W, w0, ends, PROBE, OFF, STARTS, CT, INIT, BEFORE, LABELS, MASK, max_codes, o1,
+          HAS_MASK: tl.constexpr, HAS_MAXC: tl.constexpr):
+    """Slab rows, liveness and base scores (coarse term - init) of row offsets j of a query's row."""
+    valid = j < o1
+    pair = qi * W + w0 + tl.sum((j[:, None] >= ends[None, :]).to(tl.int32), 1)  # lists ending at or before j
+    lst = tl.load(PROBE + pair, mask=valid, other=0)
+    row = j - tl.load(OFF + pair, mask=valid, other=0)
+    r = (tl.load(STARTS + lst, mask=valid, other=0) + row).to(tl.int64)
+    live = valid
     if HAS_MAXC:
-        live = live & (tl.load(BEFORE + pair) + rows < max_codes)
+        live = live & (tl.load(BEFORE + pair, mask=valid, other=0) + row < max_codes)
     if HAS_MASK:
         lab = tl.load(LABELS + r, mask=live, other=0)
         live = live & (tl.load(MASK + lab, mask=live, other=0) != 0)
-    return live
+    s = tl.load(CT + pair, mask=valid, other=0.0) - tl.load(INIT + r, mask=live, other=0.0)
+    return r, live, s
 
 
 @triton.jit
 def _pq_scan(LUT, CODES, INIT, CT, STARTS, SIZES, PROBE, OFF, BEFORE, LABELS, MASK, OUT,
-             P, W, width, max_codes, lut_sq, lut_sm, stride_row, stride_level,
-             M: tl.constexpr, LAYOUT_W: tl.constexpr, HAS_MASK: tl.constexpr, HAS_MAXC: tl.constexpr,
-             BLOCK_N: tl.constexpr):
-    local = tl.program_id(0)  # one (query, probed list) pair; its rows in tiles
-    qi = local // W
-    pair = qi * P + local % W
-    lst = tl.load(PROBE + pair)
-    size = tl.load(SIZES + lst)
-    start = tl.load(STARTS + lst)
-    ct = tl.load(CT + pair)
-    dst = OUT + qi.to(tl.int64) * width + tl.load(OFF + local)
+             W, width, max_codes, lut_sq, lut_sm, stride_row, stride_level,
+             M: tl.constexpr, LAYOUT_W: tl.constexpr, LISTS: tl.constexpr, HAS_MASK: tl.constexpr,
+             HAS_MAXC: tl.constexpr, BLOCK_N: tl.constexpr):
+    qi = tl.program_id(0)
+    w0, o0, o1, ends = _group(qi, W, PROBE, OFF, SIZES, LISTS)
+    out = OUT + qi.to(tl.int64) * width
     lut = LUT + qi.to(tl.int64) * lut_sq
-    row0 = 0
-    while row0 < size:
-        rows = row0 + tl.arange(0, BLOCK_N)
-        r = (start + rows).to(tl.int64)
-        live = _row_filter(rows < size, rows, r, pair, BEFORE, LABELS, MASK, max_codes, HAS_MASK, HAS_MAXC)
-        s = ct - tl.load(INIT + r, mask=live, other=0.0)
+    j0 = o0
+    while j0 < o1:
+        j = j0 + tl.arange(0, BLOCK_N)
+        r, live, s = _tile(j, qi, W, w0, ends, PROBE, OFF, STARTS, CT, INIT, BEFORE, LABELS, MASK, max_codes, o1,
+                           HAS_MASK, HAS_MAXC)
         s = _add_levels(s, live, lut, lut_sm, CODES, r, stride_row, stride_level, 0, M, LAYOUT_W)
-        tl.store(dst + rows, tl.where(live, s, float("-inf")), mask=rows < size)
-        row0 += BLOCK_N
+        tl.store(out + j, tl.where(live, s, float("-inf")), mask=j < o1)
+        j0 += BLOCK_N
 
 
 @triton.jit
 def _pq_scan_pruned(LUT, CODES, INIT, TAILS, QTAIL, CT, STARTS, SIZES, PROBE, OFF, BEFORE, LABELS, MASK, THR,
                     STATS, OUT, SURV_ROW, SURV_AT,
-                    P, col0, W, width, max_codes, coef, lut_sq, lut_sm, stride_row, stride_level,
+                    W, width, max_codes, coef, lut_sq, lut_sm, stride_row, stride_level,
                     L: tl.constexpr, ML: tl.constexpr, LAYOUT_W: tl.constexpr, LISTS: tl.constexpr,
                     HAS_MASK: tl.constexpr, HAS_MAXC: tl.constexpr, BLOCK_N: tl.constexpr):
-    qi = tl.program_id(0)  # one query and up to LISTS of the wave's lists (enough programs to fill the GPU)
-    w = tl.program_id(1) * LISTS
-    w_end = tl.minimum(W, w + LISTS)
+    qi = tl.program_id(0)
+    w0, o0, o1, ends = _group(qi, W, PROBE, OFF, SIZES, LISTS)
     out = OUT + qi.to(tl.int64) * width
-    base = tl.load(OFF + qi * W + w)  # survivors are listed in this program's own span of the row
-    surv_row = SURV_ROW + qi.to(tl.int64) * width + base
-    surv_at = SURV_AT + qi.to(tl.int64) * width + base
+    surv_row = SURV_ROW + qi.to(tl.int64) * width + o0  # survivors listed in this program's own span
+    surv_at = SURV_AT + qi.to(tl.int64) * width + o0
     lut = LUT + qi.to(tl.int64) * lut_sq
     thr = tl.load(THR + qi)
     thr_mag = tl.abs(thr)  # +inf while no candidate exists: the slack then keeps every row
@@ -87,44 +107,35 @@ def _pq_scan_pruned(LUT, CODES, INIT, TAILS, QTAIL, CT, STARTS, SIZES, PROBE, OF
     n_surv = 0
     n_rows = 0
     scanned = 0
-    # pass 1: level 0 on every row of the wave's lists; survivors of the level-1 bound are compacted
-    while w < w_end:  # (a while loop: Triton's interpreter cannot range over a runtime bound)
-        pair = qi * P + col0 + w
-        lst = tl.load(PROBE + pair)
-        size = tl.load(SIZES + lst)
-        start = tl.load(STARTS + lst)
-        ct = tl.load(CT + pair)
-        off = tl.load(OFF + qi * W + w)
-        row0 = 0
-        while row0 < size:
-            rows = row0 + tl.arange(0, BLOCK_N)
-            r = (start + rows).to(tl.int64)
-            live = _row_filter(rows < size, rows, r, pair, BEFORE, LABELS, MASK, max_codes, HAS_MASK, HAS_MAXC)
-            n_rows += tl.sum(live.to(tl.int32), 0)
-            s = ct - tl.load(INIT + r, mask=live, other=0.0)
-            y0 = tl.load(TAILS + r * L, mask=live, other=0.0).to(tl.float32)
-            slack = _REL_SLACK * (tl.abs(s) + coef * q0 * y0 + thr_mag) + 1e-30
-            live = live & (s + coef * q0 * y0 + slack >= thr)
-            n_live = tl.sum(live.to(tl.int32), 0)
-            if n_live > 0:
-                scanned += n_live
-                s = _add_levels(s, live, lut, lut_sm, CODES, r, stride_row, stride_level, 0, ML, LAYOUT_W)
-                if L > 1:
-                    y1 = tl.load(TAILS + r * L + 1, mask=live, other=0.0).to(tl.float32)
-                    live = live & (s + coef * tl.load(QTAIL + qi * L + 1) * y1 + slack >= thr)
-                else:
-                    live = live & (s + slack >= thr)
-            tl.store(out + off + rows, tl.where(live, s, float("-inf")), mask=rows < size)
+    # pass 1: level 0 on every row; survivors of the level-1 bound are compacted
+    j0 = o0
+    while j0 < o1:
+        j = j0 + tl.arange(0, BLOCK_N)
+        r, live, s = _tile(j, qi, W, w0, ends, PROBE, OFF, STARTS, CT, INIT, BEFORE, LABELS, MASK, max_codes, o1,
+                           HAS_MASK, HAS_MAXC)
+        n_rows += tl.sum(live.to(tl.int32), 0)
+        y0 = tl.load(TAILS + r * L, mask=live, other=0.0).to(tl.float32)
+        slack = _REL_SLACK * (tl.abs(s) + coef * q0 * y0 + thr_mag) + 1e-30
+        live = live & (s + coef * q0 * y0 + slack >= thr)
+        n_live = tl.sum(live.to(tl.int32), 0)
+        if n_live > 0:
+            scanned += n_live
+            s = _add_levels(s, live, lut, lut_sm, CODES, r, stride_row, stride_level, 0, ML, LAYOUT_W)
             if L > 1:
-                keep = live.to(tl.int32)
-                n_keep = tl.sum(keep, 0)
-                if n_keep > 0:
-                    at = n_surv + tl.cumsum(keep, 0) - 1
-                    tl.store(surv_row + at, r.to(tl.int32), mask=live)
-                    tl.store(surv_at + at, off + rows, mask=live)
-                    n_surv += n_keep
-            row0 += BLOCK_N
-        w += 1
+                y1 = tl.load(TAILS + r * L + 1, mask=live, other=0.0).to(tl.float32)
+                live = live & (s + coef * tl.load(QTAIL + qi * L + 1) * y1 + slack >= thr)
+            else:
+                live = live & (s + slack >= thr)
+        tl.store(out + j, tl.where(live, s, float("-inf")), mask=j < o1)
+        if L > 1:
+            keep = live.to(tl.int32)
+            n_keep = tl.sum(keep, 0)
+            if n_keep > 0:
+                at = n_surv + tl.cumsum(keep, 0) - 1
+                tl.store(surv_row + at, r.to(tl.int32), mask=live)
+                tl.store(surv_at + at, j, mask=live)
+                n_surv += n_keep
+        j0 += BLOCK_N
     # pass 2: levels 1 .. L-1 over full tiles of survivors (their level-0 partial waits in out)
     t0 = 0
     while t0 < n_surv:
@@ -165,22 +176,23 @@ def pq_scan(out, tables, codes, init, ct, starts, sizes, probe, off, *, cols, be
     nq, P = probe.shape
     c0, c1 = cols
     M = tables.shape[0]
-    probe_w = probe[:, c0:c1]  # pairs of the wave; OFF and CT are indexed per wave below
+    probe_w = probe[:, c0:c1].contiguous()  # the wave's pairs: the kernels index them (query, column)
     off = off[:, c0:c1].contiguous()
     ct_w = ct[:, c0:c1].contiguous()
     before_w = before[:, c0:c1].contiguous() if before is not None else probe
-    common = dict(LAYOUT_W=codes.shape[-1], HAS_MASK=mask is not None, HAS_MAXC=before is not None,
-                  BLOCK_N=BLOCK_N, num_warps=NUM_WARPS)
+    block, warps, lists = PLAIN if prune is None else PRUNED
+    grid = (nq, triton.cdiv(c1 - c0, lists))
+    common = dict(LAYOUT_W=codes.shape[-1], LISTS=lists, HAS_MASK=mask is not None, HAS_MAXC=before is not None,
+                  BLOCK_N=block, num_warps=warps)
     args = (labels if labels is not None else probe, mask.view(torch.uint8) if mask is not None else out)
     strides = (tables.stride(1), tables.stride(0), codes.stride(0), codes.stride(1) if codes.dim() == 3 else 0)
-    probe_w = probe_w.contiguous()
     if prune is None:
-        _pq_scan[((c1 - c0) * nq,)](tables, codes, init, ct_w, starts, sizes, probe_w, off, before_w, *args, out,
-                                    c1 - c0, c1 - c0, out.shape[1], max_codes, *strides, M=M, **common)
+        _pq_scan[grid](tables, codes, init, ct_w, starts, sizes, probe_w, off, before_w, *args, out,
+                       c1 - c0, out.shape[1], max_codes, *strides, M=M, **common)
         return out
     L = prune["tails"].shape[1]
-    _pq_scan_pruned[(nq, triton.cdiv(c1 - c0, LISTS))](tables, codes, init, prune["tails"], prune["qtail"], ct_w, starts, sizes, probe_w, off,
+    _pq_scan_pruned[grid](tables, codes, init, prune["tails"], prune["qtail"], ct_w, starts, sizes, probe_w, off,
                            before_w, *args, prune["thr"], prune["stats"], out, surv[0], surv[1],
-                           c1 - c0, 0, c1 - c0, out.shape[1], max_codes, float(prune["coef"]), *strides,
-                           L=L, ML=M // L, LISTS=LISTS, **common)
+                           c1 - c0, out.shape[1], max_codes, float(prune["coef"]), *strides,
+                           L=L, ML=M // L, **common)
     return out
