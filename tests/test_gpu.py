@@ -10,11 +10,8 @@ from torch_ivf import kernels
 pytestmark = pytest.mark.gpu
 
 
-@pytest.mark.parametrize("metric", ["l2", "ip"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_triton_matrix_scan_matches_torch_path(metric, dtype):
-    xb, xq = clustered(30000, 72, centres=300, seed=31), clustered(300, 72, centres=300, seed=32)
-    index = ti.IndexIVFFlat(72, 64, metric, nprobe=6, device="cuda", dtype=dtype, search_mode="matrix")
+def _assert_kernel_matches_torch(index, xb, xq):
+    """Searches with the Triton path and with kernels disabled agree (plain, filtered, max_codes)."""
     index.train(xb)
     index.add(xb)
     allowed = np.arange(0, len(xb), 3)
@@ -26,6 +23,14 @@ def test_triton_matrix_scan_matches_torch_path(metric, dtype):
         finally:
             kernels.enabled = True
         assert_knn_equal(D1, I1, D2, I2, rtol=1e-4, atol=1e-2)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_triton_matrix_scan_matches_torch_path(metric, dtype):
+    xb, xq = clustered(30000, 72, centres=300, seed=31), clustered(300, 72, centres=300, seed=32)
+    _assert_kernel_matches_torch(
+        ti.IndexIVFFlat(72, 64, metric, nprobe=6, device="cuda", dtype=dtype, search_mode="matrix"), xb, xq)
 
 
 def test_all_modes_agree_on_gpu():
@@ -88,15 +93,5 @@ def test_graphed_flat_matches_ungraphed():
 def test_triton_pq_scan_matches_torch_path(metric):
     """IVFPQ's fused scan (and so Panorama's, which is bitwise equal to it) agrees with the torch ADC."""
     xb, xq = clustered(20000, 64, centres=200, seed=41), clustered(300, 64, centres=200, seed=42)
-    index = ti.IndexIVFPQ(64, 64, 16, 8, metric, nprobe=6, niter=5, pq_niter=5, device="cuda", search_mode="matrix")
-    index.train(xb)
-    index.add(xb)
-    allowed = np.arange(0, len(xb), 3)
-    for params in (ti.SearchParams(), ti.SearchParams(allowed=allowed), ti.SearchParams(max_codes=1500)):
-        D1, I1 = index.search(xq, 10, params=params)
-        kernels.enabled = False
-        try:
-            D2, I2 = index.search(xq, 10, params=params)
-        finally:
-            kernels.enabled = True
-        assert_knn_equal(D1, I1, D2, I2, rtol=1e-4, atol=1e-2)
+    _assert_kernel_matches_torch(
+        ti.IndexIVFPQ(64, 64, 16, 8, metric, nprobe=6, niter=5, pq_niter=5, device="cuda", search_mode="matrix"), xb, xq)
