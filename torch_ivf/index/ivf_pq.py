@@ -142,16 +142,17 @@ class IndexIVFPQ(IndexIVF):
             ct = torch.zeros(probe.shape, device=q.device)
         sp, order = probe.sort(1)
         return {"tables": tables, "ct": ct, "probe": probe, "probe_sorted": sp, "probe_order": order,
-                "qnorm": q.pow(2).sum(1), "offsets": torch.arange(self.M, device=q.device) * self.pq.ksub}
+                "qnorm": q.pow(2).sum(1)}
 
-    @staticmethod
-    def _lut(ctx) -> torch.Tensor:
-        """(nq, M * ksub) tables, one row per query, for the torch scans' flat look-ups (built on first use:
-        the Triton scan reads the (M, nq, ksub) layout directly)."""
+    def _lut(self, ctx) -> tuple[torch.Tensor, int, int]:
+        """(flat tables, query stride, sub-quantizer stride) for torch.take: entry (q, m, c) sits at
+        q * q_stride + m * m_stride + c. Here a per-query contiguous copy, built on first use: the
+        grouped scan reads many rows of a few queries, and in the GEMM's (M, nq, ksub) layout a
+        query's M tables lie nq KB apart and alias in the L1 cache (5-10% slower on the CPU)."""
         if "lut" not in ctx:
             t = ctx["tables"]
-            ctx["lut"] = t.transpose(0, 1).reshape(t.shape[1], -1)
-        return ctx["lut"]
+            ctx["lut"] = t.transpose(0, 1).reshape(-1)
+        return ctx["lut"], self.M * self.pq.ksub, self.pq.ksub
 
     def _coarse_term(self, ctx, qsel, lists):
         """ct for queries qsel (b,) and probed lists (b, R)."""
@@ -161,8 +162,9 @@ class IndexIVFPQ(IndexIVF):
     def pair_scores(self, ctx, qi, pos, ct):
         """Exact ADC scores for broadcastable (query, slab row) index tensors; ct the coarse terms."""
         # One linear index into the flat tables: torch.take is 1.5-2.5x faster than 2-D advanced indexing.
-        lut = self._lut(ctx)
-        idx = self._code_rows(pos).long() + (ctx["offsets"] + (qi * lut.shape[1])[..., None])
+        lut, q_stride, m_stride = self._lut(ctx)
+        off = torch.arange(self.M, device=self.device) * m_stride
+        idx = self._code_rows(pos).long() + (off + (qi * q_stride)[..., None])
         g = torch.take(lut, idx)
         return (ct - self.invlists.data["init"][pos]) + tree_sum(g)
 

@@ -384,14 +384,19 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
     def _base(self, ctx, pos, ct):
         return ct - self.invlists.data["init"][pos]
 
+    def _lut(self, ctx):
+        # The waves read a few entries per (query, row) pair: the GEMM's own (M, nq, ksub) layout, no copy.
+        t = ctx["tables"]
+        return t.view(-1), t.stride(1), t.stride(0)
+
     def _pairs_fns(self, ctx):
         ml = self.M // self.n_levels
-        codes, lut, off = self.invlists.data["codes"], self._lut(ctx), ctx["offsets"]
-
-        width = lut.shape[1]
+        codes = self.invlists.data["codes"]
+        lut, q_stride, m_stride = self._lut(ctx)
+        off = torch.arange(self.M, device=self.device) * m_stride
 
         def level_part(qi, pos, j):  # qi, pos broadcastable
-            idx = codes[pos, j].long() + (off[j * ml:(j + 1) * ml] + (qi * width)[..., None])
+            idx = codes[pos, j].long() + (off[j * ml:(j + 1) * ml] + (qi * q_stride)[..., None])
             return tree_sum(torch.take(lut, idx))
 
         def exact(qi, pos, ct):
@@ -401,13 +406,14 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
     def _level_fns(self, ctx):
         # Terms are the M/L table entries of a level; the exact score re-sums all M of them with
         # IndexIVFPQ's tree_sum, so it is bitwise IndexIVFPQ's score.
-        ml, ksub = self.M // self.n_levels, self.pq.ksub
-        codes, lut = self.invlists.data["codes"], self._lut(ctx)
-        width, arml = lut.shape[1], torch.arange(ml, device=self.device) * ksub
+        ml = self.M // self.n_levels
+        codes = self.invlists.data["codes"]
+        lut, q_stride, m_stride = self._lut(ctx)
+        arml = torch.arange(ml, device=self.device) * m_stride
 
         def terms(qi, pos, j):
             # uint8 + int64 promotes inside the add: no separate widening copy
-            idx = torch.add(codes[:, j].index_select(0, pos), (qi * width + j * ml * ksub)[:, None])
+            idx = torch.add(codes[:, j].index_select(0, pos), (qi * q_stride + j * ml * m_stride)[:, None])
             idx += arml
             return torch.take(lut, idx)
 
