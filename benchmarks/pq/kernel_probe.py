@@ -13,20 +13,8 @@ import numpy as np
 import torch
 
 import torch_ivf as ti
-from benchmarks.pq.bench_pq import identical, load_minilm
+from benchmarks.pq.bench_pq import identical, load_minilm, timed_search
 from torch_ivf.kernels import pq_scan
-
-
-def timed(fn, repeats=7):
-    fn()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        torch.cuda.synchronize()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts)), out
 
 
 def main():
@@ -57,8 +45,8 @@ def main():
         ivf_pq._WAVE_GROWTH = growth
         for nprobe in (8, 16, 32, 64, 128):
             pano.nprobe = ref.nprobe = nprobe
-            tr, (Dr, Ir) = timed(lambda: ref.search(qt, 10))
-            tp, (Dp, Ip) = timed(lambda: pano.search(q, 10))
+            tr, (Dr, Ir) = timed_search(lambda: ref.search(qt, 10), torch.cuda.synchronize, 7)
+            tp, (Dp, Ip) = timed_search(lambda: pano.search(q, 10), torch.cuda.synchronize, 7)
             same = identical((Dp.cpu().numpy(), Ip.cpu().numpy()), (Dr.cpu().numpy(), Ir.cpu().numpy()))
             print(json.dumps({"plain": plain, "pruned": pruned, "growth": growth, "nprobe": nprobe, "ivfpq_s": round(tr, 5),
                               "pano_s": round(tp, 5), "speedup": round(tr / tp, 3), "identical": same,
