@@ -190,6 +190,10 @@ class IndexIVFPQ(IndexIVF):
             return self._scan_fused(ctx, probe, k, mask, max_codes)
         return super()._scan_matrix(ctx, probe, k, mask, max_codes)
 
+    def _pruning_kernel(self) -> bool:
+        """True where _scan_fused prunes (Panorama): probes in waves, inputs from _kernel_prune."""
+        return False
+
     def _kernel_prune(self, ctx, q, thr, stats):
         """Panorama's pruning inputs for kernels.pq_scan (None: score every row)."""
         return None
@@ -210,7 +214,7 @@ class IndexIVFPQ(IndexIVF):
         while c0 < P:
             waves.append((c0, min(P, c0 + w)))
             c0, w = waves[-1][1], _WAVE_GROWTH * w
-        if not self._kernel_prunes():
+        if not self._pruning_kernel():
             waves = [(0, P)]
         # the matrix width after each wave: one host sync for all of them
         widths = [max(1, v) for v in ends[:, [c1 - 1 for _, c1 in waves]].amax(0).tolist()]
@@ -240,9 +244,6 @@ class IndexIVFPQ(IndexIVF):
                 best_s[q, values.shape[1]:], best_p[q, values.shape[1]:] = float("-inf"), 0
         ctx["kernel_stats"] = stats
         return best_s, best_p
-
-    def _kernel_prunes(self) -> bool:
-        return False
 
     def _distances(self, ctx, scores):
         if self.metric == "l2":

@@ -367,9 +367,6 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
     def _pruning_kernel(self) -> bool:
         return kernels.available(self.device)
 
-    def _kernel_prunes(self) -> bool:
-        return True
-
     def _kernel_prune(self, ctx, q, thr, stats):
         return {"tails": self.invlists.data["tails"], "qtail": ctx["qtail"][q], "thr": thr, "coef": self._coef(),
                 "stats": stats}
