@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..panorama import panorama_stats, round_up_half, suffix_norms
+from ..panorama import round_up_half, suffix_norms
 from .ivf_flat import IndexIVFFlat
 from .ivf_pq_panorama import PanoramaScan
 
@@ -69,11 +69,6 @@ class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
 
     def _gather_cost(self) -> int:
         return self.d
-
-    def _search(self, q, k, params):
-        out = super()._search(q, k, params)
-        panorama_stats.add(self.panorama_stats)
-        return out
 
 
 from ..factory import register_factory  # noqa: E402

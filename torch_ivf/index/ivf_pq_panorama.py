@@ -87,6 +87,11 @@ class PanoramaScan:
         """True where the codec runs the wave scan as one Triton launch per wave."""
         return False
 
+    def _search(self, q, k, params):
+        out = super()._search(q, k, params)
+        panorama_stats.add(self.panorama_stats)  # the process-wide counters, like Faiss's global stats
+        return out
+
     def _pick_mode(self, nq: int, nprobe: int) -> str:
         # "auto": the wave scan. Its launches scale with waves x levels, not with lists, which is what
         # a GPU needs; on the CPU its flat pair batches beat the per-list loop 3-7x (MiniLM 80k, nprobe 8-64).
@@ -417,11 +422,6 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
         def exact(base, t):  # t (n, L, M/L)
             return base + tree_sum(t.reshape(t.shape[0], self.M))
         return terms, exact
-
-    def _search(self, q, k, params):
-        out = super()._search(q, k, params)
-        panorama_stats.add(self.panorama_stats)
-        return out
 
 
 from ..factory import register_factory  # noqa: E402
