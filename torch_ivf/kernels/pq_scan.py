@@ -173,7 +173,7 @@ def pq_scan(out, tables, codes, init, ct, starts, sizes, probe, off, *, cols, be
     or the level-major (rows, L, M/L) view; init (rows,); ct (nq, nprobe) coarse terms; before
     (nq, nprobe) candidates of earlier probes (max_codes only). prune: None, or dict(tails (rows, L),
     qtail (nq, L), thr (nq,), coef, stats (2,) int64 accumulating [levels scanned, levels unpruned])."""
-    nq, P = probe.shape
+    nq = probe.shape[0]
     c0, c1 = cols
     M = tables.shape[0]
     probe_w = probe[:, c0:c1].contiguous()  # the wave's pairs: the kernels index them (query, column)
