@@ -95,3 +95,26 @@ def test_triton_pq_scan_matches_torch_path(metric):
     xb, xq = clustered(20000, 64, centres=200, seed=41), clustered(300, 64, centres=200, seed=42)
     _assert_kernel_matches_torch(
         ti.IndexIVFPQ(64, 64, 16, 8, metric, nprobe=6, niter=5, pq_niter=5, device="cuda", search_mode="matrix"), xb, xq)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("d", [72, 33, 384])
+def test_triton_refine_scores_match_torch_path(metric, dtype, d):
+    """IndexRefine's re-scoring kernel and torch path agree with a float64 reference, -inf where invalid."""
+    from torch_ivf.index.refine import _scores_torch
+    from torch_ivf.kernels.refine_scores import refine_scores
+    g = torch.Generator(device="cuda").manual_seed(d)
+    q = torch.randn(7, d, device="cuda", generator=g)
+    vectors = torch.randn(50, d, device="cuda", generator=g).to(dtype)
+    rows = torch.randint(0, 50, (7, 13), device="cuda", generator=g)
+    valid = torch.rand(7, 13, device="cuda", generator=g) > 0.3
+    valid[3] = False  # a query with no candidate at all
+    x, q64 = vectors.double()[rows], q.double()[:, None, :]
+    exact = -(x - q64).pow(2).sum(-1) if metric == "l2" else (x * q64).sum(-1)
+    scale = exact.abs() if metric == "l2" else (x * q64).abs().sum(-1)  # magnitude of the summed terms
+    kernel = refine_scores(q, vectors, rows, valid, metric)
+    assert torch.equal(kernel, refine_scores(q, vectors, rows.masked_fill(~valid, -1), valid, metric))
+    for s in (kernel, _scores_torch(q, vectors, rows, valid, metric)):
+        assert torch.equal(torch.isneginf(s), ~valid)
+        assert ((s.double() - exact)[valid].abs() / scale[valid]).max() < 1e-5

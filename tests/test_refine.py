@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import clustered, exact_knn, recall_at_k
+from conftest import assert_knn_equal, clustered, devices, exact_knn, recall_at_k
 
 import torch_ivf as ti
 
@@ -25,6 +25,57 @@ def test_refine_improves_recall_and_returns_exact_distances(data, metric):
     assert recall_at_k(I, Ie) > recall_at_k(I0, Ie) + 0.1
     hit = I == Ie
     np.testing.assert_allclose(D[hit], De[hit], rtol=1e-4, atol=1e-3)
+
+
+def _rerank(xb, xq, cand, k, metric):
+    """Float64 brute-force re-rank of candidate labels (rows of xb; -1 missing), in Faiss's (D, I) form."""
+    xb, xq = xb.astype(np.float64), xq.astype(np.float64)
+    if metric == "cosine":
+        xb, xq = xb / np.linalg.norm(xb, axis=1, keepdims=True), xq / np.linalg.norm(xq, axis=1, keepdims=True)
+    x, q = xb[np.maximum(cand, 0)], xq[:, None, :]
+    s = np.where(cand < 0, -np.inf, -((x - q) ** 2).sum(-1) if metric == "l2" else (x * q).sum(-1))
+    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    top = np.take_along_axis(s, order, 1)
+    I = np.where(np.isneginf(top), -1, np.take_along_axis(cand, order, 1))
+    return np.where(I < 0, np.inf if metric == "l2" else -np.inf, -top if metric == "l2" else top), I
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_refine_equals_brute_force_rerank_of_base_candidates(data, metric, device):
+    xb, xq = data
+    base = ti.IndexIVFPQ(32, 16, 4, 6, metric=metric, niter=4, pq_niter=4, nprobe=4, device=device)
+    index = ti.IndexRefine(base, k_factor=8, refine_dtype=torch.float32)
+    index.train(xb[:2000])
+    index.add(xb)
+    # 20 allowed labels: the base finds fewer than 80 candidates, often fewer than 10 (padded with -1)
+    for params in (ti.SearchParams(), ti.SearchParams(allowed=np.arange(0, len(xb), 200))):
+        _, cand = base.search(xq, 80, params=params)
+        De, Ie = _rerank(xb, xq, cand, 10, metric)
+        D, I = index.search(xq, 10, params=params)
+        assert_knn_equal(D, I, De, Ie, rtol=1e-5, atol=1e-4)
+    assert (I == -1).any() and (I[:, 0] >= 0).any()
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_refine_empty_and_filtered_out_return_missing(data, metric, device):
+    xb, xq = data
+    index = ti.IndexRefine(ti.IndexIVFPQ(32, 8, 4, 6, metric=metric, niter=2, pq_niter=2, device=device), k_factor=4)
+    index.train(xb[:2000])
+
+    def assert_missing(**kw):
+        D, I = index.search(xq[:5], 10, **kw)
+        assert D.shape == I.shape == (5, 10) and (I == -1).all() and (D == index.missing_distance).all()
+
+    assert_missing()  # nothing added
+    index.add(xb[:500])
+    assert_missing(params=ti.SearchParams(allowed=[]))  # every candidate filtered out
+    D, I = index.search(xq[:5], 10, params=ti.SearchParams(allowed=[7]))
+    assert ((I[:, 0] == 7) | (I[:, 0] == -1)).all() and (I[:, 1:] == -1).all()
+    assert np.isfinite(D[I == 7]).all() and (D[I == -1] == index.missing_distance).all()
+    index.remove_ids(np.arange(500))
+    assert_missing()  # everything removed
 
 
 def test_refine_persistence_mutation_factory(data, tmp_path):

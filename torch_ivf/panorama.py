@@ -8,29 +8,70 @@ result. Survivors get their exact score from the unpruned scorer, so results are
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 _REL_SLACK = 1e-5  # bound slack relative to the magnitude of the summed terms (fp32 rounding of partials)
 
 
-@dataclass
 class PanoramaStats:
-    """Like Faiss's PanoramaStats: dimensions actually scanned versus those an unpruned scan reads."""
-    total_dims_scanned: int = 0
-    total_dims: int = 0
+    """Like Faiss's PanoramaStats: dimensions actually scanned versus those an unpruned scan reads.
+
+    A GPU scan leaves its counters on the device (``add_counts``); they are read when a total is,
+    so a search never waits for the device just to count."""
+
+    _MAX_PENDING = 64  # device counters held before they are read anyway (bounds their memory)
+
+    def __init__(self, total_dims_scanned: int = 0, total_dims: int = 0):
+        self._scanned, self._total, self._pending = int(total_dims_scanned), int(total_dims), []
+
+    def _settle(self) -> None:
+        for counts, scale in self._pending:
+            scanned, total = counts.tolist()
+            self._scanned += scanned * scale
+            self._total += total * scale
+        self._pending = []
+
+    def add_counts(self, counts, scale: int) -> None:
+        """Add device counters (2,) = [units scanned, units in all], each unit ``scale`` dimensions."""
+        self._pending.append((counts, scale))
+        if len(self._pending) > self._MAX_PENDING:
+            self._settle()
+
+    @property
+    def total_dims_scanned(self) -> int:
+        self._settle()
+        return self._scanned
+
+    @total_dims_scanned.setter
+    def total_dims_scanned(self, value) -> None:
+        self._settle()
+        self._scanned = int(value)
+
+    @property
+    def total_dims(self) -> int:
+        self._settle()
+        return self._total
+
+    @total_dims.setter
+    def total_dims(self, value) -> None:
+        self._settle()
+        self._total = int(value)
 
     @property
     def ratio_dims_scanned(self) -> float:
         return self.total_dims_scanned / self.total_dims if self.total_dims else 1.0
 
     def reset(self) -> None:
-        self.total_dims_scanned = self.total_dims = 0
+        self._scanned, self._total, self._pending = 0, 0, []
 
     def add(self, other: "PanoramaStats") -> None:
-        self.total_dims_scanned += other.total_dims_scanned
-        self.total_dims += other.total_dims
+        self._scanned += other._scanned
+        self._total += other._total
+        for counts, scale in other._pending:
+            self.add_counts(counts, scale)
+
+    def __repr__(self) -> str:
+        return f"PanoramaStats(total_dims_scanned={self.total_dims_scanned}, total_dims={self.total_dims})"
 
 
 panorama_stats = PanoramaStats()  # process-wide accumulator (Faiss: faiss.cvar.indexPanorama_stats)

@@ -18,8 +18,6 @@ from .. import kernels
 from ..pq import ProductQuantizer
 from .ivf import _SCORE_BUDGET, IndexIVF
 
-_WAVE_GROWTH = 4  # Panorama's kernel waves: 1, 4, 16, ... lists (each wave: a launch + a top-k; x4 beat x2 on the H100)
-
 
 def tree_sum(g: torch.Tensor) -> torch.Tensor:
     """Sum over the last dim by halving with elementwise adds: bitwise independent of the batch shape."""
@@ -190,19 +188,15 @@ class IndexIVFPQ(IndexIVF):
             return self._scan_fused(ctx, probe, k, mask, max_codes)
         return super()._scan_matrix(ctx, probe, k, mask, max_codes)
 
-    def _pruning_kernel(self) -> bool:
-        """True where _scan_fused prunes (Panorama): probes in waves, inputs from _kernel_prune."""
-        return False
-
-    def _kernel_prune(self, ctx, q, thr, stats):
+    def _kernel_prune(self, ctx, q, k, stats):
         """Panorama's pruning inputs for kernels.pq_scan (None: score every row)."""
         return None
 
     def _scan_fused(self, ctx, probe, k, mask, max_codes):
         """kernels.pq_scan over a compact (query, candidate) layout: a query's probed lists back to back,
         so the score matrix is as wide as the most candidates any query has, not nprobe x the longest
-        list. With pruning the probes run in waves by coarse rank (1, 4, 16, ... lists), each wave
-        pruning against the k-th best score of the waves before it (read from the same matrix)."""
+        list. Its width is bounded on the host by the nprobe largest lists, so the search never waits
+        for the device before the final top-k."""
         from ..kernels.pq_scan import pq_scan
         nq, P = probe.shape
         starts, sizes = self.invlists.device_meta()
@@ -210,32 +204,21 @@ class IndexIVFPQ(IndexIVF):
         lens = sizes[probe]
         ends = torch.cumsum(lens, 1)
         off = ends - lens
-        waves, c0, w = [], 0, 1
-        while c0 < P:
-            waves.append((c0, min(P, c0 + w)))
-            c0, w = waves[-1][1], _WAVE_GROWTH * w
-        if not self._pruning_kernel():
-            waves = [(0, P)]
-        # the matrix width after each wave: one host sync for all of them
-        widths = [max(1, v) for v in ends[:, [c1 - 1 for _, c1 in waves]].amax(0).tolist()]
+        width = max(1, int(self.invlists.sizes.topk(P).values.sum()))
         best_s = torch.empty((nq, k), device=self.device)
         best_p = torch.empty((nq, k), dtype=torch.int64, device=self.device)
-        thr = torch.full((nq,), float("-inf"), device=self.device)
         stats = torch.zeros(2, dtype=torch.int64, device=self.device)
-        chunk = max(1, _SCORE_BUDGET // widths[-1])
+        chunk = max(1, _SCORE_BUDGET // width)
         for c in range(0, nq, chunk):
             q = slice(c, min(nq, c + chunk))
             b = q.stop - q.start
-            out = torch.full((b, widths[-1]), float("-inf"), device=self.device)
-            prune = self._kernel_prune(ctx, q, thr[q], stats)
-            surv = torch.empty((2, b, widths[-1]), dtype=torch.int32, device=self.device) if prune else None
-            for (c0, c1), width in zip(waves, widths):
-                pq_scan(out, ctx["tables"][:, q], data["codes"], data["init"], ctx["ct"][q], starts, sizes, probe[q],
-                        off[q], cols=(c0, c1), before=None if not max_codes else off[q], max_codes=max_codes,
-                        labels=data["labels"], mask=mask, prune=prune, surv=surv)
-                if prune and c1 < P and width >= k:
-                    thr[q] = kernels.topk(out[:, :width], k)[0][:, -1]
-            values, idx = kernels.topk(out, min(k, widths[-1]))
+            out = torch.full((b, width), float("-inf"), device=self.device)
+            prune = self._kernel_prune(ctx, q, k, stats)
+            surv = torch.empty((2, b, width), dtype=torch.int32, device=self.device) if prune else None
+            pq_scan(out, ctx["tables"][:, q], data["codes"], data["init"], ctx["ct"][q], starts, sizes, probe[q],
+                    off[q], before=off[q] if max_codes else None, max_codes=max_codes,
+                    labels=data["labels"], mask=mask, prune=prune, surv=surv)
+            values, idx = kernels.topk(out, min(k, width))
             col = torch.searchsorted(ends[q], idx, right=True).clamp_max(P - 1)
             row = idx - off[q].gather(1, col)
             pos = torch.where(torch.isneginf(values), 0, starts[probe[q].gather(1, col)] + row)

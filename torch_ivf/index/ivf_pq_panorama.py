@@ -3,9 +3,10 @@ most candidates are dropped after a few levels of look-ups.
 
 Levels group the M sub-quantizers (M/L each, i.e. d/L dimensions). Per vector we keep the init term
 and the L suffix norms of the decoded residual. The threshold is the running k-th best per query:
-seeded by fully scoring each query's nearest list (grouped scan), or, in the batched ("matrix") scan,
+seeded by fully scoring each query's nearest list (grouped scan); in the batched ("matrix") torch scan
 by processing probes in waves ordered by coarse distance (1, 1, 2, 4, ... lists per wave) so every wave
-after the first starts from a finite threshold — the GPU-style parallel form.
+after the first starts from a finite threshold; on GPUs by a Triton kernel in which each query walks
+its lists in coarse order and keeps its own running top-k (kernels/pq_scan.py).
 """
 from __future__ import annotations
 
@@ -83,8 +84,8 @@ class PanoramaScan:
                 self.ptransform.set_matrix(tensors["panorama_matrix"])
             self.ptransform.to(self.device)
 
-    def _pruning_kernel(self) -> bool:
-        """True where the codec runs the wave scan as one Triton launch per wave."""
+    def _pruning_kernel(self, k: int) -> bool:
+        """True where the codec scans with its pruning Triton kernel for this k."""
         return False
 
     def _search(self, q, k, params):
@@ -223,8 +224,8 @@ class PanoramaScan:
 
     def _scan_matrix(self, ctx, probe, k, mask, max_codes):
         """Batched scan in waves of probes by coarse rank; each wave is one parallel pruned pass."""
-        if self._pruning_kernel():
-            return self._scan_waves_kernel(ctx, probe, k, mask, max_codes)
+        if self._pruning_kernel(k):
+            return self._scan_kernel(ctx, probe, k, mask, max_codes)
         nq, P = probe.shape
         starts, sizes = self.invlists.device_meta()
         lens = sizes[probe]
@@ -369,18 +370,19 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
     def _query_context(self, q, probe) -> dict:
         return self._pano_ctx(super()._query_context(q, probe), q)
 
-    def _pruning_kernel(self) -> bool:
-        return kernels.available(self.device)
+    def _pruning_kernel(self, k: int) -> bool:
+        if not kernels.available(self.device):
+            return False
+        from ..kernels.pq_scan import pruned_block
+        return pruned_block(k) is not None
 
-    def _kernel_prune(self, ctx, q, thr, stats):
-        return {"tails": self.invlists.data["tails"], "qtail": ctx["qtail"][q], "thr": thr, "coef": self._coef(),
+    def _kernel_prune(self, ctx, q, k, stats):
+        return {"tails": self.invlists.data["tails"], "qtail": ctx["qtail"][q], "k": k, "coef": self._coef(),
                 "stats": stats}
 
-    def _scan_waves_kernel(self, ctx, probe, k, mask, max_codes):
+    def _scan_kernel(self, ctx, probe, k, mask, max_codes):
         out = self._scan_fused(ctx, probe, k, mask, max_codes)
-        scanned, total = ctx["kernel_stats"].tolist()  # levels
-        ctx["stats"].total_dims_scanned += scanned * (self.d // self.n_levels)
-        ctx["stats"].total_dims += total * (self.d // self.n_levels)
+        ctx["stats"].add_counts(ctx["kernel_stats"], self.d // self.n_levels)  # levels -> dims, read lazily
         return out
 
     def _base(self, ctx, pos, ct):

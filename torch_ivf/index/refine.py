@@ -5,8 +5,32 @@ from __future__ import annotations
 import torch
 
 from .. import io as _io
+from .. import kernels
 from .base import Index, SearchParams
 from .flat import IndexFlat
+from .ivf import _SCORE_BUDGET
+
+
+def _scores(q, vectors, rows, valid, metric) -> torch.Tensor:
+    """(nq, kk) float32 re-ranking scores of slab rows, larger is better: <q, x> (ip, cosine: q and x
+    are normalised) or -||x - q||^2 (l2, summed as squared differences); -inf where not valid."""
+    if kernels.available(q.device):
+        from ..kernels.refine_scores import refine_scores
+        return refine_scores(q, vectors, rows, valid, metric)
+    return _scores_torch(q, vectors, rows, valid, metric)
+
+
+def _scores_torch(q, vectors, rows, valid, metric) -> torch.Tensor:
+    """_scores by gathering the rows, in query chunks of at most _SCORE_BUDGET gathered elements."""
+    nq, kk = rows.shape
+    out = torch.empty((nq, kk), device=q.device)
+    step = max(1, _SCORE_BUDGET // max(1, kk * q.shape[1]))
+    for i in range(0, nq, step):
+        qc = q[i : i + step]
+        x = vectors.index_select(0, rows[i : i + step].reshape(-1)).view(qc.shape[0], kk, -1).float()
+        out[i : i + step] = (-(x - qc[:, None, :]).pow(2).sum(-1) if metric == "l2"
+                             else torch.einsum("qkd,qd->qk", x, qc))
+    return out.masked_fill_(~valid, float("-inf"))
 
 
 class IndexRefine(Index):
@@ -85,22 +109,17 @@ class IndexRefine(Index):
 
     # ---- search -------------------------------------------------------------------------
     def _search(self, q, k, params: SearchParams):
+        if self.refine.ntotal == 0:  # no slab row to point at; the base answers "all missing" (host count, no sync)
+            return self.base._search(q, k, params)
         kk = max(k, int(k * self.k_factor))
         _, cand = self.base._search(q, kk, params)
-        ok = cand >= 0
-        if not bool(ok.any()):
-            return self.base._search(q, k, params)
-        x = torch.zeros((*cand.shape, self.d), device=self.device)
-        x[ok] = self.refine.reconstruct_batch(cand[ok]).float()  # (nq, kk, d); missing slots stay zero
-        if self.metric == "l2":
-            s = -(x - q[:, None, :]).pow(2).sum(-1)
-        else:
-            s = torch.einsum("qkd,qd->qk", x, q)
-        s = s.masked_fill(~ok, float("-inf"))
-        top = s.topk(min(k, kk), dim=1)
-        I = torch.where(torch.isneginf(top.values), -1, cand.gather(1, top.indices))
-        D = -top.values if self.metric == "l2" else top.values
-        D = torch.where(I < 0, self.missing_distance, D)
+        # The refine IndexFlat stores plain vectors (one list, no residual), so a slab row is the vector.
+        # Labels it lacks (-1 above all) come back not found and score -inf: no host sync.
+        found, rows, _ = self.refine.invlists.locate(cand)
+        s = _scores(q, self.refine.invlists.data["vectors"], rows, found, self.metric)
+        top, at = kernels.topk(s, min(k, s.shape[1]))
+        I = torch.where(torch.isneginf(top), -1, cand.gather(1, at))
+        D = torch.where(I < 0, self.missing_distance, -top if self.metric == "l2" else top)
         if D.shape[1] < k:
             D = torch.nn.functional.pad(D, (0, k - D.shape[1]), value=self.missing_distance)
             I = torch.nn.functional.pad(I, (0, k - I.shape[1]), value=-1)

@@ -1,18 +1,21 @@
 """Triton scans of PQ codes straight from the slab, into a compact (query, candidate) score layout.
 
-Both kernels run one program per query and group of LISTS probed lists, whose candidates are
-contiguous in the query's score row; tiles of BLOCK_N rows run across list boundaries, so short lists
-(tens of rows at nlist ~ 4 sqrt(n)) do not leave most lanes idle.
+The rows a query probes sit back to back in its score row (list after list, in coarse order); tiles of
+BLOCK_N rows run across list boundaries, so short lists (tens of rows at nlist ~ 4 sqrt(n)) do not
+leave most lanes idle.
 
-``_pq_scan`` (IndexIVFPQ): per sub-quantizer, load the rows' codes and add the query's table entries,
-in the fixed order m = 0 .. M-1.
+``_pq_scan`` (IndexIVFPQ): one program per query and group of LISTS lists; per sub-quantizer, load the
+rows' codes and add the query's table entries, in the fixed order m = 0 .. M-1.
 
-``_pq_scan_pruned`` (Panorama): pass 1 runs level 0 (the first M/L sub-quantizers) on every row and
-keeps the rows whose Cauchy-Schwarz bound still reaches the query's threshold, compacted into a
-survivor list; pass 2 runs the later levels over full tiles of survivors, pruning again before each
-level. Compaction matters because table look-ups cost by the cache lines a warp touches, which
-barely falls when a tile's rows die one by one. A surviving row gets exactly the additions of
-``_pq_scan``, so both return bitwise the same scores.
+``_pq_scan_pruned`` (Panorama): one program per query walks its lists in coarse order, so the threshold
+is the exact running k-th best, as in a sequential CPU scan, with no extra launch or host round trip.
+Per group of lists, pass 1 runs level 0 on every row and compacts the rows whose level-1
+Cauchy-Schwarz bound still reaches the threshold; pass 2 runs the later levels over full tiles of
+survivors, pruning before each level, and merges every finished tile into a running top-BLOCK_N
+(two bitonic sorts), which raises the threshold for the rest. Compaction matters because table
+look-ups cost by the cache lines a warp touches, which barely falls when a tile's rows die one by
+one. A surviving row gets exactly the additions of ``_pq_scan``, so both return bitwise the same
+scores.
 """
 from __future__ import annotations
 
@@ -39,16 +42,15 @@ def _add_levels(s, live, lut, lut_sm, CODES, r, stride_row, stride_level,
 
 
 @triton.jit
-def _group(qi, W, PROBE, OFF, SIZES, LISTS: tl.constexpr):
-    """This program's lists: (first column, first and end offset in the row, per-list end offsets)."""
-    w0 = tl.program_id(1) * LISTS
+def _group(qi, W, PROBE, OFF, SIZES, w0, n, LISTS: tl.constexpr):
+    """Lists w0 .. w0+n-1 (n <= LISTS) of query qi: (first and end offset in its row, per-list ends)."""
     ws = w0 + tl.arange(0, LISTS)
-    wm = ws < W
+    wm = (ws < W) & (ws < w0 + n)
     size = tl.load(SIZES + tl.load(PROBE + qi * W + ws, mask=wm, other=0), mask=wm, other=0)
     ends = tl.where(wm, tl.load(OFF + qi * W + ws, mask=wm, other=0) + size, 2147483647)
     o0 = tl.load(OFF + qi * W + w0)
     o1 = tl.max(tl.where(wm, ends, 0), 0)
-    return w0, o0, o1, ends
+    return o0, o1, ends
 
 
 @triton.jit
@@ -76,7 +78,8 @@ def _pq_scan(LUT, CODES, INIT, CT, STARTS, SIZES, PROBE, OFF, BEFORE, LABELS, MA
              M: tl.constexpr, LAYOUT_W: tl.constexpr, LISTS: tl.constexpr, HAS_MASK: tl.constexpr,
              HAS_MAXC: tl.constexpr, BLOCK_N: tl.constexpr):
     qi = tl.program_id(0)
-    w0, o0, o1, ends = _group(qi, W, PROBE, OFF, SIZES, LISTS)
+    w0 = tl.program_id(1) * LISTS
+    o0, o1, ends = _group(qi, W, PROBE, OFF, SIZES, w0, LISTS, LISTS)
     out = OUT + qi.to(tl.int64) * width
     lut = LUT + qi.to(tl.int64) * lut_sq
     j0 = o0
@@ -90,109 +93,137 @@ def _pq_scan(LUT, CODES, INIT, CT, STARTS, SIZES, PROBE, OFF, BEFORE, LABELS, MA
 
 
 @triton.jit
-def _pq_scan_pruned(LUT, CODES, INIT, TAILS, QTAIL, CT, STARTS, SIZES, PROBE, OFF, BEFORE, LABELS, MASK, THR,
+def _merge_best(best, s, ar, KTH: tl.constexpr):
+    """Top-BLOCK_N of best (sorted descending) and s, and its KTH-th largest (0-based)."""
+    # max of a descending and an ascending sequence is the top half of both (bitonic merge)
+    best = tl.sort(tl.maximum(best, tl.sort(s)), descending=True)
+    return best, tl.max(tl.where(ar == KTH, best, float("-inf")), 0)
+
+
+@triton.jit
+def _pq_scan_pruned(LUT, CODES, INIT, TAILS, QTAIL, CT, STARTS, SIZES, PROBE, OFF, BEFORE, LABELS, MASK,
                     STATS, OUT, SURV_ROW, SURV_AT,
                     W, width, max_codes, coef, lut_sq, lut_sm, stride_row, stride_level,
                     L: tl.constexpr, ML: tl.constexpr, LAYOUT_W: tl.constexpr, LISTS: tl.constexpr,
-                    HAS_MASK: tl.constexpr, HAS_MAXC: tl.constexpr, BLOCK_N: tl.constexpr):
+                    FIRST: tl.constexpr, KTH: tl.constexpr, HAS_MASK: tl.constexpr, HAS_MAXC: tl.constexpr,
+                    BLOCK_N: tl.constexpr):
     qi = tl.program_id(0)
-    w0, o0, o1, ends = _group(qi, W, PROBE, OFF, SIZES, LISTS)
     out = OUT + qi.to(tl.int64) * width
-    surv_row = SURV_ROW + qi.to(tl.int64) * width + o0  # survivors listed in this program's own span
-    surv_at = SURV_AT + qi.to(tl.int64) * width + o0
+    surv_row = SURV_ROW + qi.to(tl.int64) * width
+    surv_at = SURV_AT + qi.to(tl.int64) * width
     lut = LUT + qi.to(tl.int64) * lut_sq
-    thr = tl.load(THR + qi)
-    thr_mag = tl.abs(thr)  # +inf while no candidate exists: the slack then keeps every row
+    ar = tl.arange(0, BLOCK_N)
+    best = tl.full([BLOCK_N], float("-inf"), tl.float32)  # running top-BLOCK_N of finished scores
+    thr = tl.max(best, 0)  # -inf until KTH+1 scores exist: the slack is then +inf and keeps every row
     q0 = tl.load(QTAIL + qi * L)
-    n_surv = 0
     n_rows = 0
     scanned = 0
-    # pass 1: level 0 on every row; survivors of the level-1 bound are compacted
-    j0 = o0
-    while j0 < o1:
-        j = j0 + tl.arange(0, BLOCK_N)
-        r, live, s = _tile(j, qi, W, w0, ends, PROBE, OFF, STARTS, CT, INIT, BEFORE, LABELS, MASK, max_codes, o1,
-                           HAS_MASK, HAS_MAXC)
-        n_rows += tl.sum(live.to(tl.int32), 0)
-        y0 = tl.load(TAILS + r * L, mask=live, other=0.0).to(tl.float32)
-        slack = _REL_SLACK * (tl.abs(s) + coef * q0 * y0 + thr_mag) + 1e-30
-        live = live & (s + coef * q0 * y0 + slack >= thr)
-        n_live = tl.sum(live.to(tl.int32), 0)
-        if n_live > 0:
-            scanned += n_live
-            s = _add_levels(s, live, lut, lut_sm, CODES, r, stride_row, stride_level, 0, ML, LAYOUT_W)
-            if L > 1:
-                y1 = tl.load(TAILS + r * L + 1, mask=live, other=0.0).to(tl.float32)
-                live = live & (s + coef * tl.load(QTAIL + qi * L + 1) * y1 + slack >= thr)
-            else:
-                live = live & (s + slack >= thr)
-        tl.store(out + j, tl.where(live, s, float("-inf")), mask=j < o1)
-        if L > 1:
-            keep = live.to(tl.int32)
-            n_keep = tl.sum(keep, 0)
-            if n_keep > 0:
-                at = n_surv + tl.cumsum(keep, 0) - 1
-                tl.store(surv_row + at, r.to(tl.int32), mask=live)
-                tl.store(surv_at + at, j, mask=live)
-                n_surv += n_keep
-        j0 += BLOCK_N
-    # pass 2: levels 1 .. L-1 over full tiles of survivors (their level-0 partial waits in out)
-    t0 = 0
-    while t0 < n_surv:
-        i = t0 + tl.arange(0, BLOCK_N)
-        live = i < n_surv
-        r = tl.load(surv_row + i, mask=live, other=0).to(tl.int64)
-        at = tl.load(surv_at + i, mask=live, other=0)
-        s = tl.load(out + at, mask=live, other=0.0)
-        # allowance relative to the partial and the remaining terms (valid for the rest of the sum)
-        slack = _REL_SLACK * (tl.abs(s) + coef * q0 * tl.load(TAILS + r * L, mask=live, other=0.0).to(tl.float32)
-                              + thr_mag) + 1e-30
-        n_live = tl.sum(live.to(tl.int32), 0)
-        for j in tl.static_range(1, L):
+    w0 = 0
+    n = FIRST  # a small first group: the lists after it are pruned against its top-k
+    while w0 < W:
+        o0, o1, ends = _group(qi, W, PROBE, OFF, SIZES, w0, n, LISTS)
+        thr_mag = tl.abs(thr)
+        n_surv = 0
+        # pass 1: level 0 on every row; survivors of the level-1 bound are compacted
+        j0 = o0
+        while j0 < o1:
+            j = j0 + ar
+            r, live, s = _tile(j, qi, W, w0, ends, PROBE, OFF, STARTS, CT, INIT, BEFORE, LABELS, MASK, max_codes,
+                               o1, HAS_MASK, HAS_MAXC)
+            n_rows += tl.sum(live.to(tl.int32), 0)
+            y0 = tl.load(TAILS + r * L, mask=live, other=0.0).to(tl.float32)
+            slack = _REL_SLACK * (tl.abs(s) + coef * q0 * y0 + thr_mag) + 1e-30
+            live = live & (s + coef * q0 * y0 + slack >= thr)
+            n_live = tl.sum(live.to(tl.int32), 0)
             if n_live > 0:
-                yj = tl.load(TAILS + r * L + j, mask=live, other=0.0).to(tl.float32)
-                live = live & (s + coef * tl.load(QTAIL + qi * L + j) * yj + slack >= thr)
-                n_live = tl.sum(live.to(tl.int32), 0)
                 scanned += n_live
+                s = _add_levels(s, live, lut, lut_sm, CODES, r, stride_row, stride_level, 0, ML, LAYOUT_W)
+                if L > 1:
+                    y1 = tl.load(TAILS + r * L + 1, mask=live, other=0.0).to(tl.float32)
+                    live = live & (s + coef * tl.load(QTAIL + qi * L + 1) * y1 + slack >= thr)
+                else:
+                    live = live & (s + slack >= thr)
+            fin = tl.where(live, s, float("-inf"))
+            tl.store(out + j, fin, mask=j < o1)
+            if L > 1:
+                keep = live.to(tl.int32)
+                n_keep = tl.sum(keep, 0)
+                if n_keep > 0:
+                    at = o0 + n_surv + tl.cumsum(keep, 0) - 1
+                    tl.store(surv_row + at, r.to(tl.int32), mask=live)
+                    tl.store(surv_at + at, j, mask=live)
+                    n_surv += n_keep
+            else:
+                best, thr = _merge_best(best, fin, ar, KTH)
+                thr_mag = tl.abs(thr)
+            j0 += BLOCK_N
+        # pass 2: levels 1 .. L-1 over full tiles of survivors (their level-0 partial waits in out)
+        t0 = 0
+        while t0 < n_surv:
+            i = t0 + ar
+            live = i < n_surv
+            r = tl.load(surv_row + o0 + i, mask=live, other=0).to(tl.int64)
+            at = tl.load(surv_at + o0 + i, mask=live, other=0)
+            s = tl.load(out + at, mask=live, other=0.0)
+            # allowance relative to the partial and the remaining terms (valid for the rest of the sum)
+            slack = _REL_SLACK * (tl.abs(s) + coef * q0 * tl.load(TAILS + r * L, mask=live, other=0.0).to(tl.float32)
+                                  + thr_mag) + 1e-30
+            n_live = tl.sum(live.to(tl.int32), 0)
+            for lv in tl.static_range(1, L):
                 if n_live > 0:
-                    s = _add_levels(s, live, lut, lut_sm, CODES, r, stride_row, stride_level, j * ML, ML, LAYOUT_W)
-        live = live & (s + slack >= thr)
-        tl.store(out + at, tl.where(live, s, float("-inf")), mask=i < n_surv)
-        t0 += BLOCK_N
+                    yj = tl.load(TAILS + r * L + lv, mask=live, other=0.0).to(tl.float32)
+                    live = live & (s + coef * tl.load(QTAIL + qi * L + lv) * yj + slack >= thr)
+                    n_live = tl.sum(live.to(tl.int32), 0)
+                    scanned += n_live
+                    if n_live > 0:
+                        s = _add_levels(s, live, lut, lut_sm, CODES, r, stride_row, stride_level, lv * ML, ML,
+                                        LAYOUT_W)
+            live = live & (s + slack >= thr)
+            fin = tl.where(live, s, float("-inf"))
+            tl.store(out + at, fin, mask=i < n_surv)
+            best, thr = _merge_best(best, fin, ar, KTH)
+            thr_mag = tl.abs(thr)
+            t0 += BLOCK_N
+        w0 += n
+        n = LISTS
     tl.atomic_add(STATS, scanned.to(tl.int64))
     tl.atomic_add(STATS + 1, (n_rows * L).to(tl.int64))
 
 
-def pq_scan(out, tables, codes, init, ct, starts, sizes, probe, off, *, cols, before=None, max_codes=0,
+def pruned_block(k: int) -> int | None:
+    """Tile size of the pruned scan for top-k (the running top-k lives in one tile), None past 256."""
+    block = max(PRUNED[0], triton.next_power_of_2(k))
+    return block if block <= 256 else None
+
+
+def pq_scan(out, tables, codes, init, ct, starts, sizes, probe, off, *, before=None, max_codes=0,
             labels=None, mask=None, prune=None, surv=None):
-    """Scores of probe columns ``cols`` = (c0, c1) into out (nq, width), a compact layout: the rows of
-    pair (q, c) start at off[q, c] (off (nq, nprobe)). Rows filtered out, past max_codes or pruned get
-    -inf; out must start as -inf. ``surv`` (2, nq, width) int32 scratch for the pruned scan.
+    """Scores of all probed rows into out (nq, width), a compact layout: the rows of pair (q, c)
+    start at off[q, c] (off (nq, nprobe)). Rows filtered out, past max_codes or pruned get -inf;
+    out must start as -inf. ``surv`` (2, nq, width) int32 scratch for the pruned scan.
 
     tables (M, nq, ksub) fp32 look-up tables (any strides with unit stride along ksub); codes (rows, M)
     or the level-major (rows, L, M/L) view; init (rows,); ct (nq, nprobe) coarse terms; before
     (nq, nprobe) candidates of earlier probes (max_codes only). prune: None, or dict(tails (rows, L),
-    qtail (nq, L), thr (nq,), coef, stats (2,) int64 accumulating [levels scanned, levels unpruned])."""
-    nq = probe.shape[0]
-    c0, c1 = cols
+    qtail (nq, L), k, coef, stats (2,) int64 accumulating [levels scanned, levels unpruned])."""
+    nq, W = probe.shape
     M = tables.shape[0]
-    probe_w = probe[:, c0:c1].contiguous()  # the wave's pairs: the kernels index them (query, column)
-    off = off[:, c0:c1].contiguous()
-    ct_w = ct[:, c0:c1].contiguous()
-    before_w = before[:, c0:c1].contiguous() if before is not None else probe
-    block, warps, lists = PLAIN if prune is None else PRUNED
-    grid = (nq, triton.cdiv(c1 - c0, lists))
-    common = dict(LAYOUT_W=codes.shape[-1], LISTS=lists, HAS_MASK=mask is not None, HAS_MAXC=before is not None,
-                  BLOCK_N=block, num_warps=warps)
+    probe, off, ct = probe.contiguous(), off.contiguous(), ct.contiguous()
+    before = before.contiguous() if before is not None else probe
     args = (labels if labels is not None else probe, mask.view(torch.uint8) if mask is not None else out)
     strides = (tables.stride(1), tables.stride(0), codes.stride(0), codes.stride(1) if codes.dim() == 3 else 0)
+    common = dict(LAYOUT_W=codes.shape[-1], HAS_MASK=mask is not None, HAS_MAXC=max_codes > 0)
     if prune is None:
-        _pq_scan[grid](tables, codes, init, ct_w, starts, sizes, probe_w, off, before_w, *args, out,
-                       c1 - c0, out.shape[1], max_codes, *strides, M=M, **common)
+        block, warps, lists = PLAIN
+        _pq_scan[(nq, triton.cdiv(W, lists))](tables, codes, init, ct, starts, sizes, probe, off, before, *args, out,
+                                               W, out.shape[1], max_codes, *strides, M=M, LISTS=lists,
+                                               BLOCK_N=block, num_warps=warps, **common)
         return out
+    _, warps, lists = PRUNED
     L = prune["tails"].shape[1]
-    _pq_scan_pruned[grid](tables, codes, init, prune["tails"], prune["qtail"], ct_w, starts, sizes, probe_w, off,
-                           before_w, *args, prune["thr"], prune["stats"], out, surv[0], surv[1],
-                           c1 - c0, out.shape[1], max_codes, float(prune["coef"]), *strides,
-                           L=L, ML=M // L, **common)
+    _pq_scan_pruned[(nq,)](tables, codes, init, prune["tails"], prune["qtail"], ct, starts, sizes, probe, off,
+                           before, *args, prune["stats"], out, surv[0], surv[1],
+                           W, out.shape[1], max_codes, float(prune["coef"]), *strides,
+                           L=L, ML=M // L, LISTS=lists, FIRST=1, KTH=prune["k"] - 1,
+                           BLOCK_N=pruned_block(prune["k"]), num_warps=warps, **common)
     return out

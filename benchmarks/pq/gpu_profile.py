@@ -1,0 +1,95 @@
+"""GPU breakdown of one PQ search: where the time of IVFPQ, Panorama and Panorama+RFlat goes.
+
+    python -m benchmarks.pq.gpu_profile --data-dir benchmarks/pq/.data --shards 2 --nprobes 16,64
+Prints per (index, k, nprobe) the median wall time of a search and the sum of its GPU kernel times
+(the gap is host work: launches and synchronisations), then the heaviest kernels of each; with
+--sweep, first the pruned kernel's time per (warps, lists per group) setting.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+import torch_ivf as ti
+from benchmarks.pq.bench_pq import identical, load_minilm, timed_search
+from torch_ivf.kernels import pq_scan
+
+
+def kernel_table(fn, rows):
+    fn()
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    ev = [e for e in prof.key_averages() if e.device_time_total > 0]
+    total = sum(e.self_device_time_total for e in ev) / 1e3
+    ev.sort(key=lambda e: -e.self_device_time_total)
+    top = [(e.key[:60], round(e.self_device_time_total / 1e3, 3), e.count) for e in ev[:rows]]
+    return total, top
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--shards", type=int, default=2)
+    ap.add_argument("--nq", type=int, default=5000)
+    ap.add_argument("--M", type=int, default=96)
+    ap.add_argument("--nprobes", default="16,64")
+    ap.add_argument("--k-factor", type=float, default=8)
+    ap.add_argument("--rows", type=int, default=10)
+    ap.add_argument("--sweep", action="store_true")
+    args = ap.parse_args()
+    xb, xq, metric, _ = load_minilm(args.data_dir, args.nq, 0, args.shards)
+    n, d = xb.shape
+    nlist = 2 ** round(np.log2(4 * np.sqrt(n)))
+    dev = torch.device("cuda")
+    t = time.time()
+    pano_r = ti.IndexRefine(ti.IndexIVFPQPanorama(d, nlist, args.M, 8, 8, metric, niter=10, pq_niter=10,
+                                                  device=dev), k_factor=args.k_factor)
+    pano_r.train(xb)
+    pano_r.add(xb)
+    pano = pano_r.base
+    ref = ti.IndexIVFPQ(d, nlist, args.M, 8, metric=metric, device=dev)
+    ref.centroids = pano.centroids.clone()
+    ref.pq.set_centroids(pano.pq.centroids)
+    ref.add(pano._transform(torch.from_numpy(xb).to(dev)))
+    print(json.dumps({"built_s": round(time.time() - t, 1), "n": n, "nlist": nlist, "M": args.M,
+                      "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}), flush=True)
+    q = torch.from_numpy(xq).to(dev)
+    qt = pano._transform(q)
+    kk = int(10 * args.k_factor)
+    cases = {"ivfpq k10": lambda: ref.search(qt, 10), "pano k10": lambda: pano.search(q, 10),
+             f"ivfpq k{kk}": lambda: ref.search(qt, kk), f"pano k{kk}": lambda: pano.search(q, kk),
+             "pano+RFlat k10": lambda: pano_r.search(q, 10)}
+    nprobes = [int(v) for v in args.nprobes.split(",")]
+    default = pq_scan.PRUNED
+    for setting in ((64, 2, 16), (64, 4, 16), (64, 2, 8), (64, 1, 16), (128, 4, 16)) if args.sweep else ():
+        pq_scan.PRUNED = setting
+        for nprobe in nprobes:
+            pano.nprobe = ref.nprobe = nprobe
+            tr, _ = timed_search(cases["ivfpq k10"], torch.cuda.synchronize, 7)
+            tp, _ = timed_search(cases["pano k10"], torch.cuda.synchronize, 7)
+            print(json.dumps({"pruned": setting, "nprobe": nprobe, "ivfpq_ms": round(tr * 1e3, 3),
+                              "pano_ms": round(tp * 1e3, 3), "speedup": round(tr / tp, 3)}), flush=True)
+    pq_scan.PRUNED = default
+    for nprobe in nprobes:
+        pano.nprobe = ref.nprobe = nprobe
+        same = identical(*(tuple(t.cpu().numpy() for t in f()) for f in (cases["pano k10"], cases["ivfpq k10"])))
+        for name, fn in cases.items():
+            wall, _ = timed_search(fn, torch.cuda.synchronize, 9)
+            gpu, top = kernel_table(fn, args.rows)
+            row = {"case": name, "nprobe": nprobe, "wall_ms": round(wall * 1e3, 3), "gpu_ms": round(gpu, 3),
+                   "identical": same}
+            if name.startswith("pano"):
+                row["dims_scanned"] = round(pano.panorama_stats.ratio_dims_scanned, 4)
+            print(json.dumps(row), flush=True)
+            for key, ms, count in top:
+                print(f"    {ms:8.3f} ms  x{count:<4d} {key}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
