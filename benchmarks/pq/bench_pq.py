@@ -124,10 +124,13 @@ def run_dataset(name, xb, xq, metric, args, out, info):
     T = lambda q: pano._transform(torch.from_numpy(q).to(dev))
     built["ours IVFPQ (same codebooks)"] = (ref, T, 0.0)
     t = time.time()
-    own = ti.IndexIVFPQ(flat.quantizer, d, nlist, M, 8, metric, **common, **pqkw)  # IVFFlat's centroids
-    own.train(xt)
-    own.add(xb)
+    own_r = ti.IndexRefine(ti.IndexIVFPQ(flat.quantizer, d, nlist, M, 8, metric, **common, **pqkw),  # IVFFlat's centroids
+                           k_factor=args.k_factor)
+    own_r.train(xt)
+    own_r.add(xb)
+    own = own_r.base
     built["ours IVFPQ"] = (own, None, time.time() - t)
+    built["ours IVFPQ+RFlat"] = (own_r, None, 0.0)
     t = time.time()
     fp = ti.IndexIVFFlatPanorama(d, nlist, L, metric, transform=True, **common)
     fp.train(xt)
@@ -240,7 +243,7 @@ def nominal_bytes(label, d, M, L):
         return M + 8 + (4 * d if "RFlat" in label else 0)
     if "Panorama" in label:
         return M + 4 + 4 * L + 8 + (2 * d if "RFlat" in label else 0)
-    return M + 4 + 8
+    return M + 4 + 8 + (2 * d if "RFlat" in label else 0)
 
 
 def main():

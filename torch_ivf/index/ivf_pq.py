@@ -18,6 +18,8 @@ from .. import kernels
 from ..pq import ProductQuantizer
 from .ivf import _SCORE_BUDGET, IndexIVF
 
+_WAVE_GROWTH = 4  # Panorama's kernel waves: 1, 4, 16, ... lists (each wave: a launch + a top-k; x4 beat x2 on the H100)
+
 
 def tree_sum(g: torch.Tensor) -> torch.Tensor:
     """Sum over the last dim by halving with elementwise adds: bitwise independent of the batch shape."""
@@ -188,37 +190,60 @@ class IndexIVFPQ(IndexIVF):
             return self._scan_fused(ctx, probe, k, mask, max_codes)
         return super()._scan_matrix(ctx, probe, k, mask, max_codes)
 
-    def _kernel_prune(self, ctx, q, k, stats):
+    def _pruning_kernel(self) -> bool:
+        """True where _scan_fused prunes (Panorama), with inputs from _kernel_prune."""
+        return False
+
+    def _kernel_prune(self, ctx, q, stats):
         """Panorama's pruning inputs for kernels.pq_scan (None: score every row)."""
         return None
 
     def _scan_fused(self, ctx, probe, k, mask, max_codes):
         """kernels.pq_scan over a compact (query, candidate) layout: a query's probed lists back to back,
         so the score matrix is as wide as the most candidates any query has, not nprobe x the longest
-        list. Its width is bounded on the host by the nprobe largest lists, so the search never waits
-        for the device before the final top-k."""
-        from ..kernels.pq_scan import pq_scan
+        list (bounded on the host by the nprobe largest lists: no wait for the device).
+
+        Pruning, small k: one launch in which each query walks its lists with a running top-k.
+        Larger k: waves of probes by coarse rank (1, 4, 16, ... lists), each pruning against the k-th
+        best score of the waves before it, read from the same matrix (on the H200 the waves beat the
+        running scan 1.7x at k 80, which waits for 80 scores before it prunes; the running scan wins
+        up to 1.25x at k 10)."""
+        from ..kernels.pq_scan import RUNNING_MAX_K, pq_scan
         nq, P = probe.shape
         starts, sizes = self.invlists.device_meta()
         data = self.invlists.data
         lens = sizes[probe]
         ends = torch.cumsum(lens, 1)
         off = ends - lens
-        width = max(1, int(self.invlists.sizes.topk(P).values.sum()))
+        running = k <= RUNNING_MAX_K
+        waves, c0, w = [], 0, 1
+        while c0 < P:
+            waves.append((c0, min(P, c0 + w)))
+            c0, w = waves[-1][1], _WAVE_GROWTH * w
+        if not self._pruning_kernel() or running:
+            waves = [(0, P)]
+        most = torch.cumsum(self.invlists.sizes.topk(P).values, 0)  # host: row widths after each wave
+        widths = [max(1, int(most[c1 - 1])) for _, c1 in waves]
         best_s = torch.empty((nq, k), device=self.device)
         best_p = torch.empty((nq, k), dtype=torch.int64, device=self.device)
+        thr = torch.full((nq,), float("-inf"), device=self.device)
         stats = torch.zeros(2, dtype=torch.int64, device=self.device)
-        chunk = max(1, _SCORE_BUDGET // width)
+        chunk = max(1, _SCORE_BUDGET // widths[-1])
         for c in range(0, nq, chunk):
             q = slice(c, min(nq, c + chunk))
             b = q.stop - q.start
-            out = torch.full((b, width), float("-inf"), device=self.device)
-            prune = self._kernel_prune(ctx, q, k, stats)
-            surv = torch.empty((2, b, width), dtype=torch.int32, device=self.device) if prune else None
-            pq_scan(out, ctx["tables"][:, q], data["codes"], data["init"], ctx["ct"][q], starts, sizes, probe[q],
-                    off[q], before=off[q] if max_codes else None, max_codes=max_codes,
-                    labels=data["labels"], mask=mask, prune=prune, surv=surv)
-            values, idx = kernels.topk(out, min(k, width))
+            out = torch.full((b, widths[-1]), float("-inf"), device=self.device)
+            prune = self._kernel_prune(ctx, q, stats)
+            surv = torch.empty((2, b, widths[-1]), dtype=torch.int32, device=self.device) if prune else None
+            for (c0, c1), width in zip(waves, widths):
+                if prune:
+                    prune.update({"k": k} if running else {"thr": thr[q]})
+                pq_scan(out, ctx["tables"][:, q], data["codes"], data["init"], ctx["ct"][q], starts, sizes, probe[q],
+                        off[q], cols=(c0, c1), before=None if not max_codes else off[q], max_codes=max_codes,
+                        labels=data["labels"], mask=mask, prune=prune, surv=surv)
+                if prune and c1 < P and width >= k:  # the k-th best so far: -inf while fewer exist
+                    thr[q] = kernels.topk(out[:, :width], k)[0][:, -1]
+            values, idx = kernels.topk(out, min(k, widths[-1]))
             col = torch.searchsorted(ends[q], idx, right=True).clamp_max(P - 1)
             row = idx - off[q].gather(1, col)
             pos = torch.where(torch.isneginf(values), 0, starts[probe[q].gather(1, col)] + row)

@@ -84,8 +84,8 @@ class PanoramaScan:
                 self.ptransform.set_matrix(tensors["panorama_matrix"])
             self.ptransform.to(self.device)
 
-    def _pruning_kernel(self, k: int) -> bool:
-        """True where the codec scans with its pruning Triton kernel for this k."""
+    def _pruning_kernel(self) -> bool:
+        """True where the codec scans with its pruning Triton kernel."""
         return False
 
     def _search(self, q, k, params):
@@ -224,7 +224,7 @@ class PanoramaScan:
 
     def _scan_matrix(self, ctx, probe, k, mask, max_codes):
         """Batched scan in waves of probes by coarse rank; each wave is one parallel pruned pass."""
-        if self._pruning_kernel(k):
+        if self._pruning_kernel():
             return self._scan_kernel(ctx, probe, k, mask, max_codes)
         nq, P = probe.shape
         starts, sizes = self.invlists.device_meta()
@@ -370,15 +370,11 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
     def _query_context(self, q, probe) -> dict:
         return self._pano_ctx(super()._query_context(q, probe), q)
 
-    def _pruning_kernel(self, k: int) -> bool:
-        if not kernels.available(self.device):
-            return False
-        from ..kernels.pq_scan import pruned_block
-        return pruned_block(k) is not None
+    def _pruning_kernel(self) -> bool:
+        return kernels.available(self.device)
 
-    def _kernel_prune(self, ctx, q, k, stats):
-        return {"tails": self.invlists.data["tails"], "qtail": ctx["qtail"][q], "k": k, "coef": self._coef(),
-                "stats": stats}
+    def _kernel_prune(self, ctx, q, stats):
+        return {"tails": self.invlists.data["tails"], "qtail": ctx["qtail"][q], "coef": self._coef(), "stats": stats}
 
     def _scan_kernel(self, ctx, probe, k, mask, max_codes):
         out = self._scan_fused(ctx, probe, k, mask, max_codes)

@@ -24,11 +24,13 @@ import triton
 import triton.language as tl
 
 _REL_SLACK = tl.constexpr(1e-5)  # as torch_ivf.panorama: rounding allowance relative to the summed magnitudes
-# (rows per tile, warps, probed lists per program), each kernel at its best of the settings timed on
-# the H100 (benchmarks/pq/kernel_probe.py): the plain scan wants wide tiles, the pruned one narrower
+# (rows per tile, warps, probed lists per program or group), each at its best of the settings timed
+# (benchmarks/pq/gpu_profile.py --sweep): the plain scan wants wide tiles, the pruned ones narrower
 # tiles whose per-level "any row left?" exits fire more often.
 PLAIN = (128, 4, 16)
-PRUNED = (64, 2, 16)
+WAVES = (64, 2, 16)
+RUNNING = (64, 2, 8)
+RUNNING_MAX_K = 32  # top-k of the running scan lives in one tile; larger k take the waves (measured faster)
 
 
 @triton.jit
@@ -101,11 +103,11 @@ def _merge_best(best, s, ar, KTH: tl.constexpr):
 
 
 @triton.jit
-def _pq_scan_pruned(LUT, CODES, INIT, TAILS, QTAIL, CT, STARTS, SIZES, PROBE, OFF, BEFORE, LABELS, MASK,
+def _pq_scan_pruned(LUT, CODES, INIT, TAILS, QTAIL, CT, STARTS, SIZES, PROBE, OFF, BEFORE, LABELS, MASK, THR,
                     STATS, OUT, SURV_ROW, SURV_AT,
                     W, width, max_codes, coef, lut_sq, lut_sm, stride_row, stride_level,
                     L: tl.constexpr, ML: tl.constexpr, LAYOUT_W: tl.constexpr, LISTS: tl.constexpr,
-                    FIRST: tl.constexpr, KTH: tl.constexpr, HAS_MASK: tl.constexpr, HAS_MAXC: tl.constexpr,
+                    RUNNING: tl.constexpr, KTH: tl.constexpr, HAS_MASK: tl.constexpr, HAS_MAXC: tl.constexpr,
                     BLOCK_N: tl.constexpr):
     qi = tl.program_id(0)
     out = OUT + qi.to(tl.int64) * width
@@ -114,13 +116,20 @@ def _pq_scan_pruned(LUT, CODES, INIT, TAILS, QTAIL, CT, STARTS, SIZES, PROBE, OF
     lut = LUT + qi.to(tl.int64) * lut_sq
     ar = tl.arange(0, BLOCK_N)
     best = tl.full([BLOCK_N], float("-inf"), tl.float32)  # running top-BLOCK_N of finished scores
-    thr = tl.max(best, 0)  # -inf until KTH+1 scores exist: the slack is then +inf and keeps every row
+    if RUNNING:  # all lists, a first group of one list, then LISTS at a time
+        w0 = 0
+        n = 1
+        w_end = W
+        thr = tl.max(best, 0)  # -inf until KTH+1 scores exist: the slack is then +inf and keeps every row
+    else:  # one group of a wave, against the threshold of the waves before it
+        w0 = tl.program_id(1) * LISTS
+        n = LISTS
+        w_end = tl.minimum(W, w0 + LISTS)
+        thr = tl.load(THR + qi)
     q0 = tl.load(QTAIL + qi * L)
     n_rows = 0
     scanned = 0
-    w0 = 0
-    n = FIRST  # a small first group: the lists after it are pruned against its top-k
-    while w0 < W:
+    while w0 < w_end:
         o0, o1, ends = _group(qi, W, PROBE, OFF, SIZES, w0, n, LISTS)
         thr_mag = tl.abs(thr)
         n_surv = 0
@@ -153,7 +162,7 @@ def _pq_scan_pruned(LUT, CODES, INIT, TAILS, QTAIL, CT, STARTS, SIZES, PROBE, OF
                     tl.store(surv_row + at, r.to(tl.int32), mask=live)
                     tl.store(surv_at + at, j, mask=live)
                     n_surv += n_keep
-            else:
+            elif RUNNING:
                 best, thr = _merge_best(best, fin, ar, KTH)
                 thr_mag = tl.abs(thr)
             j0 += BLOCK_N
@@ -181,8 +190,9 @@ def _pq_scan_pruned(LUT, CODES, INIT, TAILS, QTAIL, CT, STARTS, SIZES, PROBE, OF
             live = live & (s + slack >= thr)
             fin = tl.where(live, s, float("-inf"))
             tl.store(out + at, fin, mask=i < n_surv)
-            best, thr = _merge_best(best, fin, ar, KTH)
-            thr_mag = tl.abs(thr)
+            if RUNNING:
+                best, thr = _merge_best(best, fin, ar, KTH)
+                thr_mag = tl.abs(thr)
             t0 += BLOCK_N
         w0 += n
         n = LISTS
@@ -190,40 +200,40 @@ def _pq_scan_pruned(LUT, CODES, INIT, TAILS, QTAIL, CT, STARTS, SIZES, PROBE, OF
     tl.atomic_add(STATS + 1, (n_rows * L).to(tl.int64))
 
 
-def pruned_block(k: int) -> int | None:
-    """Tile size of the pruned scan for top-k (the running top-k lives in one tile), None past 256."""
-    block = max(PRUNED[0], triton.next_power_of_2(k))
-    return block if block <= 256 else None
-
-
-def pq_scan(out, tables, codes, init, ct, starts, sizes, probe, off, *, before=None, max_codes=0,
+def pq_scan(out, tables, codes, init, ct, starts, sizes, probe, off, *, cols, before=None, max_codes=0,
             labels=None, mask=None, prune=None, surv=None):
-    """Scores of all probed rows into out (nq, width), a compact layout: the rows of pair (q, c)
-    start at off[q, c] (off (nq, nprobe)). Rows filtered out, past max_codes or pruned get -inf;
-    out must start as -inf. ``surv`` (2, nq, width) int32 scratch for the pruned scan.
+    """Scores of probe columns ``cols`` = (c0, c1) into out (nq, width), a compact layout: the rows of
+    pair (q, c) start at off[q, c] (off (nq, nprobe)). Rows filtered out, past max_codes or pruned get
+    -inf; out must start as -inf. ``surv`` (2, nq, width) int32 scratch for the pruned scan.
 
     tables (M, nq, ksub) fp32 look-up tables (any strides with unit stride along ksub); codes (rows, M)
     or the level-major (rows, L, M/L) view; init (rows,); ct (nq, nprobe) coarse terms; before
     (nq, nprobe) candidates of earlier probes (max_codes only). prune: None, or dict(tails (rows, L),
-    qtail (nq, L), k, coef, stats (2,) int64 accumulating [levels scanned, levels unpruned])."""
-    nq, W = probe.shape
+    qtail (nq, L), coef, stats (2,) int64 accumulating [levels scanned, levels unpruned], and either
+    thr (nq,) the threshold of earlier waves, or k for the running top-k scan of all columns)."""
+    nq = probe.shape[0]
+    c0, c1 = cols
     M = tables.shape[0]
-    probe, off, ct = probe.contiguous(), off.contiguous(), ct.contiguous()
-    before = before.contiguous() if before is not None else probe
+    probe_w = probe[:, c0:c1].contiguous()  # the wave's pairs: the kernels index them (query, column)
+    off = off[:, c0:c1].contiguous()
+    ct_w = ct[:, c0:c1].contiguous()
+    before_w = before[:, c0:c1].contiguous() if before is not None else probe
     args = (labels if labels is not None else probe, mask.view(torch.uint8) if mask is not None else out)
     strides = (tables.stride(1), tables.stride(0), codes.stride(0), codes.stride(1) if codes.dim() == 3 else 0)
-    common = dict(LAYOUT_W=codes.shape[-1], HAS_MASK=mask is not None, HAS_MAXC=max_codes > 0)
+    common = dict(LAYOUT_W=codes.shape[-1], HAS_MASK=mask is not None, HAS_MAXC=before is not None)
     if prune is None:
         block, warps, lists = PLAIN
-        _pq_scan[(nq, triton.cdiv(W, lists))](tables, codes, init, ct, starts, sizes, probe, off, before, *args, out,
-                                               W, out.shape[1], max_codes, *strides, M=M, LISTS=lists,
-                                               BLOCK_N=block, num_warps=warps, **common)
+        _pq_scan[(nq, triton.cdiv(c1 - c0, lists))](tables, codes, init, ct_w, starts, sizes, probe_w, off, before_w,
+                                                     *args, out, c1 - c0, out.shape[1], max_codes, *strides, M=M,
+                                                     LISTS=lists, BLOCK_N=block, num_warps=warps, **common)
         return out
-    _, warps, lists = PRUNED
+    running = "k" in prune
+    block, warps, lists = RUNNING if running else WAVES
+    grid = (nq,) if running else (nq, triton.cdiv(c1 - c0, lists))
     L = prune["tails"].shape[1]
-    _pq_scan_pruned[(nq,)](tables, codes, init, prune["tails"], prune["qtail"], ct, starts, sizes, probe, off,
-                           before, *args, prune["stats"], out, surv[0], surv[1],
-                           W, out.shape[1], max_codes, float(prune["coef"]), *strides,
-                           L=L, ML=M // L, LISTS=lists, FIRST=1, KTH=prune["k"] - 1,
-                           BLOCK_N=pruned_block(prune["k"]), num_warps=warps, **common)
+    _pq_scan_pruned[grid](tables, codes, init, prune["tails"], prune["qtail"], ct_w, starts, sizes, probe_w, off,
+                          before_w, *args, prune.get("thr", out), prune["stats"], out, surv[0], surv[1],
+                          c1 - c0, out.shape[1], max_codes, float(prune["coef"]), *strides,
+                          L=L, ML=M // L, LISTS=lists, RUNNING=running, KTH=prune.get("k", 1) - 1,
+                          BLOCK_N=block, num_warps=warps, **common)
     return out
