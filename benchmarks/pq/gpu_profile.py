@@ -67,7 +67,7 @@ def main():
              "pano+RFlat k10": lambda: pano_r.search(q, 10)}
     nprobes = [int(v) for v in args.nprobes.split(",")]
     default = pq_scan.RUNNING
-    for setting in ((64, 2, 8), (64, 2, 4), (64, 4, 8), (32, 1, 8)) if args.sweep else ():
+    for setting in ((32, 1, 8), (64, 2, 8), (32, 1, 4), (32, 1, 16)) if args.sweep else ():
         pq_scan.RUNNING = setting
         for nprobe in nprobes:
             pano.nprobe = ref.nprobe = nprobe

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUTDIR="${OUT:-benchmarks/pq/results}"
 mkdir -p "$OUTDIR"
-FILE="$OUTDIR/$( [ -n "${OUT:-}" ] && echo pq-cuda.jsonl || echo cuda.jsonl )"
+FILE="$OUTDIR/$( [ -n "${OUT:-}" ] && echo "pq-cuda-${DATASETS:-all}.jsonl" || echo cuda.jsonl )"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))"
 FAISS=--no-faiss

@@ -29,7 +29,7 @@ _REL_SLACK = tl.constexpr(1e-5)  # as torch_ivf.panorama: rounding allowance rel
 # tiles whose per-level "any row left?" exits fire more often.
 PLAIN = (128, 4, 16)
 WAVES = (64, 2, 16)
-RUNNING = (64, 2, 8)
+RUNNING = (32, 1, 8)
 RUNNING_MAX_K = 32  # top-k of the running scan lives in one tile; larger k take the waves (measured faster)
 
 
