@@ -3,7 +3,7 @@
     python -m benchmarks.pq.gpu_profile --data-dir benchmarks/pq/.data --shards 2 --nprobes 16,64
 Prints per (index, k, nprobe) the median wall time of a search and the sum of its GPU kernel times
 (the gap is host work: launches and synchronisations), then the heaviest kernels of each; with
---sweep, first the pruned kernel's time per (warps, lists per group) setting.
+--sweep, first the pruned kernel's time per (rows, warps, lists per group, programs per query) setting.
 """
 from __future__ import annotations
 
@@ -53,10 +53,11 @@ def main():
     pano_r.train(xb)
     pano_r.add(xb)
     pano = pano_r.base
-    ref = ti.IndexIVFPQ(d, nlist, args.M, 8, metric=metric, device=dev)
+    ref_r = ti.IndexRefine(ti.IndexIVFPQ(d, nlist, args.M, 8, metric=metric, device=dev), k_factor=args.k_factor)
+    ref = ref_r.base
     ref.centroids = pano.centroids.clone()
     ref.pq.set_centroids(pano.pq.centroids)
-    ref.add(pano._transform(torch.from_numpy(xb).to(dev)))
+    ref_r.add(pano._transform(torch.from_numpy(xb).to(dev)))  # refine in the (orthogonal) transformed space
     print(json.dumps({"built_s": round(time.time() - t, 1), "n": n, "nlist": nlist, "M": args.M,
                       "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}), flush=True)
     q = torch.from_numpy(xq).to(dev)
@@ -64,10 +65,11 @@ def main():
     kk = int(10 * args.k_factor)
     cases = {"ivfpq k10": lambda: ref.search(qt, 10), "pano k10": lambda: pano.search(q, 10),
              f"ivfpq k{kk}": lambda: ref.search(qt, kk), f"pano k{kk}": lambda: pano.search(q, kk),
-             "pano+RFlat k10": lambda: pano_r.search(q, 10)}
+             "pano+RFlat k10": lambda: pano_r.search(q, 10), "ivfpq+RFlat k10": lambda: ref_r.search(qt, 10)}
     nprobes = [int(v) for v in args.nprobes.split(",")]
     default = pq_scan.RUNNING
-    for setting in ((32, 1, 8), (64, 2, 8), (32, 1, 4), (32, 1, 16)) if args.sweep else ():
+    sweep = ((32, 1, 8, 1), (32, 1, 8, 2), (32, 1, 4, 2), (32, 1, 8, 4), (32, 1, 4, 4), (64, 2, 8, 2))
+    for setting in sweep if args.sweep else ():
         pq_scan.RUNNING = setting
         for nprobe in nprobes:
             pano.nprobe = ref.nprobe = nprobe
