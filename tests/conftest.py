@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,16 @@ def clustered(n: int, d: int, *, centres: int = 50, seed: int = 0) -> np.ndarray
     spread = rng.uniform(0.3, 1.5, centres).astype(np.float32)
     which = rng.integers(0, centres, n)
     return (c[which] + rng.standard_normal((n, d)).astype(np.float32) * spread[which, None]).astype(np.float32)
+
+
+def minilm_sample(n: int) -> np.ndarray:
+    """n seeded rows of the first MiniLM shard in ../shared/data (skips the test where it is absent)."""
+    files = sorted((Path(__file__).parent / ".." / ".." / "shared" / "data").glob("manpages-minilm-*.npy"))
+    if not files:
+        pytest.skip("MiniLM embeddings (../shared/data/manpages-minilm-*.npy) not present")
+    x = np.load(files[0], mmap_mode="r")
+    rows = np.sort(np.random.default_rng(0).choice(x.shape[0], n, replace=False))
+    return np.asarray(x[rows], dtype=np.float32)
 
 
 def exact_knn(xb: np.ndarray, xq: np.ndarray, k: int, metric: str = "l2"):

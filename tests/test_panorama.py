@@ -3,8 +3,7 @@ sets, metrics, scan modes, filters, fp16 norms), real pruning, the transform, st
 import numpy as np
 import pytest
 import torch
-from conftest import clustered, devices
-from test_pq import _minilm
+from conftest import clustered, devices, minilm_sample
 
 import torch_ivf as ti
 from torch_ivf.panorama import panorama_stats, round_up_half
@@ -43,7 +42,7 @@ def clustered_data():
 
 @pytest.fixture(scope="module")
 def minilm_data():
-    x = _minilm(5200)
+    x = minilm_sample(5200)
     return x[:5000], x[5000:]
 
 

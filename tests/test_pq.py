@@ -1,12 +1,10 @@
 """IVFPQ: faiss parity through from_faiss (same centroids, codebooks, codes), recall parity when
 self-trained, nbits 4/8, persistence, mutation, factory and bad input."""
-import glob
-import os
 
 import numpy as np
 import pytest
 import torch
-from conftest import clustered, devices, exact_knn, recall_at_k
+from conftest import clustered, devices, exact_knn, minilm_sample, recall_at_k
 
 import torch_ivf as ti
 from torch_ivf.interop import from_faiss, to_faiss
@@ -134,19 +132,8 @@ def test_self_trained_recall_within_002_of_faiss_clustered(data):
         assert ro >= rf - 0.02, (ro, rf)
 
 
-def _minilm(n):
-    files = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
-                                          "manpages-minilm-*.npy")))
-    if not files:
-        pytest.skip("MiniLM embeddings (../shared/data/manpages-minilm-*.npy) not present")
-    x = np.load(files[0], mmap_mode="r")
-    rng = np.random.default_rng(0)
-    rows = np.sort(rng.choice(x.shape[0], n, replace=False))
-    return np.asarray(x[rows], dtype=np.float32)
-
-
 def test_self_trained_recall_within_002_of_faiss_minilm():
-    x = _minilm(8300)
+    x = minilm_sample(8300)
     xb, xq = x[:8000], x[8000:]
     for ro, rf in _recall_pair(xb, xq, 32, 24, "ip", (2, 8)) + _recall_pair(xb, xq, 32, 48, "l2", (4,)):
         assert ro >= rf - 0.02, (ro, rf)
