@@ -97,19 +97,15 @@ def test_identical_on_device(clustered_data, device):
 
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("metric", ["l2", "ip"])
-def test_identical_across_k_on_device(clustered_data, metric, device, monkeypatch):
-    """Every k around the GPU switch from the running top-k scan (k <= 32) to the waves stays identical,
-    also with a query's lists split over several programs (each with its own running top-k)."""
-    from torch_ivf.kernels import pq_scan
+def test_identical_across_k_on_device(clustered_data, metric, device):
+    """Every k around the GPU switch from the running top-k scan (k <= 32) to the waves stays identical."""
     xb, xq = clustered_data
     pano, ref = _pair(xb, metric, device=device)
     pano.search_mode = ref.search_mode = "matrix"
     q = torch.as_tensor(xq, device=device)
-    for split in (1, 3):
-        monkeypatch.setattr(pq_scan, "RUNNING", (*pq_scan.RUNNING[:3], split))
-        for k in (1, 31, 32, 33, 80):
-            for nprobe in (1, 7, 16):
-                assert_identical(pano, ref, q, k=k, params=ti.SearchParams(nprobe=nprobe))
+    for k in (1, 31, 32, 33, 80):
+        for nprobe in (1, 7, 16):
+            assert_identical(pano, ref, q, k=k, params=ti.SearchParams(nprobe=nprobe))
 
 
 def test_stats_persistence_factory_and_mutation(clustered_data, tmp_path):

@@ -3,7 +3,7 @@
     python -m benchmarks.pq.gpu_profile --data-dir benchmarks/pq/.data --shards 2 --nprobes 16,64
 Prints per (index, k, nprobe) the median wall time of a search and the sum of its GPU kernel times
 (the gap is host work: launches and synchronisations), then the heaviest kernels of each; with
---sweep, first the pruned kernel's time per (rows, warps, lists per group, programs per query) setting.
+--sweep, first the pruned kernel's time per (rows, warps, lists per group) setting.
 """
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def main():
              "pano+RFlat k10": lambda: pano_r.search(q, 10), "ivfpq+RFlat k10": lambda: ref_r.search(qt, 10)}
     nprobes = [int(v) for v in args.nprobes.split(",")]
     default = pq_scan.RUNNING
-    sweep = ((32, 1, 8, 1), (32, 1, 8, 2), (32, 1, 4, 2), (32, 1, 8, 4), (32, 1, 4, 4), (64, 2, 8, 2))
+    sweep = ((32, 1, 8), (64, 2, 8), (32, 1, 4), (32, 1, 16))
     for setting in sweep if args.sweep else ():
         pq_scan.RUNNING = setting
         for nprobe in nprobes:

@@ -8,9 +8,7 @@ leave most lanes idle.
 rows' codes and add the query's table entries, in the fixed order m = 0 .. M-1.
 
 ``_pq_scan_pruned`` (Panorama): one program per query walks its lists in coarse order, so the threshold
-is the exact running k-th best, as in a sequential CPU scan, with no extra launch or host round trip
-(or SPLIT programs per query, each walking every SPLIT-th group of lists with its own running top-k:
-a k-th best over fewer scores is lower, so it prunes less but never a true top-k row).
+is the exact running k-th best, as in a sequential CPU scan, with no extra launch or host round trip.
 Per group of lists, pass 1 runs level 0 on every row and compacts the rows whose level-1
 Cauchy-Schwarz bound still reaches the threshold; pass 2 runs the later levels over full tiles of
 survivors, pruning before each level, and merges every finished tile into a running top-BLOCK_N
@@ -28,11 +26,10 @@ import triton.language as tl
 _REL_SLACK = tl.constexpr(1e-5)  # as torch_ivf.panorama: rounding allowance relative to the summed magnitudes
 # (rows per tile, warps, probed lists per program or group), each at its best of the settings timed
 # (benchmarks/pq/gpu_profile.py --sweep): the plain scan wants wide tiles, the pruned ones narrower
-# tiles whose per-level "any row left?" exits fire more often. The running scan's fourth entry: how many
-# programs share a query's lists (each its own running top-k; more parallelism, later thresholds).
+# tiles whose per-level "any row left?" exits fire more often.
 PLAIN = (128, 4, 16)
 WAVES = (64, 2, 16)
-RUNNING = (32, 1, 8, 1)
+RUNNING = (32, 1, 8)
 RUNNING_MAX_K = 32  # top-k of the running scan lives in one tile; larger k take the waves (measured faster)
 
 
@@ -110,8 +107,8 @@ def _pq_scan_pruned(LUT, CODES, INIT, TAILS, QTAIL, CT, STARTS, SIZES, PROBE, OF
                     STATS, OUT, SURV_ROW, SURV_AT,
                     W, width, max_codes, coef, lut_sq, lut_sm, stride_row, stride_level,
                     L: tl.constexpr, ML: tl.constexpr, LAYOUT_W: tl.constexpr, LISTS: tl.constexpr,
-                    RUNNING: tl.constexpr, SPLIT: tl.constexpr, KTH: tl.constexpr, HAS_MASK: tl.constexpr,
-                    HAS_MAXC: tl.constexpr, BLOCK_N: tl.constexpr):
+                    RUNNING: tl.constexpr, KTH: tl.constexpr, HAS_MASK: tl.constexpr, HAS_MAXC: tl.constexpr,
+                    BLOCK_N: tl.constexpr):
     qi = tl.program_id(0)
     out = OUT + qi.to(tl.int64) * width
     surv_row = SURV_ROW + qi.to(tl.int64) * width
@@ -119,18 +116,15 @@ def _pq_scan_pruned(LUT, CODES, INIT, TAILS, QTAIL, CT, STARTS, SIZES, PROBE, OF
     lut = LUT + qi.to(tl.int64) * lut_sq
     ar = tl.arange(0, BLOCK_N)
     best = tl.full([BLOCK_N], float("-inf"), tl.float32)  # running top-BLOCK_N of finished scores
-    if RUNNING:  # list s alone, then groups of LISTS lists: s-th, (s+SPLIT)-th, ... after the first SPLIT lists
-        s_id = tl.program_id(1)
-        w0 = s_id
+    if RUNNING:  # all lists, a first group of one list, then LISTS at a time
+        w0 = 0
         n = 1
         w_end = W
-        w_next = SPLIT + s_id * LISTS
         thr = tl.max(best, 0)  # -inf until KTH+1 scores exist: the slack is then +inf and keeps every row
     else:  # one group of a wave, against the threshold of the waves before it
         w0 = tl.program_id(1) * LISTS
         n = LISTS
         w_end = tl.minimum(W, w0 + LISTS)
-        w_next = w_end
         thr = tl.load(THR + qi)
     q0 = tl.load(QTAIL + qi * L)
     n_rows = 0
@@ -200,8 +194,7 @@ def _pq_scan_pruned(LUT, CODES, INIT, TAILS, QTAIL, CT, STARTS, SIZES, PROBE, OF
                 best, thr = _merge_best(best, fin, ar, KTH)
                 thr_mag = tl.abs(thr)
             t0 += BLOCK_N
-        w0 = w_next
-        w_next += SPLIT * LISTS
+        w0 += n
         n = LISTS
     tl.atomic_add(STATS, scanned.to(tl.int64))
     tl.atomic_add(STATS + 1, (n_rows * L).to(tl.int64))
@@ -235,12 +228,12 @@ def pq_scan(out, tables, codes, init, ct, starts, sizes, probe, off, *, cols, be
                                                      LISTS=lists, BLOCK_N=block, num_warps=warps, **common)
         return out
     running = "k" in prune
-    block, warps, lists, split = RUNNING if running else (*WAVES, 1)
-    grid = (nq, split) if running else (nq, triton.cdiv(c1 - c0, lists))
+    block, warps, lists = RUNNING if running else WAVES
+    grid = (nq,) if running else (nq, triton.cdiv(c1 - c0, lists))
     L = prune["tails"].shape[1]
     _pq_scan_pruned[grid](tables, codes, init, prune["tails"], prune["qtail"], ct_w, starts, sizes, probe_w, off,
                           before_w, *args, prune.get("thr", out), prune["stats"], out, surv[0], surv[1],
                           c1 - c0, out.shape[1], max_codes, float(prune["coef"]), *strides,
-                          L=L, ML=M // L, LISTS=lists, RUNNING=running, SPLIT=split, KTH=prune.get("k", 1) - 1,
+                          L=L, ML=M // L, LISTS=lists, RUNNING=running, KTH=prune.get("k", 1) - 1,
                           BLOCK_N=block, num_warps=warps, **common)
     return out
