@@ -43,7 +43,6 @@ def main():
     ap.add_argument("--k-factor", type=float, default=8)
     ap.add_argument("--rows", type=int, default=10)
     ap.add_argument("--sweep", action="store_true")
-    ap.add_argument("--lookup-sweep", action="store_true", help="only time the scans' code/table look-up variants")
     ap.add_argument("--clustered", type=int, default=0, help="clustered n x 768 data instead of MiniLM (M = 192)")
     args = ap.parse_args()
     if args.clustered:
@@ -85,23 +84,6 @@ def main():
             print(json.dumps({"running": setting, "nprobe": nprobe, "ivfpq_ms": round(tr * 1e3, 3),
                               "pano_ms": round(tp * 1e3, 3), "speedup": round(tr / tp, 3)}), flush=True)
     pq_scan.RUNNING = default
-    lookup = pq_scan.LOOKUP
-    for mode in ("bytes", "words", "smem", "words+smem") if args.lookup_sweep else ():
-        pq_scan.LOOKUP = mode
-        for nprobe in nprobes:
-            pano.nprobe = ref.nprobe = nprobe
-            row = {"lookup": mode, "nprobe": nprobe}
-            try:
-                for name in ("ivfpq k10", "pano k10", "ivfpq+RFlat k10", "pano+RFlat k10"):
-                    row[name] = round(timed_search(cases[name], torch.cuda.synchronize, 7)[0] * 1e3, 3)
-                row["identical"] = identical(*(tuple(t.cpu().numpy() for t in f())
-                                               for f in (cases["pano k10"], cases["ivfpq k10"])))
-            except Exception as e:  # a variant that does not compile on this Triton
-                row["error"] = repr(e)[:300]
-            print(json.dumps(row), flush=True)
-    pq_scan.LOOKUP = lookup
-    if args.lookup_sweep:
-        return
     for nprobe in nprobes:
         pano.nprobe = ref.nprobe = nprobe
         same = identical(*(tuple(t.cpu().numpy() for t in f()) for f in (cases["pano k10"], cases["ivfpq k10"])))

@@ -30,36 +30,25 @@ _REL_SLACK = tl.constexpr(1e-5)  # as torch_ivf.panorama: rounding allowance rel
 PLAIN = (128, 4, 16)
 WAVES = (64, 2, 16)
 RUNNING = (32, 1, 8)
-RUNNING_MAX_K = 32
-LOOKUP = "words+smem"  # top-k of the running scan lives in one tile; larger k take the waves (measured faster)
-
-
-@triton.jit
-def _lookup(lut, c, live, KSUB: tl.constexpr, SMEM: tl.constexpr):
-    """Table entries lut[c] of live rows (0 elsewhere)."""
-    if SMEM:  # the whole table in one coalesced load, then a gather on chip
-        g = tl.gather(tl.load(lut + tl.arange(0, KSUB)), c.to(tl.int32), 0)
-        return tl.where(live, g, 0.0)
-    return tl.load(lut + c.to(tl.int32), mask=live, other=0.0)
+RUNNING_MAX_K = 32  # top-k of the running scan lives in one tile; larger k take the waves (measured faster)
 
 
 @triton.jit
 def _add_levels(s, live, lut, lut_sm, CODES, r, stride_row, stride_level,
-                FIRST: tl.constexpr, COUNT: tl.constexpr, LAYOUT_W: tl.constexpr, KSUB: tl.constexpr,
-                WORDS: tl.constexpr, SMEM: tl.constexpr):
-    if WORDS:  # four codes per 32-bit load (byte b of the little-endian word is code m + b)
+                FIRST: tl.constexpr, COUNT: tl.constexpr, LAYOUT_W: tl.constexpr, WORDS: tl.constexpr):
+    if WORDS:  # four codes per 32-bit load (byte b of the little-endian word is code m + b): H200 15-18% faster
         codes32 = CODES.to(tl.pointer_type(tl.int32))
         for i in tl.static_range(0, COUNT, 4):
             m = FIRST + i
             w = tl.load(codes32 + (r * stride_row + (m // LAYOUT_W) * stride_level + (m % LAYOUT_W)) // 4,
                         mask=live, other=0)
             for b in tl.static_range(4):
-                s += _lookup(lut + (m + b) * lut_sm, (w >> (8 * b)) & 0xFF, live, KSUB, SMEM)
+                s += tl.load(lut + (m + b) * lut_sm + ((w >> (8 * b)) & 0xFF), mask=live, other=0.0)
     else:
         for i in tl.static_range(COUNT):
             m = FIRST + i
             c = tl.load(CODES + r * stride_row + (m // LAYOUT_W) * stride_level + (m % LAYOUT_W), mask=live, other=0)
-            s += _lookup(lut + m * lut_sm, c, live, KSUB, SMEM)
+            s += tl.load(lut + m * lut_sm + c.to(tl.int32), mask=live, other=0.0)
     return s
 
 
@@ -98,8 +87,7 @@ def _tile(j, qi, W, w0, ends, PROBE, OFF, STARTS, CT, INIT, BEFORE, LABELS, MASK
 def _pq_scan(LUT, CODES, INIT, CT, STARTS, SIZES, PROBE, OFF, BEFORE, LABELS, MASK, OUT,
              W, width, max_codes, lut_sq, lut_sm, stride_row, stride_level,
              M: tl.constexpr, LAYOUT_W: tl.constexpr, LISTS: tl.constexpr, HAS_MASK: tl.constexpr,
-             HAS_MAXC: tl.constexpr, KSUB: tl.constexpr, WORDS: tl.constexpr, SMEM: tl.constexpr,
-             BLOCK_N: tl.constexpr):
+             HAS_MAXC: tl.constexpr, WORDS: tl.constexpr, BLOCK_N: tl.constexpr):
     qi = tl.program_id(0)
     w0 = tl.program_id(1) * LISTS
     o0, o1, ends = _group(qi, W, PROBE, OFF, SIZES, w0, LISTS, LISTS)
@@ -110,7 +98,7 @@ def _pq_scan(LUT, CODES, INIT, CT, STARTS, SIZES, PROBE, OFF, BEFORE, LABELS, MA
         j = j0 + tl.arange(0, BLOCK_N)
         r, live, s = _tile(j, qi, W, w0, ends, PROBE, OFF, STARTS, CT, INIT, BEFORE, LABELS, MASK, max_codes, o1,
                            HAS_MASK, HAS_MAXC)
-        s = _add_levels(s, live, lut, lut_sm, CODES, r, stride_row, stride_level, 0, M, LAYOUT_W, KSUB, WORDS, SMEM)
+        s = _add_levels(s, live, lut, lut_sm, CODES, r, stride_row, stride_level, 0, M, LAYOUT_W, WORDS)
         tl.store(out + j, tl.where(live, s, float("-inf")), mask=j < o1)
         j0 += BLOCK_N
 
@@ -129,7 +117,7 @@ def _pq_scan_pruned(LUT, CODES, INIT, TAILS, QTAIL, CT, STARTS, SIZES, PROBE, OF
                     W, width, max_codes, coef, lut_sq, lut_sm, stride_row, stride_level,
                     L: tl.constexpr, ML: tl.constexpr, LAYOUT_W: tl.constexpr, LISTS: tl.constexpr,
                     RUNNING: tl.constexpr, KTH: tl.constexpr, HAS_MASK: tl.constexpr, HAS_MAXC: tl.constexpr,
-                    KSUB: tl.constexpr, WORDS: tl.constexpr, SMEM: tl.constexpr, BLOCK_N: tl.constexpr):
+                    WORDS: tl.constexpr, BLOCK_N: tl.constexpr):
     qi = tl.program_id(0)
     out = OUT + qi.to(tl.int64) * width
     surv_row = SURV_ROW + qi.to(tl.int64) * width
@@ -167,8 +155,7 @@ def _pq_scan_pruned(LUT, CODES, INIT, TAILS, QTAIL, CT, STARTS, SIZES, PROBE, OF
             n_live = tl.sum(live.to(tl.int32), 0)
             if n_live > 0:
                 scanned += n_live
-                s = _add_levels(s, live, lut, lut_sm, CODES, r, stride_row, stride_level, 0, ML, LAYOUT_W, KSUB,
-                                    WORDS, SMEM)
+                s = _add_levels(s, live, lut, lut_sm, CODES, r, stride_row, stride_level, 0, ML, LAYOUT_W, WORDS)
                 if L > 1:
                     y1 = tl.load(TAILS + r * L + 1, mask=live, other=0.0).to(tl.float32)
                     live = live & (s + coef * tl.load(QTAIL + qi * L + 1) * y1 + slack >= thr)
@@ -208,7 +195,7 @@ def _pq_scan_pruned(LUT, CODES, INIT, TAILS, QTAIL, CT, STARTS, SIZES, PROBE, OF
                     scanned += n_live
                     if n_live > 0:
                         s = _add_levels(s, live, lut, lut_sm, CODES, r, stride_row, stride_level, lv * ML, ML,
-                                        LAYOUT_W, KSUB, WORDS, SMEM)
+                                        LAYOUT_W, WORDS)
             live = live & (s + slack >= thr)
             fin = tl.where(live, s, float("-inf"))
             tl.store(out + at, fin, mask=i < n_surv)
@@ -242,10 +229,9 @@ def pq_scan(out, tables, codes, init, ct, starts, sizes, probe, off, *, cols, be
     before_w = before[:, c0:c1].contiguous() if before is not None else probe
     args = (labels if labels is not None else probe, mask.view(torch.uint8) if mask is not None else out)
     strides = (tables.stride(1), tables.stride(0), codes.stride(0), codes.stride(1) if codes.dim() == 3 else 0)
-    words = ("words" in LOOKUP and codes.shape[-1] % 4 == 0 and codes.data_ptr() % 4 == 0
-             and all(st % 4 == 0 for st in codes.stride()[:-1]))
-    common = dict(LAYOUT_W=codes.shape[-1], HAS_MASK=mask is not None, HAS_MAXC=before is not None,
-                  KSUB=tables.shape[2], WORDS=words, SMEM="smem" in LOOKUP)
+    # 32-bit code loads where every code group of 4 is 4-byte aligned (M, or M / levels, divisible by 4)
+    words = codes.shape[-1] % 4 == 0 and codes.data_ptr() % 4 == 0 and all(st % 4 == 0 for st in codes.stride()[:-1])
+    common = dict(LAYOUT_W=codes.shape[-1], HAS_MASK=mask is not None, HAS_MAXC=before is not None, WORDS=words)
     if prune is None:
         block, warps, lists = PLAIN
         _pq_scan[(nq, triton.cdiv(c1 - c0, lists))](tables, codes, init, ct_w, starts, sizes, probe_w, off, before_w,
