@@ -88,6 +88,30 @@ def test_to_faiss_round_trip(data, faiss_l2):
     assert np.array_equal(from_faiss(f).search(xq, 10)[1], I)
 
 
+@pytest.mark.parametrize("nbits", [8, 4])
+def test_product_quantizer_matches_faiss_api(data, nbits):
+    """faiss.ProductQuantizer's calls on numpy: same code_size, compute_codes (bit-packed) and decode."""
+    xb, _ = data
+    M = 8
+    pq = ti.ProductQuantizer(D_, M, nbits, niter=5)
+    pq.train(xb[:2000])
+    fpq = faiss.ProductQuantizer(D_, M, nbits)
+    faiss.copy_array_to_vector(pq.centroids.numpy().ravel(), fpq.centroids)
+    assert pq.code_size == fpq.code_size == (M * nbits + 7) // 8
+    codes, fcodes = pq.compute_codes(xb), fpq.compute_codes(xb)
+    assert isinstance(codes, np.ndarray) and codes.dtype == np.uint8 and codes.shape == fcodes.shape
+    assert (codes == fcodes).all(1).mean() > 0.999  # nearest sub-centroid: float ties aside
+    rec = pq.decode(fcodes)
+    assert isinstance(rec, np.ndarray) and np.allclose(rec, fpq.decode(fcodes), atol=1e-6)
+    assert np.array_equal(pq.decode(torch.from_numpy(unpack_codes(fcodes, M, nbits))).numpy(), rec)
+    with pytest.raises(ValueError, match="codes"):
+        pq.decode(codes[:, :-1] if nbits == 8 else np.zeros((2, M + 1), np.uint8))
+    with pytest.raises(ValueError, match="trained"):
+        ti.ProductQuantizer(D_, M, nbits).compute_codes(xb)
+    index = ti.IndexIVFPQ(D_, 16, M, nbits)
+    assert index.code_size == pq.code_size
+
+
 def test_pack_unpack_codes_round_trip():
     rng = np.random.default_rng(0)
     for nbits in (1, 3, 4, 5, 8):

@@ -6,7 +6,9 @@ from .index import (METRIC_INNER_PRODUCT, METRIC_L2, Index, IndexFlat, IndexFlat
 from .io import read_index, write_index
 from . import kernels  # noqa: F401  (torch_ivf.kernels.enabled toggles the Triton paths)
 from .kmeans import kmeans
+from .pq import ProductQuantizer
 
 __version__ = "0.2.0"
 __all__ = ["Index", "IndexIVF", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "IndexIVFPQPanorama", "IndexIVFFlatPanorama", "IndexRefine", "SearchParams",
-           "METRIC_L2", "METRIC_INNER_PRODUCT", "index_factory", "read_index", "write_index", "kmeans"]
+           "METRIC_L2", "METRIC_INNER_PRODUCT", "index_factory", "read_index", "write_index", "kmeans",
+           "ProductQuantizer"]

@@ -34,10 +34,29 @@ class ProductQuantizer:
     def is_trained(self) -> bool:
         return self.centroids.shape == (self.M, self.ksub, self.dsub)
 
-    def _check(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    @property
+    def code_size(self) -> int:
+        """Bytes per vector in Faiss's bit-packed layout (compute_codes)."""
+        return (self.M * self.nbits + 7) // 8
+
+    def _check(self, x, name: str = "x") -> torch.Tensor:
+        if isinstance(x, np.ndarray):
+            if not np.issubdtype(x.dtype, np.floating):
+                raise TypeError(f"{name} must hold floats, got numpy dtype {x.dtype}")
+            x = torch.from_numpy(np.ascontiguousarray(x))
         if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.d:
-            raise ValueError(f"{name} must be a (n, {self.d}) tensor, got {getattr(x, 'shape', type(x).__name__)}")
+            raise ValueError(f"{name} must be a (n, {self.d}) tensor or array, got {getattr(x, 'shape', type(x).__name__)}")
         return x.to(self.device, torch.float32)
+
+    def _require_trained(self) -> None:
+        if not self.is_trained:
+            raise ValueError("the ProductQuantizer must be trained first")
+
+    def compute_codes(self, x):
+        """Faiss's compute_codes: (n, code_size) uint8 codes, bit-packed when nbits < 8 (numpy in, numpy out)."""
+        self._require_trained()
+        packed = pack_codes(self.encode(x).cpu().numpy(), self.nbits)
+        return packed if isinstance(x, np.ndarray) else torch.from_numpy(packed).to(self.device)
 
     def train(self, x: torch.Tensor) -> None:
         x = self._check(x)
@@ -56,7 +75,8 @@ class ProductQuantizer:
         self.centroids = c.to(self.device).contiguous()
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 codes (n, M): nearest sub-centroid per sub-space (L2)."""
+        """uint8 codes (n, M) tensor: nearest sub-centroid per sub-space (L2)."""
+        self._require_trained()
         x = self._check(x)
         cn = self.centroids.pow(2).sum(-1)  # (M, ksub)
         out = torch.empty(x.shape[0], self.M, dtype=torch.uint8, device=self.device)
@@ -66,11 +86,19 @@ class ProductQuantizer:
             out[a:a + _CHUNK] = (cn[:, None, :] - 2 * dots).argmin(-1).T.to(torch.uint8)
         return out
 
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """(n, d) float32 reconstruction of uint8 codes (n, M)."""
-        idx = codes.long()
+    def decode(self, codes):
+        """(n, d) float32 reconstruction of codes: one byte per sub-quantizer (n, M), or Faiss's packed
+        (n, code_size) from compute_codes (narrower than M whenever nbits < 8). numpy in, numpy out."""
+        self._require_trained()
+        was_numpy = isinstance(codes, np.ndarray)
+        if codes.ndim != 2 or codes.shape[1] not in (self.M, self.code_size):
+            raise ValueError(f"codes must have shape (n, {self.M}) or (n, {self.code_size}), got {tuple(codes.shape)}")
+        if codes.shape[1] != self.M:
+            codes = unpack_codes(np.asarray(codes.cpu() if isinstance(codes, torch.Tensor) else codes), self.M, self.nbits)
+        idx = torch.as_tensor(codes).to(self.device).long()
         sub = self.centroids[torch.arange(self.M, device=idx.device), idx]  # (n, M, dsub)
-        return sub.reshape(codes.shape[0], self.d)
+        out = sub.reshape(codes.shape[0], self.d)
+        return out.cpu().numpy() if was_numpy else out
 
     def inner_tables(self, q: torch.Tensor) -> torch.Tensor:
         """(M, nq, ksub) look-up tables <q_m, C_m[j]> (the query-dependent part of every ADC score),

@@ -72,6 +72,11 @@ class IndexIVFPQ(IndexIVF):
     def is_trained(self) -> bool:
         return super().is_trained and self.pq.is_trained
 
+    @property
+    def code_size(self) -> int:
+        """Faiss's code_size: bytes of one bit-packed PQ code (stored here one byte per sub-quantizer)."""
+        return self.pq.code_size
+
     def _residuals(self, x, lists):
         return x - self.centroids[lists] if self.by_residual else x
 
