@@ -108,17 +108,22 @@ def test_allowed_filter_applied_inside_scan(data, mode):
     assert np.array_equal(index.search(xq, 10, params=ti.SearchParams(allowed=mask))[1], I)
 
 
-def test_max_codes_limits_the_scan(data):
+def test_max_codes_limits_the_scan_as_faiss(data):
+    """max_codes counts rows in coarse order and cuts the last list short, in every mode, as Faiss does."""
     xb, xq = data
     index = ti.IndexIVFFlat(32, 64, nprobe=16)
     index.train(xb)
     index.add(xb)
     _, gt = exact_knn(xb, xq, 10)
     full = recall_at_k(index.search(xq, 10)[1], gt)
-    for mode in ("grouped", "matrix"):
-        index.search_mode = mode
-        capped = recall_at_k(index.search(xq, 10, params=ti.SearchParams(max_codes=300))[1], gt)
-        assert capped < full
+    f = to_faiss(index)
+    for max_codes in (7, 300, 1234):
+        De, Ie = f.search(xq, 10, params=faiss.SearchParametersIVF(nprobe=16, max_codes=max_codes))
+        for mode in ("grouped", "matrix"):
+            index.search_mode = mode
+            D, I = index.search(xq, 10, params=ti.SearchParams(max_codes=max_codes))
+            assert_knn_equal(D, I, De, Ie)
+            assert recall_at_k(I, gt) < full
 
 
 def test_retrain_keeps_stored_vectors(data):

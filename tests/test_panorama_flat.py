@@ -62,6 +62,8 @@ def test_transform_filters_persistence(data, tmp_path, device):
     Dr, Ir = flat.search(xqt.cpu().numpy(), 10, params=p)
     assert_knn_equal(D, I, Dr, Ir, rtol=1e-4, atol=1e-4)
     assert np.isin(I, allowed).all()
+    if ti.kernels.available(torch.device(device)):  # GPUs with Triton: IVFFlat's kernel, no pruning
+        assert index.panorama_stats.ratio_dims_scanned == 1.0
     index.save(tmp_path / "f.tivf")
     back = ti.read_index(tmp_path / "f.tivf", device=device)
     assert np.array_equal(back.search(xq, 10, params=p)[1], I)

@@ -26,5 +26,6 @@ def test_chunked_waves_identical(monkeypatch, metric, pairs):
     allowed = np.arange(0, len(xb), 5)
     D, I = assert_identical(pano, ref, xq, params=ti.SearchParams(nprobe=8, allowed=allowed))
     assert np.isin(I[I >= 0], allowed).all()
-    ref.search_mode = "matrix"  # IVFPQ's matrix scan truncates at max_codes as the wave scan does
-    assert_identical(pano, ref, xq, params=ti.SearchParams(nprobe=8, max_codes=300))
+    for mode in ("grouped", "matrix"):  # every scan cuts the list where max_codes runs out
+        ref.search_mode = mode
+        assert_identical(pano, ref, xq, params=ti.SearchParams(nprobe=8, max_codes=300))

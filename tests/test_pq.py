@@ -60,6 +60,10 @@ def test_from_faiss_returns_faiss_results(data, faiss_l2, mode):
         D, I = ours.search(xq, 10, params=ti.SearchParams(nprobe=nprobe))
         assert_knn_equal(D, I, Df, If, rtol=1e-5, atol=1e-3)
         assert (I == If).mean() > 0.9
+    for max_codes in (5, 250):  # the last list scanned is cut short where max_codes runs out
+        Df, If = faiss_l2.search(xq, 10, params=faiss.SearchParametersIVF(nprobe=8, max_codes=max_codes))
+        D, I = ours.search(xq, 10, params=ti.SearchParams(nprobe=8, max_codes=max_codes))
+        assert_knn_equal(D, I, Df, If, rtol=1e-5, atol=1e-3)
 
 
 @pytest.mark.parametrize("metric,by_residual,nbits", [(faiss.METRIC_INNER_PRODUCT, True, 8),

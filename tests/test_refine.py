@@ -37,7 +37,8 @@ def _rerank(xb, xq, cand, k, metric):
     order = np.argsort(-s, axis=1, kind="stable")[:, :k]
     top = np.take_along_axis(s, order, 1)
     I = np.where(np.isneginf(top), -1, np.take_along_axis(cand, order, 1))
-    return np.where(I < 0, np.inf if metric == "l2" else -np.inf, -top if metric == "l2" else top), I
+    big = float(np.finfo(np.float32).max)  # Faiss's D for a missing result
+    return np.where(I < 0, big if metric == "l2" else -big, -top if metric == "l2" else top), I
 
 
 @pytest.mark.parametrize("device", devices())

@@ -61,7 +61,9 @@ class Index:
 
     @property
     def missing_distance(self) -> float:
-        return float("-inf") if self.largest else float("inf")
+        """D where fewer than k results exist (label -1): the float32 extreme, as Faiss returns."""
+        big = float(torch.finfo(torch.float32).max)
+        return -big if self.largest else big
 
     # ---- input coercion ----------------------------------------------------------------------
     def _vectors(self, x, name: str = "x") -> tuple[torch.Tensor, bool]:

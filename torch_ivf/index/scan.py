@@ -218,16 +218,19 @@ class IVFScan:
         nq, P = probe.shape
         qidx = torch.arange(nq, device=self.device).repeat_interleave(P)
         lidx = probe.reshape(-1)
-        if max_codes:
+        cand_s = torch.full((nq * P, k), float("-inf"), device=self.device)
+        cand_p = torch.zeros((nq * P, k), dtype=torch.int64, device=self.device)
+        if max_codes:  # as Faiss: rows in coarse order up to max_codes, so the last list may be cut short
             lens = self.invlists.device_meta()[1][probe]
-            ok = ((torch.cumsum(lens, 1) - lens) < max_codes).reshape(-1)
-            pair_ids = torch.nonzero(ok).flatten()
+            before = torch.cumsum(lens, 1) - lens
+            whole = before + lens <= max_codes
+            self._scan_cut_lists(ctx, probe, (before < max_codes) & ~whole, max_codes - before, k, mask,
+                                 cand_s, cand_p)
+            pair_ids = torch.nonzero(whole.reshape(-1)).flatten()
         else:
             pair_ids = torch.arange(nq * P, device=self.device)
         order = pair_ids[torch.argsort(lidx[pair_ids], stable=True)]
         counts = torch.bincount(lidx[pair_ids], minlength=self.nlist).cpu()
-        cand_s = torch.full((nq * P, k), float("-inf"), device=self.device)
-        cand_p = torch.zeros((nq * P, k), dtype=torch.int64, device=self.device)
         if self._use_buckets():
             self._scan_buckets(ctx, qidx, order, counts, k, mask, cand_s, cand_p)
         else:
@@ -235,6 +238,24 @@ class IVFScan:
         cand_s = cand_s.reshape(nq, P * k)
         top = cand_s.topk(min(k, P * k), dim=1)
         return _pad_k(top.values, cand_p.reshape(nq, P * k).gather(1, top.indices), k)
+
+    def _scan_cut_lists(self, ctx, probe, cut, limit, k, mask, cand_s, cand_p):
+        """Top-k of the (query, probe column) pairs in cut (at most one per query: the list where
+        max_codes runs out), over the first limit[q, c] rows of the list, scored exactly (no pruning)."""
+        qs, cs = torch.nonzero(cut, as_tuple=True)
+        if qs.numel() == 0:
+            return
+        lists, lim = probe[qs, cs], limit[qs, cs]
+        ar = torch.arange(int(lim.max()), device=self.device)
+        valid = ar < lim[:, None]
+        pos = torch.where(valid, self.invlists.device_meta()[0][lists][:, None] + ar, 0)
+        s = self._score_gathered(ctx, qs, pos, lists[:, None].expand_as(pos)).masked_fill(~valid, float("-inf"))
+        top = self._filter(s, pos, mask).topk(min(k, s.shape[1]), dim=1)
+        rows = qs * probe.shape[1] + cs
+        cand_s[rows, :top.values.shape[1]] = top.values
+        cand_p[rows, :top.values.shape[1]] = pos.gather(1, top.indices)
+        if "stats" in ctx:  # Panorama: these rows are scanned in full
+            ctx["stats"].add_counts(valid.sum().repeat(2), self.d)
 
     def _scan_each_list(self, ctx, qidx, order, counts, k, mask, cand_s, cand_p):
         """One GEMM per list on a contiguous slice: best on CPUs, where launches are cheap."""
