@@ -1,7 +1,7 @@
 """torch-ivf: PyTorch-native vector search with a Faiss-like API, on any torch device."""
 from .factory import index_factory
 from .index import (METRIC_INNER_PRODUCT, METRIC_L2, Index, IndexFlat, IndexFlatIP, IndexFlatL2, IndexIVF,
-                    IndexIVFFlat, IndexIVFPQ, IndexIVFPQPanorama, IndexIVFFlatPanorama, IndexRefine,
+                    IndexIVFFlat, IndexIVFPQ, IndexIVFPQPanorama, IndexIVFFlatPanorama, IndexRefine, IndexRefineFlat,
                     SearchParams)
 from .io import read_index, write_index
 from . import kernels  # noqa: F401  (torch_ivf.kernels.enabled toggles the Triton paths)
@@ -9,6 +9,6 @@ from .kmeans import kmeans
 from .pq import ProductQuantizer
 
 __version__ = "0.2.0"
-__all__ = ["Index", "IndexIVF", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "IndexIVFPQPanorama", "IndexIVFFlatPanorama", "IndexRefine", "SearchParams",
+__all__ = ["Index", "IndexIVF", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "IndexIVFPQPanorama", "IndexIVFFlatPanorama", "IndexRefine", "IndexRefineFlat", "SearchParams",
            "METRIC_L2", "METRIC_INNER_PRODUCT", "index_factory", "read_index", "write_index", "kmeans",
            "ProductQuantizer"]

@@ -8,10 +8,11 @@ from .ivf_flat import IndexIVFFlat
 from .ivf_pq import IndexIVFPQ
 from .ivf_pq_panorama import IndexIVFPQPanorama
 from .ivf_flat_panorama import IndexIVFFlatPanorama
-from .refine import IndexRefine
+from .refine import IndexRefine, IndexRefineFlat
 
-for _cls in (IndexFlat, IndexFlatL2, IndexFlatIP, IndexIVFFlat, IndexIVFPQ, IndexIVFPQPanorama, IndexIVFFlatPanorama, IndexRefine):
+for _cls in (IndexFlat, IndexFlatL2, IndexFlatIP, IndexIVFFlat, IndexIVFPQ, IndexIVFPQPanorama, IndexIVFFlatPanorama, IndexRefine,
+             IndexRefineFlat):
     _io.register(_cls)
 
-__all__ = ["Index", "IndexIVF", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "IndexIVFPQPanorama", "IndexIVFFlatPanorama", "IndexRefine", "SearchParams",
-           "METRIC_L2", "METRIC_INNER_PRODUCT"]
+__all__ = ["Index", "IndexIVF", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "IndexIVFPQPanorama", "IndexIVFFlatPanorama", "IndexRefine", "IndexRefineFlat",
+           "SearchParams", "METRIC_L2", "METRIC_INNER_PRODUCT"]

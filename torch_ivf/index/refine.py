@@ -34,7 +34,8 @@ def _scores_torch(q, vectors, rows, valid, metric) -> torch.Tensor:
 
 
 class IndexRefine(Index):
-    """``IndexRefine(base_index, k_factor=1.0, refine_dtype=torch.float16)``; factory suffix ",RFlat"."""
+    """``IndexRefine(base_index, k_factor=1.0, refine_dtype=torch.float16)``; factory suffix ",RFlat".
+    Faiss's ``IndexRefine(base_index, refine_index)`` form takes an empty IndexFlat (its dtype is kept)."""
 
     def __init__(self, base=None, k_factor=1.0, refine_dtype=torch.float16, *, base_class=None,
                  base_config=None, device=None):
@@ -45,8 +46,16 @@ class IndexRefine(Index):
             base = cls(**(base_config or {}), device=device)
         if not isinstance(base, Index) or isinstance(base, IndexRefine):
             raise TypeError(f"base must be a torch_ivf index (not a refine index), got {type(base).__name__}")
+        refine = None
+        if isinstance(k_factor, Index):
+            refine, k_factor = k_factor, 1.0
+            if not isinstance(refine, IndexFlat) or refine.ntotal or refine.d != base.d or refine.metric != base.metric:
+                raise ValueError("refine_index must be an empty IndexFlat with the base's d and metric")
+            refine_dtype = refine.dtype
         if isinstance(k_factor, bool) or not isinstance(k_factor, (int, float)) or not k_factor >= 1:
             raise ValueError(f"k_factor must be a number >= 1, got {k_factor!r}")
+        if base.ntotal:
+            raise ValueError("base must be empty: the refine vectors are added through IndexRefine.add")
         super().__init__(base.d, base.metric, device=base.device, dtype=refine_dtype)
         self.base, self.k_factor = base, float(k_factor)
         self.refine = IndexFlat(base.d, base.metric, device=base.device, dtype=self.dtype)
@@ -141,6 +150,13 @@ class IndexRefine(Index):
         self.refine.load_state_tensors({k[7:]: v for k, v in tensors.items() if k.startswith("refine.")})
         if "next_labels" in tensors:
             self.base.next_label, self.refine.next_label = (int(v) for v in tensors["next_labels"])
+
+
+class IndexRefineFlat(IndexRefine):
+    """Faiss's ``IndexRefineFlat(base_index, k_factor=1.0)``: re-ranks on float32 vectors, as Faiss does."""
+
+    def __init__(self, base=None, k_factor=1.0, refine_dtype=torch.float32, **kwargs):
+        super().__init__(base, k_factor, refine_dtype, **kwargs)
 
 
 from ..factory import register_factory  # noqa: E402
