@@ -227,3 +227,27 @@ def test_faiss_code_idioms_run(data):
     idmap = ti.index_factory(32, "IDMap,Flat", ti.METRIC_INNER_PRODUCT)
     idmap.add_with_ids(xb[:10], np.arange(100, 110))
     assert idmap.search(xb[:1], 1)[1][0, 0] == 100
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_range_search_matches_faiss(data, monkeypatch, chunked):
+    """IVF range_search returns faiss's (lims, D, I) for the probed lists, in every mode and also when
+    the queries are split into chunks to bound memory."""
+    import torch_ivf.index.ivf as ivf_module
+    if chunked:
+        monkeypatch.setattr(ivf_module, "_RANGE_BUDGET", 500)
+    xb, xq = data
+    f, _q = _faiss_ivf(xb, 32)
+    f.nprobe = 4
+    De, _ = exact_knn(xb, xq, 30)
+    radius = float(np.median(De[:, 20]))
+    flims, fD, fI = f.range_search(xq, radius)
+    index = from_faiss(f)
+    for mode in ("grouped", "matrix"):
+        index.search_mode = mode
+        lims, D, I = index.range_search(xq, radius, params=ti.SearchParams(nprobe=4))
+        assert np.array_equal(lims, flims)
+        for i in range(len(xq)):
+            a, b = slice(lims[i], lims[i + 1]), slice(flims[i], flims[i + 1])
+            assert set(I[a].tolist()) == set(fI[b].tolist())
+            np.testing.assert_allclose(np.sort(D[a]), np.sort(fD[b]), rtol=1e-5, atol=1e-3)

@@ -12,6 +12,7 @@ METRIC_L2 = 1
 _METRICS = {"l2": "l2", "ip": "ip", "inner_product": "ip", "cosine": "cosine",
             METRIC_L2: "l2", METRIC_INNER_PRODUCT: "ip"}
 _DTYPES = {torch.float32, torch.float16, torch.bfloat16}
+_RANGE_BUDGET = 1 << 24  # (query, candidate) entries per range_search chunk
 
 
 def normalize_metric(metric) -> str:
@@ -162,12 +163,23 @@ class Index:
         if self.ntotal == 0:
             lims = torch.zeros(nq + 1, dtype=torch.int64)
             return self._out(was_numpy, lims, torch.empty(0), torch.empty(0, dtype=torch.int64))
-        D, I = self._search(q, self.ntotal, params)  # k = ntotal returns every scanned candidate
-        hit = (D < radius) if not self.largest else (D > radius)
-        hit &= I >= 0
-        lims = torch.zeros(nq + 1, dtype=torch.int64, device=D.device)
-        lims[1:] = torch.cumsum(hit.sum(1), 0)
-        return self._out(was_numpy, lims, D[hit], I[hit])
+        # a k-NN search whose k covers every candidate a query can meet, in query chunks so that its
+        # (queries x k) buffers stay bounded
+        k, rows = self._range_plan(params)
+        counts, Ds, Is = [], [], []
+        for a in range(0, nq, rows):
+            D, I = self._search(q[a:a + rows], k, params)
+            hit = ((D < radius) if not self.largest else (D > radius)) & (I >= 0)
+            counts.append(hit.sum(1))
+            Ds.append(D[hit])
+            Is.append(I[hit])
+        lims = torch.zeros(nq + 1, dtype=torch.int64, device=self.device)
+        lims[1:] = torch.cumsum(torch.cat(counts), 0)
+        return self._out(was_numpy, lims, torch.cat(Ds), torch.cat(Is))
+
+    def _range_plan(self, params: SearchParams) -> tuple[int, int]:
+        """(k that returns every candidate of a query, queries per chunk) for range_search."""
+        return self.ntotal, max(1, _RANGE_BUDGET // self.ntotal)
 
     def assign(self, x, k: int = 1):
         """Labels of the k nearest stored vectors (Faiss's Index.assign)."""

@@ -14,7 +14,7 @@ import torch
 from ..distances import nearest_centroids
 from ..invlists import InvertedLists
 from ..kmeans import kmeans
-from .base import Index
+from .base import _RANGE_BUDGET, Index
 from .scan import _SCORE_BUDGET, SEARCH_MODES, IVFScan  # noqa: F401  (_SCORE_BUDGET: used by codecs)
 
 
@@ -250,6 +250,15 @@ class IndexIVF(IVFScan, Index):
         self.invlists.to(self.device)
         self._load_codec_tensors({k: v.to(self.device) for k, v in self._codec_tensors().items()})
         return self
+
+    def _range_plan(self, params) -> tuple[int, int]:
+        # a query meets at most the nprobe largest lists (and max_codes rows); the grouped scan keeps
+        # k candidates per (query, probed list)
+        nprobe = min(params.nprobe or self.nprobe, self.nlist)
+        k = int(self.invlists.sizes.topk(nprobe).values.sum())
+        max_codes = self.max_codes if params.max_codes is None else int(params.max_codes)
+        k = max(1, min(k, max_codes) if max_codes else k)
+        return k, max(1, _RANGE_BUDGET // (k * nprobe))
 
     # ---- persistence (io.py writes these) ----------------------------------------------
     def config(self) -> dict:

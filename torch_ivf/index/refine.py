@@ -134,6 +134,10 @@ class IndexRefine(Index):
             I = torch.nn.functional.pad(I, (0, k - I.shape[1]), value=-1)
         return D, I
 
+    def _range_plan(self, params) -> tuple[int, int]:
+        k, rows = self.base._range_plan(params)  # every base candidate is re-scored: k_factor x the buffers
+        return k, max(1, int(rows / self.k_factor))
+
     # ---- persistence --------------------------------------------------------------------
     def config(self) -> dict:
         return {"k_factor": self.k_factor, "refine_dtype": str(self.dtype).removeprefix("torch."),
