@@ -158,3 +158,23 @@ def test_bad_input(clustered_data):
         ti.IndexIVFPQPanorama(64, 16, 16, 8, 4, transform="yes")
     with pytest.raises(ValueError, match="n_levels"):
         PanoramaTransform(64, 5)
+
+
+def test_transform_faiss_style_calls(clustered_data):
+    """train / apply / reverse_transform on numpy give numpy back; distances are kept; bad input is named."""
+    xb, xq = clustered_data
+    t = ti.PanoramaTransform(64, 4)
+    with pytest.raises(ValueError, match="trained"):
+        t.apply(xq)
+    t.train(xb)
+    assert t.is_trained and t.d_in == t.d_out == 64
+    y = t.apply(xq)
+    assert isinstance(y, np.ndarray) and y.dtype == np.float32
+    np.testing.assert_allclose(t.reverse_transform(y), xq, atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(y[:, None] - y[None], axis=-1),
+                               np.linalg.norm(xq[:, None] - xq[None], axis=-1), rtol=1e-4, atol=1e-3)
+    assert torch.equal(t.apply(torch.from_numpy(xq)), torch.from_numpy(y))
+    with pytest.raises(ValueError, match=r"\(n, 64\)"):
+        t.apply(xq[:, :10])
+    with pytest.raises(TypeError, match="x must"):
+        t.apply([[1.0] * 64])

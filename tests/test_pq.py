@@ -114,6 +114,11 @@ def test_product_quantizer_matches_faiss_api(data, nbits):
         ti.ProductQuantizer(D_, M, nbits).compute_codes(xb)
     index = ti.IndexIVFPQ(D_, 16, M, nbits)
     assert index.code_size == pq.code_size
+    for ours, theirs in ((pq.compute_distance_tables, fpq.compute_distance_tables),
+                         (pq.compute_inner_prod_tables, fpq.compute_inner_prod_tables)):
+        tables = np.empty((5, M, pq.ksub), np.float32)
+        theirs(5, faiss.swig_ptr(np.ascontiguousarray(xb[:5])), faiss.swig_ptr(tables))
+        np.testing.assert_allclose(ours(xb[:5]), tables, rtol=1e-4, atol=1e-4)
 
 
 def test_pack_unpack_codes_round_trip():

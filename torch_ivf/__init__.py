@@ -7,8 +7,9 @@ from .io import read_index, write_index
 from . import kernels  # noqa: F401  (torch_ivf.kernels.enabled toggles the Triton paths)
 from .kmeans import kmeans
 from .pq import ProductQuantizer
+from .transforms import PanoramaTransform
 
 __version__ = "0.2.0"
 __all__ = ["Index", "IndexIVF", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "IndexIVFPQPanorama", "IndexIVFFlatPanorama", "IndexRefine", "IndexRefineFlat", "SearchParams",
            "METRIC_L2", "METRIC_INNER_PRODUCT", "index_factory", "read_index", "write_index", "kmeans",
-           "ProductQuantizer"]
+           "ProductQuantizer", "PanoramaTransform"]

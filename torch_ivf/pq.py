@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .arrays import back, float_rows
 from .kmeans import kmeans
 
 _CHUNK = 1 << 16  # rows encoded per step: (chunk, M, ksub) distances stay small
@@ -40,13 +41,7 @@ class ProductQuantizer:
         return (self.M * self.nbits + 7) // 8
 
     def _check(self, x, name: str = "x") -> torch.Tensor:
-        if isinstance(x, np.ndarray):
-            if not np.issubdtype(x.dtype, np.floating):
-                raise TypeError(f"{name} must hold floats, got numpy dtype {x.dtype}")
-            x = torch.from_numpy(np.ascontiguousarray(x))
-        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.d:
-            raise ValueError(f"{name} must be a (n, {self.d}) tensor or array, got {getattr(x, 'shape', type(x).__name__)}")
-        return x.to(self.device, torch.float32)
+        return float_rows(x, self.d, self.device, name)[0]
 
     def _require_trained(self) -> None:
         if not self.is_trained:
@@ -105,6 +100,20 @@ class ProductQuantizer:
         in the layout the batched GEMM writes: a query's table for sub-quantizer m is one row."""
         sub = q.view(q.shape[0], self.M, self.dsub).transpose(0, 1)  # (M, nq, dsub)
         return torch.bmm(sub, self.centroids.transpose(1, 2))
+
+    def compute_inner_prod_tables(self, x):
+        """Faiss's per-query tables (n, M, ksub) of <x_m, C_m[j]>."""
+        self._require_trained()
+        q, was_numpy = float_rows(x, self.d, self.device)
+        return back(self.inner_tables(q).transpose(0, 1), was_numpy)
+
+    def compute_distance_tables(self, x):
+        """Faiss's per-query tables (n, M, ksub) of ||x_m - C_m[j]||^2."""
+        self._require_trained()
+        q, was_numpy = float_rows(x, self.d, self.device)
+        qn = q.view(q.shape[0], self.M, self.dsub).pow(2).sum(-1)  # (n, M)
+        t = qn[:, :, None] - 2 * self.inner_tables(q).transpose(0, 1) + self.centroids.pow(2).sum(-1)[None]
+        return back(t.clamp_min(0), was_numpy)
 
     def to(self, device) -> "ProductQuantizer":
         self.device = torch.device(device)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .arrays import back, float_rows
+
 
 def _random_rotation(n: int, gen: torch.Generator) -> torch.Tensor:
     q, r = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
@@ -35,10 +37,19 @@ class PanoramaTransform:
     def is_trained(self) -> bool:
         return self.matrix.shape == (self.d, self.d)
 
-    def train(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.d or x.shape[0] < 2:
-            raise ValueError(f"x must be a (n >= 2, {self.d}) tensor, got {getattr(x, 'shape', type(x).__name__)}")
-        x64 = x.detach().to("cpu", torch.float64)
+    @property
+    def d_in(self) -> int:  # Faiss's VectorTransform fields
+        return self.d
+
+    @property
+    def d_out(self) -> int:
+        return self.d
+
+    def train(self, x) -> None:
+        x, _ = float_rows(x, self.d, "cpu")
+        if x.shape[0] < 2:
+            raise ValueError(f"x must have at least 2 rows to train, got {x.shape[0]}")
+        x64 = x.detach().to(torch.float64)
         cov = torch.cov(x64.T)
         evals, evecs = torch.linalg.eigh(cov)
         order = torch.argsort(evals, descending=True)
@@ -68,11 +79,21 @@ class PanoramaTransform:
             raise ValueError(f"matrix must have shape ({self.d}, {self.d}), got {tuple(m.shape)}")
         self.matrix = m.to(self.device)
 
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
-        return x @ self.matrix
+    def _rows(self, x):
+        if not self.is_trained:
+            raise ValueError("the PanoramaTransform must be trained first")
+        return float_rows(x, self.d, self.device)
 
-    def reverse(self, y: torch.Tensor) -> torch.Tensor:
-        return y @ self.matrix.T
+    def apply(self, x):
+        """y = x @ matrix (numpy in, numpy out; tensors stay tensors)."""
+        x, was_numpy = self._rows(x)
+        return back(x @ self.matrix, was_numpy)
+
+    def reverse(self, y):
+        y, was_numpy = self._rows(y)
+        return back(y @ self.matrix.T, was_numpy)
+
+    reverse_transform = reverse  # Faiss's name
 
     def level_energy(self, x: torch.Tensor) -> torch.Tensor:
         """Fraction of the squared norm of ``apply(x)`` in each level (diagnostics, benchmarks)."""
