@@ -113,7 +113,7 @@ def test_faiss_forms_refine_flat_and_refine_with_flat_index(data, tmp_path):
     """faiss.IndexRefineFlat(base) (float32 re-ranking) and faiss.IndexRefine(base, IndexFlat) give
     faiss's results for the same base; a non-empty base or a wrong refine index is refused."""
     faiss = pytest.importorskip("faiss")
-    from torch_ivf.interop import from_faiss
+    from torch_ivf.interop import from_faiss, to_faiss
     xb, xq = data
     fbase = faiss.IndexIVFPQ(faiss.IndexFlatL2(32), 32, 16, 4, 8)
     fbase.train(xb[:2000])
@@ -140,5 +140,14 @@ def test_faiss_forms_refine_flat_and_refine_with_flat_index(data, tmp_path):
     assert np.array_equal(second.search(xq, 10)[1], I)
     with pytest.raises(ValueError, match="base must be empty"):
         ti.IndexRefineFlat(ours.base)
+    conv = from_faiss(fr)  # faiss's refine index itself, base and float32 store
+    assert type(conv) is ti.IndexRefineFlat and conv.k_factor == 4 and conv.ntotal == len(xb)
+    conv.nprobe = 4
+    same = conv.search(xq, 10)[1] == Ie
+    assert same.mean() > 0.97
+    back_f = to_faiss(ours)
+    faiss.extract_index_ivf(back_f.base_index).nprobe = 4
+    Db, Ib = back_f.search(xq, 10)
+    assert (Ib == I).mean() > 0.97 and np.allclose(Db[Ib == I], D[Ib == I], rtol=1e-5, atol=1e-3)
     with pytest.raises(ValueError, match="refine_index"):
         ti.IndexRefine(spare, ti.IndexFlatIP(32))
