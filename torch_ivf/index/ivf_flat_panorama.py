@@ -11,7 +11,7 @@ import torch
 from .. import kernels
 from ..panorama import round_up_half, suffix_norms
 from .ivf_flat import IndexIVFFlat
-from .scan import IVFScan
+from .scan import IVFScan, scanned_rows
 from .ivf_pq_panorama import PanoramaScan
 
 
@@ -73,10 +73,7 @@ class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
         # GPUs with Triton: IVFFlat's fused kernel over every dimension. Per-row level bounds cost more
         # there than the dot products they would save (H200, MiniLM 75k, nprobe 16: the pruned torch
         # waves 16k QPS, IVFFlat's kernel 1.16M), and the results are the same (rounding aside).
-        lens = self.invlists.device_meta()[1][probe]
-        if max_codes:
-            lens = (max_codes - (torch.cumsum(lens, 1) - lens)).clamp_min(0).minimum(lens)
-        rows = lens.sum()
+        rows = scanned_rows(self.invlists.device_meta()[1][probe], max_codes).sum()
         ctx["stats"].add_counts(torch.stack([rows, rows]), self.d)  # every dimension of every row scanned
         return IVFScan._scan_matrix(self, ctx, probe, k, mask, max_codes)
 

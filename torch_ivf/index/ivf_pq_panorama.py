@@ -19,6 +19,7 @@ from ..panorama import (WAVE_PAIRS, PanoramaStats, bound_slack, merge_ragged, pa
 from ..transforms import PanoramaTransform
 from .ivf import _SCORE_BUDGET
 from .ivf_pq import IndexIVFPQ, _split_quantizer_args, tree_sum
+from .scan import scanned_rows
 
 _NORM_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 _SEED_LEVEL = 2  # level at which the first wave turns its own lower bounds into a threshold
@@ -228,9 +229,7 @@ class PanoramaScan:
             return self._scan_kernel(ctx, probe, k, mask, max_codes)
         nq, P = probe.shape
         starts, sizes = self.invlists.device_meta()
-        lens = sizes[probe]
-        if max_codes:  # rows past max_codes (counted in coarse order) are not scanned
-            lens = (max_codes - (torch.cumsum(lens, 1) - lens)).clamp_min(0).minimum(lens)
+        lens = scanned_rows(sizes[probe], max_codes)  # rows past max_codes are not scanned
         # level-major (L, n) copies: the bound reads one level of every pair at once
         sc = {"qt": (self._coef() * ctx["qtail"]).t().contiguous(),
               "yt": self.invlists.data["tails"].t().float().contiguous(), "fns": self._level_fns(ctx), "k": k}

@@ -46,12 +46,11 @@ class IndexRefine(Index):
             base = cls(**(base_config or {}), device=device)
         if not isinstance(base, Index) or isinstance(base, IndexRefine):
             raise TypeError(f"base must be a torch_ivf index (not a refine index), got {type(base).__name__}")
-        refine = None
-        if isinstance(k_factor, Index):
-            refine, k_factor = k_factor, 1.0
-            if not isinstance(refine, IndexFlat) or refine.ntotal or refine.d != base.d or refine.metric != base.metric:
+        if isinstance(k_factor, Index):  # Faiss's (base, refine_index): only the empty store's dtype is kept
+            store, k_factor = k_factor, 1.0
+            if not isinstance(store, IndexFlat) or store.ntotal or store.d != base.d or store.metric != base.metric:
                 raise ValueError("refine_index must be an empty IndexFlat with the base's d and metric")
-            refine_dtype = refine.dtype
+            refine_dtype = store.dtype
         if isinstance(k_factor, bool) or not isinstance(k_factor, (int, float)) or not k_factor >= 1:
             raise ValueError(f"k_factor must be a number >= 1, got {k_factor!r}")
         if base.ntotal:

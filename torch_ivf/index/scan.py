@@ -343,6 +343,14 @@ def _buckets(active, sizes, counts, per_row: int, budget: int):
         i = j
 
 
+def scanned_rows(lens: torch.Tensor, max_codes: int) -> torch.Tensor:
+    """Rows scanned per probed list (lens (nq, nprobe) in coarse order): all of them, or as Faiss's
+    max_codes allows, counted in coarse order (the list where it runs out is cut short)."""
+    if not max_codes:
+        return lens
+    return (max_codes - (torch.cumsum(lens, 1) - lens)).clamp_min(0).minimum(lens)
+
+
 def _pad_k(scores: torch.Tensor, pos: torch.Tensor, k: int):
     if scores.shape[1] < k:
         pad = k - scores.shape[1]
