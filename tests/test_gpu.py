@@ -66,6 +66,31 @@ def test_graphed_small_batches_match_and_follow_updates():
     assert torch.equal(I4, I5) and torch.equal(D4, D5)
 
 
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+@pytest.mark.parametrize("k", [1, 17, 100, 130])
+def test_flat_list_kernel_on_long_lists(metric, k):
+    """IVFFlat's list-GEMM kernel keeps a query's best rows per list on chip (k rounded up to a power of
+    two, up to 128; larger k take the torch scan): lists far longer than its 64-row tile, k on both
+    sides of those limits, and every list probed (then it must agree with exact search)."""
+    xb, xq = clustered(20000, 40, centres=6, seed=43), clustered(150, 40, centres=6, seed=44)
+    index = ti.IndexIVFFlat(40, 12, metric, device="cuda", search_mode="matrix", niter=5)
+    index.train(xb)
+    index.add(xb)
+    assert index.invlists.max_size > 1000
+    flat = ti.IndexFlat(40, metric)
+    flat.add(xb)
+    De, Ie = flat.search(xq, k)
+    for nprobe in (3, 12):
+        D1, I1 = index.search(xq, k, params=ti.SearchParams(nprobe=nprobe))
+        kernels.enabled = False
+        try:
+            D2, I2 = index.search(xq, k, params=ti.SearchParams(nprobe=nprobe))
+        finally:
+            kernels.enabled = True
+        assert_knn_equal(D1, I1, D2, I2, rtol=1e-4, atol=1e-2)
+    assert_knn_equal(D1, I1, De, Ie, rtol=1e-4, atol=1e-2)
+
+
 @pytest.mark.parametrize("cols,k", [(1, 1), (37, 10), (1000, 10), (8192, 32), (5, 10)])
 def test_triton_row_topk_matches_torch(cols, k):
     from torch_ivf.kernels.row_topk import row_topk

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from .. import kernels
-from .ivf import IndexIVF
+from .ivf import _SCORE_BUDGET, IndexIVF
+from .scan import _pad_k
 
 
 class FlatCodes:
@@ -89,16 +90,29 @@ class FlatCodes:
         dots = torch.bmm(x, ctx["q"][qsel][:, :, None]).squeeze(2)
         return self._finish(ctx, dots, self._bias(pos), qsel[:, None], lists)
 
-    def _fused_padded(self) -> bool:
-        return kernels.available(self.device)
+    _kernel_scan = True
 
-    def _score_padded(self, ctx, qsel, probe, before, mask, max_codes, maxlen):
-        from ..kernels.flat_scan import flat_scan_padded
+    def _scan_triton(self, ctx, probe, k, mask, max_codes):
+        """kernels.flat_scan: each probed list's best rows per query, then one top-k per query."""
+        from ..kernels import flat_scan
+        if k > flat_scan.MAX_K:
+            return self._scan_grouped(ctx, probe, k, mask, max_codes)
         starts, sizes = self.invlists.device_meta()
-        pair = ctx["coarse_all"][qsel].gather(1, probe).contiguous() if self.by_residual else None
-        data = self.invlists.data
-        return flat_scan_padded(ctx["q"][qsel].contiguous(), data["vectors"], data.get("bias"), pair, starts, sizes,
-                                probe, before, data["labels"], mask, max_codes, maxlen, self._scale)
+        before = torch.cumsum(sizes[probe], 1) - sizes[probe] if max_codes else probe  # max_codes counts rows so far
+        ct = ctx["coarse_all"].gather(1, probe).contiguous() if self.by_residual else None
+        data, q, P = self.invlists.data, ctx["q"].contiguous(), probe.shape[1]
+        best_s, best_p = [], []
+        step = max(1, _SCORE_BUDGET // (P * k))  # bounds the (queries, P * KOUT) output
+        for c in range(0, q.shape[0], step):
+            b = slice(c, c + step)
+            s, rows = flat_scan.flat_scan(q[b], data["vectors"], data.get("bias"), None if ct is None else ct[b],
+                                          starts, sizes, probe[b].contiguous(), before[b].contiguous(),
+                                          data["labels"], mask, max_codes, self._scale, k)
+            values, idx = kernels.topk(s, min(k, s.shape[1]))
+            pos = starts[probe[b].gather(1, idx // (s.shape[1] // P))] + rows.gather(1, idx)
+            best_s.append(values)
+            best_p.append(torch.where(torch.isneginf(values), 0, pos))
+        return _pad_k(torch.cat(best_s), torch.cat(best_p), k)
 
     def _distances(self, ctx, scores):
         if self.metric == "l2":

@@ -2,7 +2,7 @@
 exact vectors, levels of d / L dimensions, suffix norms stored per vector. Results equal IndexIVFFlat's
 (ties aside: the level-wise sum rounds differently from the GEMM). Optionally learns a
 PanoramaTransform (off by default, as in Faiss, where callers apply their own PCA first). On GPUs with
-Triton the default scan is IVFFlat's fused kernel without pruning (faster there; stats then say 1.0)."""
+Triton the default scan is IVFFlat's list-GEMM kernel without pruning (faster there; stats then say 1.0)."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,7 +11,7 @@ import torch
 from .. import kernels
 from ..panorama import round_up_half, suffix_norms
 from .ivf_flat import IndexIVFFlat
-from .scan import IVFScan, scanned_rows
+from .scan import scanned_rows
 from .ivf_pq_panorama import PanoramaScan
 
 
@@ -70,12 +70,12 @@ class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
     def _scan_matrix(self, ctx, probe, k, mask, max_codes):
         if not kernels.available(self.device):
             return super()._scan_matrix(ctx, probe, k, mask, max_codes)
-        # GPUs with Triton: IVFFlat's fused kernel over every dimension. Per-row level bounds cost more
-        # there than the dot products they would save (H200, MiniLM 75k, nprobe 16: the pruned torch
-        # waves 16k QPS, IVFFlat's kernel 1.16M), and the results are the same (rounding aside).
+        # GPUs with Triton: IVFFlat's list GEMM kernel over every dimension. Per-row level bounds cost
+        # more there than the dot products they would save (H200, MiniLM 75k, nprobe 16: the pruned
+        # torch waves 16k QPS, IVFFlat's kernel 1.16M), and the results are the same (rounding aside).
         rows = scanned_rows(self.invlists.device_meta()[1][probe], max_codes).sum()
         ctx["stats"].add_counts(torch.stack([rows, rows]), self.d)  # every dimension of every row scanned
-        return IVFScan._scan_matrix(self, ctx, probe, k, mask, max_codes)
+        return self._scan_triton(ctx, probe, k, mask, max_codes)
 
     def _survivor_exact(self, exact, ctp):
         return None  # the fully summed partial is the exact score

@@ -190,20 +190,17 @@ class IndexIVFPQ(IndexIVF):
     def _gather_cost(self) -> int:
         return self.M
 
-    def _scan_matrix(self, ctx, probe, k, mask, max_codes):
-        if kernels.available(self.device):
-            return self._scan_fused(ctx, probe, k, mask, max_codes)
-        return super()._scan_matrix(ctx, probe, k, mask, max_codes)
+    _kernel_scan = True
 
     def _pruning_kernel(self) -> bool:
-        """True where _scan_fused prunes (Panorama), with inputs from _kernel_prune."""
+        """True where _scan_triton prunes (Panorama), with inputs from _kernel_prune."""
         return False
 
     def _kernel_prune(self, ctx, q, stats):
         """Panorama's pruning inputs for kernels.pq_scan (None: score every row)."""
         return None
 
-    def _scan_fused(self, ctx, probe, k, mask, max_codes):
+    def _scan_triton(self, ctx, probe, k, mask, max_codes):
         """kernels.pq_scan over a compact (query, candidate) layout: a query's probed lists back to back,
         so the score matrix is as wide as the most candidates any query has, not nprobe x the longest
         list (bounded on the host by the nprobe largest lists: no wait for the device).

@@ -376,7 +376,7 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
         return {"tails": self.invlists.data["tails"], "qtail": ctx["qtail"][q], "coef": self._coef(), "stats": stats}
 
     def _scan_kernel(self, ctx, probe, k, mask, max_codes):
-        out = self._scan_fused(ctx, probe, k, mask, max_codes)
+        out = self._scan_triton(ctx, probe, k, mask, max_codes)
         ctx["stats"].add_counts(ctx["kernel_stats"], self.d // self.n_levels)  # levels -> dims, read lazily
         return out
 

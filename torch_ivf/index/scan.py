@@ -1,7 +1,7 @@
 """How an IVF index searches: coarse probe selection, the choice of path, and the three scans.
 
-- matrix: a padded (query, probed list, row) layout, scored by one fused kernel (Triton) or a torch
-  gather; few launches, no host sync, CUDA-graph replay for small batches;
+- matrix: the codec's Triton scan (``_scan_triton``; GPUs), else a padded (query, probed list, row)
+  torch gather; few launches, no host sync, CUDA-graph replay for small batches;
 - grouped, per list: one GEMM per list slice against the queries probing it (CPUs);
 - grouped, bucketed: lists of similar size in one batched GEMM + a small-k top-k kernel (GPUs).
 Every path returns per-query top-k (scores, slab positions); the index maps them to labels.
@@ -11,13 +11,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import kernels
 from .base import SearchParams
 
 SEARCH_MODES = ("auto", "grouped", "csr", "matrix")
 _SCORE_BUDGET = 1 << 25  # elements of a temporary score / gather buffer per chunk (~128 MB fp32)
-# Thresholds of "auto" (see _pick_mode): fitted on the H100 runs in benchmarks/results
-# (clustered 1M x 128 / 384, MiniLM 35k x 384, Gaussian 262k x 128; float32 and float16).
-_MATRIX_BYTES = 10e9
+# Threshold of "auto" without kernels (see _pick_mode): fitted on the H100 runs in benchmarks/results
 _MATRIX_GATHER = 1 << 26  # elements
 
 
@@ -60,32 +59,20 @@ class IVFScan:
         return s.topk(nprobe, dim=1).indices, s
 
     def _pick_mode(self, nq: int, nprobe: int) -> str:
-        """"auto": the cheaper path by a cost model fitted on measurements (benchmarks/results).
+        """"auto": the cheaper path by measurements (benchmarks/results).
 
-        CPUs: always grouped (per-list GEMMs beat the gather at every nq measured). GPUs with the
-        fused Triton scan: matrix while it streams at most _MATRIX_BYTES (it reads every probed list
-        once per query), grouped beyond (GEMMs share a list among its queries); when the stored
-        vectors fit in the L2 cache, those re-reads hit the cache and the limit is 4x higher.
-        GPUs without the kernel (DirectML, no Triton): matrix while the gathered rows stay small;
-        codecs without a batched list scan (PQ) always take matrix on GPUs (H100: 6.8k -> 17-400k QPS)."""
+        CPUs: always grouped (per-list GEMMs beat the gather at every nq measured). GPUs with Triton:
+        the codec's compact kernel (matrix). GPUs without it (DirectML, no Triton): matrix while the
+        gathered rows stay small, else grouped; codecs without a batched list scan (PQ) always take
+        matrix on GPUs (H100: 6.8k -> 17-400k QPS)."""
         if self.search_mode != "auto":
             return self.search_mode
         if self.nlist == 1 or self.device.type == "cpu":
             return "grouped"
-        if not self._batched_lists:  # grouped would be a per-list loop: ~6 launches per list on a GPU
+        if not self._batched_lists or (self._kernel_scan and kernels.available(self.device)):
             return "matrix"
-        if self._fused_padded():
-            element = torch.finfo(self.dtype).bits // 8
-            scanned = nq * nprobe * (self.ntotal / self.nlist) * self._gather_cost() * element
-            limit = _MATRIX_BYTES * (4 if self.ntotal * self.d * element <= self._l2_bytes() else 1)
-            return "matrix" if scanned <= limit else "grouped"
-        # Without the kernel the matrix path materialises the gathered rows: worth it while small.
         gathered = nq * nprobe * self.invlists.max_size * self._gather_cost()
         return "matrix" if gathered <= _MATRIX_GATHER else "grouped"
-
-    def _l2_bytes(self) -> int:
-        props = torch.cuda.get_device_properties(self.device)
-        return int(getattr(props, "L2_cache_size", 0))
 
     def _search(self, q: torch.Tensor, k: int, params: SearchParams):
         nq = q.shape[0]
@@ -168,13 +155,20 @@ class IVFScan:
         out = mask.index_select(0, lab)
         return out if isinstance(pos, slice) else out.reshape(pos.shape)
 
+    _kernel_scan = False
+
     def _scan_matrix(self, ctx, probe, k, mask, max_codes):
-        """Padded layout over (query, probed list, row): few launches and no host sync."""
+        if self._kernel_scan and kernels.available(self.device):
+            return self._scan_triton(ctx, probe, k, mask, max_codes)
+        return self._scan_padded(ctx, probe, k, mask, max_codes)
+
+    def _scan_padded(self, ctx, probe, k, mask, max_codes):
+        """Padded layout over (query, probed list, row), gathered by torch (GPUs without Triton): few
+        launches and no host sync."""
         nq, P = probe.shape
         starts, sizes = self.invlists.device_meta()
         maxlen = max(self.invlists.max_size, 1)
-        fused = self._fused_padded()
-        chunk = max(1, _SCORE_BUDGET // (P * maxlen * (1 if fused else self._gather_cost())))
+        chunk = max(1, _SCORE_BUDGET // (P * maxlen * self._gather_cost()))
         ar = torch.arange(maxlen, device=self.device)
         out_s, out_p = [], []
         for c in range(0, nq, chunk):
@@ -183,16 +177,13 @@ class IVFScan:
             qsel = torch.arange(c, c + b, device=self.device)
             lens = sizes[ls]
             before = torch.cumsum(lens, 1) - lens if max_codes else None
-            if fused:
-                s = self._score_padded(ctx, slice(c, c + b), ls, before, mask, max_codes, maxlen)
-            else:
-                valid = ar < lens[..., None]
-                if before is not None:
-                    valid &= (before[..., None] + ar) < max_codes
-                pos = torch.where(valid, starts[ls][..., None] + ar, 0).reshape(b, -1)
-                lists = ls[..., None].expand(-1, -1, maxlen).reshape(b, -1)
-                s = self._score_gathered(ctx, qsel, pos, lists).masked_fill(~valid.reshape(b, -1), float("-inf"))
-                s = self._filter(s, pos, mask)
+            valid = ar < lens[..., None]
+            if before is not None:
+                valid &= (before[..., None] + ar) < max_codes
+            pos = torch.where(valid, starts[ls][..., None] + ar, 0).reshape(b, -1)
+            lists = ls[..., None].expand(-1, -1, maxlen).reshape(b, -1)
+            s = self._score_gathered(ctx, qsel, pos, lists).masked_fill(~valid.reshape(b, -1), float("-inf"))
+            s = self._filter(s, pos, mask)
             top = s.topk(min(k, s.shape[1]), dim=1)
             probe_col, row = top.indices // maxlen, top.indices % maxlen
             out_s.append(top.values)
@@ -200,13 +191,8 @@ class IVFScan:
             out_p.append(torch.where(torch.isneginf(top.values), 0, starts[ls.gather(1, probe_col)] + row))
         return _pad_k(torch.cat(out_s), torch.cat(out_p), k)
 
-    def _fused_padded(self) -> bool:
-        """True where the codec scores the padded layout in one kernel (``_score_padded``)."""
-        return False
-
-    def _score_padded(self, ctx, qsel, probe, before, mask, max_codes, maxlen) -> torch.Tensor:
-        """Scores (b, nprobe * maxlen) of the queries in slice qsel, -inf for absent, filtered and
-        past-max_codes rows."""
+    def _scan_triton(self, ctx, probe, k, mask, max_codes):
+        """The codec's Triton matrix scan (codecs that have one set ``_kernel_scan``)."""
         raise NotImplementedError
 
     def _gather_cost(self) -> int:

@@ -1,8 +1,13 @@
-"""Triton scan of flat codes for the padded (query, probed list, row) layout.
+"""Triton scan of flat codes: per probed list, tile GEMMs against all the queries probing it, each
+query keeping its best KOUT rows of the list.
 
-Each program scores BLOCK_N rows of one probed list for one query, reading the vectors straight
-from the slab: the torch path first gathers them into a (nq, nprobe * maxlen, d) copy, which is
-what limits it for small batches. Scores follow FlatCodes' form: scale * q.v - bias + pair.
+Programs own (list, block of queries probing it) and walk the list's rows in tiles of BLOCK_N, so a
+list is read once per query block instead of once per query (the per-query scan this replaces was
+bound by those re-reads), and only KOUT candidates per (query, list) leave the chip: the output is
+(nq, nprobe * KOUT) whatever the list sizes (a layout of every probed row is as wide as the nprobe
+longest lists, 5-40x the mean on skewed data). Scores take FlatCodes' form
+s = scale * q.v - bias + pair; dot products split each float32 into TF32 high and low parts (tf32x3),
+so they agree with float32 GEMMs to rounding, not bitwise.
 """
 from __future__ import annotations
 
@@ -10,58 +15,115 @@ import torch
 import triton
 import triton.language as tl
 
+# (rows per tile, dimensions per step, warps, dot precision); queries per program follow the mean
+# queries per list. Best of those timed (benchmarks/flat_tiles.py, H200): "tf32x3" (three TF32 tensor
+# core products, float32-level error) ran 1.5-1.9x faster than IEEE float32 FMA dots.
+TILES = (64, 16, 4, "tf32x3")
+MAX_K = 128  # KOUT <= BLOCK_N: larger k take the torch scans
+
 
 @triton.jit
-def _flat_scan(Q, X, BIAS, PAIR, STARTS, SIZES, PROBE, BEFORE, LABELS, MASK, OUT,
-               P, maxlen, d, max_codes, stride_q, stride_x,
-               SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_PAIR: tl.constexpr,
-               HAS_MASK: tl.constexpr, HAS_MAXC: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    pair = tl.program_id(0)
-    tile = tl.program_id(1)
-    qi = pair // P
-    lst = tl.load(PROBE + pair)
-    size = tl.load(SIZES + lst)
-    row0 = tile * BLOCK_N
-    if row0 < size:
-        start = tl.load(STARTS + lst)
-        rows = row0 + tl.arange(0, BLOCK_N)
-        live = rows < size
+def _key(s, row):
+    """int64 keys ordered like (score, row): the float's bits made order-preserving, then the row."""
+    b = s.to(tl.int32, bitcast=True)
+    b = b ^ ((b >> 31) & 0x7FFFFFFF)
+    return (b.to(tl.int64) << 32) | row.to(tl.int64)
+
+
+@triton.jit
+def _flat_lists(Q, X, BIAS, CT, STARTS, SIZES, ORDER, FIRST, COUNT, TILE_END, OFF, LABELS, MASK, OUT_S, OUT_R,
+                nlist, P, d, max_codes, stride_q, stride_x,
+                SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_CT: tl.constexpr, HAS_MASK: tl.constexpr,
+                HAS_MAXC: tl.constexpr, KOUT: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr,
+                BLOCK_D: tl.constexpr, PRECISION: tl.constexpr):
+    t = tl.program_id(0)
+    # the list this program serves: the tiles of list l end at TILE_END[l] (binary search)
+    lo = 0
+    hi = nlist
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if tl.load(TILE_END + mid) <= t:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < nlist:
+        lst = lo
+        count = tl.load(COUNT + lst)
+        tiles_before = tl.load(TILE_END + lst) - (count + BLOCK_Q - 1) // BLOCK_Q
+        qa = (t - tiles_before) * BLOCK_Q + tl.arange(0, BLOCK_Q)
+        qm = qa < count
+        pair = tl.load(ORDER + tl.load(FIRST + lst) + qa, mask=qm, other=0)  # q * P + probe column
+        qi = (pair // P).to(tl.int64)
         if HAS_MAXC:
-            live = live & (tl.load(BEFORE + pair) + rows < max_codes)
-        acc = tl.zeros([BLOCK_N], dtype=tl.float32)
-        for d0 in range(0, d, BLOCK_D):
-            cols = d0 + tl.arange(0, BLOCK_D)
-            cm = cols < d
-            q = tl.load(Q + qi * stride_q + cols, mask=cm, other=0.0).to(tl.float32)
-            x = tl.load(X + (start + rows)[:, None] * stride_x + cols[None, :],
-                        mask=live[:, None] & cm[None, :], other=0.0).to(tl.float32)
-            acc += tl.sum(x * q[None, :], axis=1)
-        s = acc * SCALE
-        if HAS_BIAS:
-            s -= tl.load(BIAS + start + rows, mask=live, other=0.0)
-        if HAS_PAIR:
-            s += tl.load(PAIR + pair)
-        if HAS_MASK:
-            lab = tl.load(LABELS + start + rows, mask=live, other=0)
-            live = live & (tl.load(MASK + lab, mask=live, other=0) != 0)
-        s = tl.where(live, s, float("-inf"))
-        tl.store(OUT + pair * maxlen + rows, s, mask=rows < maxlen)
+            col0 = tl.load(OFF + pair, mask=qm, other=0)  # candidates of the query's earlier probes
+        if HAS_CT:
+            ct = tl.load(CT + pair, mask=qm, other=0.0)
+        start = tl.load(STARTS + lst)
+        size = tl.load(SIZES + lst)
+        zero = tl.zeros([BLOCK_Q, BLOCK_N], tl.int32)
+        best = _key(tl.full([BLOCK_Q, BLOCK_N], float("-inf"), tl.float32), zero)  # kept sorted descending
+        for r0 in range(0, size, BLOCK_N):
+            rows = r0 + tl.arange(0, BLOCK_N)
+            rm = rows < size
+            acc = tl.zeros([BLOCK_Q, BLOCK_N], dtype=tl.float32)
+            for d0 in range(0, d, BLOCK_D):
+                dims = d0 + tl.arange(0, BLOCK_D)
+                dm = dims < d
+                q = tl.load(Q + qi[:, None] * stride_q + dims[None, :], mask=qm[:, None] & dm[None, :], other=0.0)
+                x = tl.load(X + (start + rows)[None, :].to(tl.int64) * stride_x + dims[:, None],
+                            mask=rm[None, :] & dm[:, None], other=0.0)
+                acc = tl.dot(q.to(tl.float32), x.to(tl.float32), acc, input_precision=PRECISION)
+            s = acc * SCALE
+            if HAS_BIAS:
+                s -= tl.load(BIAS + start + rows, mask=rm, other=0.0)[None, :]
+            if HAS_CT:
+                s += ct[:, None]
+            live = qm[:, None] & rm[None, :]
+            if HAS_MAXC:
+                live = live & (col0[:, None] + rows[None, :] < max_codes)
+            if HAS_MASK:
+                lab = tl.load(LABELS + start + rows, mask=rm, other=0)
+                live = live & (tl.load(MASK + lab, mask=rm, other=0) != 0)[None, :]
+            keys = _key(tl.where(live, s, float("-inf")), rows[None, :] + zero)
+            # the elementwise max of a descending and an ascending sequence is the top half of both
+            best = tl.sort(tl.maximum(best, tl.sort(keys, dim=1)), dim=1, descending=True)
+        b = (best >> 32).to(tl.int32)
+        s = (b ^ ((b >> 31) & 0x7FFFFFFF)).to(tl.float32, bitcast=True)
+        row = (best & 0xFFFFFFFF).to(tl.int32)
+        cols = tl.arange(0, BLOCK_N)
+        at = pair.to(tl.int64)[:, None] * KOUT + cols[None, :]
+        keep = qm[:, None] & (cols[None, :] < KOUT)
+        tl.store(OUT_S + at, s, mask=keep)
+        tl.store(OUT_R + at, row, mask=keep)
 
 
-def flat_scan_padded(q, vectors, bias, pair, starts, sizes, probe, before, labels, mask, max_codes, maxlen, scale):
-    """Scores (nq, nprobe * maxlen), -inf where a row is absent, filtered out or past max_codes."""
+def flat_scan(q, vectors, bias, ct, starts, sizes, probe, off, labels, mask, max_codes, scale, k):
+    """(scores, rows) (nq, nprobe * KOUT): per probed list, its best KOUT >= k rows (row numbers within
+    the list) in descending order, -inf where the list has fewer (or rows filtered out / past
+    max_codes, when max_codes > 0; off (nq, nprobe): candidates of earlier probes). bias (rows,) or
+    None; ct (nq, nprobe) or None."""
     nq, P = probe.shape
-    d = q.shape[1]
-    out = torch.full((nq, P * maxlen), float("-inf"), device=q.device, dtype=torch.float32)
-    dummy = out  # placeholder pointer for disabled inputs
-    block_d = min(128, triton.next_power_of_2(d))
-    grid = (nq * P, triton.cdiv(maxlen, 64))
-    _flat_scan[grid](
-        q, vectors, bias if bias is not None else dummy, pair if pair is not None else dummy,
-        starts, sizes, probe.contiguous(), before if before is not None else probe,
-        labels, mask.view(torch.uint8) if mask is not None else dummy, out,
-        P, maxlen, d, max_codes, q.stride(0), vectors.stride(0),
-        SCALE=scale, HAS_BIAS=bias is not None, HAS_PAIR=pair is not None,
-        HAS_MASK=mask is not None, HAS_MAXC=before is not None, BLOCK_N=64, BLOCK_D=block_d,
+    nlist = sizes.shape[0]
+    block_n, block_d, warps, precision = TILES
+    kout = triton.next_power_of_2(k)
+    block_n = max(block_n, kout)
+    per_list = nq * P / nlist
+    block_q = 16 if per_list <= 16 else 32 if per_list <= 48 else 64  # few empty query slots per program
+    pairs = probe.reshape(-1)
+    order = torch.argsort(pairs, stable=True).to(torch.int32)  # pair ids grouped by list
+    count = torch.zeros(nlist, dtype=torch.int32, device=q.device).scatter_add_(
+        0, pairs, torch.ones_like(pairs, dtype=torch.int32))
+    first = torch.cumsum(count, 0, dtype=torch.int32) - count
+    tile_end = torch.cumsum((count + block_q - 1) // block_q, 0, dtype=torch.int32)
+    n_tiles = min(nlist, nq * P) + triton.cdiv(nq * P, block_q)  # bound known on the host: no device sync
+    out_s = torch.empty((nq, P * kout), device=q.device)
+    out_r = torch.empty((nq, P * kout), dtype=torch.int32, device=q.device)
+    _flat_lists[(n_tiles,)](
+        q, vectors, bias if bias is not None else out_s, ct if ct is not None else out_s, starts, sizes, order,
+        first, count, tile_end, off, labels, mask.view(torch.uint8) if mask is not None else out_s, out_s, out_r,
+        nlist, P, q.shape[1], max_codes, q.stride(0), vectors.stride(0),
+        SCALE=scale, HAS_BIAS=bias is not None, HAS_CT=ct is not None, HAS_MASK=mask is not None,
+        HAS_MAXC=max_codes > 0, KOUT=kout, BLOCK_Q=block_q, BLOCK_N=block_n, BLOCK_D=block_d, PRECISION=precision,
+        num_warps=warps,
     )
-    return out
+    return out_s, out_r
