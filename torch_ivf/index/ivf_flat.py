@@ -95,8 +95,8 @@ class FlatCodes:
     def _scan_triton(self, ctx, probe, k, mask, max_codes):
         """kernels.flat_scan: each probed list's best rows per query, then one top-k per query."""
         from ..kernels import flat_scan
-        if k > flat_scan.MAX_K:
-            return self._scan_grouped(ctx, probe, k, mask, max_codes)
+        if k > flat_scan.MAX_K:  # the torch gather: like the kernel, no host sync (CUDA graphs capture it)
+            return self._scan_padded(ctx, probe, k, mask, max_codes)
         starts, sizes = self.invlists.device_meta()
         before = torch.cumsum(sizes[probe], 1) - sizes[probe] if max_codes else probe  # max_codes counts rows so far
         ct = ctx["coarse_all"].gather(1, probe).contiguous() if self.by_residual else None

@@ -24,10 +24,11 @@ MAX_K = 128  # KOUT <= BLOCK_N: larger k take the torch scans
 
 @triton.jit
 def _key(s, row):
-    """int64 keys ordered like (score, row): the float's bits made order-preserving, then the row."""
+    """int64 keys ordered like (score, -row): the float's bits made order-preserving, then the row
+    reversed, so equal scores (duplicate vectors) rank the earlier row first, as exact search does."""
     b = s.to(tl.int32, bitcast=True)
     b = b ^ ((b >> 31) & 0x7FFFFFFF)
-    return (b.to(tl.int64) << 32) | row.to(tl.int64)
+    return (b.to(tl.int64) << 32) | (0x7FFFFFFF - row).to(tl.int64)
 
 
 @triton.jit
@@ -89,7 +90,7 @@ def _flat_lists(Q, X, BIAS, CT, STARTS, SIZES, ORDER, FIRST, COUNT, TILE_END, OF
             best = tl.sort(tl.maximum(best, tl.sort(keys, dim=1)), dim=1, descending=True)
         b = (best >> 32).to(tl.int32)
         s = (b ^ ((b >> 31) & 0x7FFFFFFF)).to(tl.float32, bitcast=True)
-        row = (best & 0xFFFFFFFF).to(tl.int32)
+        row = 0x7FFFFFFF - (best & 0xFFFFFFFF).to(tl.int32)
         cols = tl.arange(0, BLOCK_N)
         at = pair.to(tl.int64)[:, None] * KOUT + cols[None, :]
         keep = qm[:, None] & (cols[None, :] < KOUT)
