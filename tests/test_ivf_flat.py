@@ -264,7 +264,8 @@ def test_exact_copies_come_back_first_stored_first(mode):
     xq = base[:40] + 0.01 * rng.normal(size=(40, 16)).astype("float32")
     copies = np.arange(40)[:, None] + np.array([0] + [300 + 40 * j for j in range(12)])[None, :]
     indexes = [ti.IndexFlat(16), ti.IndexIVFFlat(16, 8, nprobe=8, niter=5, search_mode=mode),
-               ti.IndexIVFPQ(16, 8, 8, 8, nprobe=8, niter=5, pq_niter=5, search_mode=mode)]
+               ti.IndexIVFPQ(16, 8, 8, 8, nprobe=8, niter=5, pq_niter=5, search_mode=mode),
+               ti.IndexRefineFlat(ti.IndexIVFPQ(16, 8, 4, 8, nprobe=8, niter=5, pq_niter=5, search_mode=mode))]
     for index in indexes:
         if not index.is_trained:
             index.train(xb)
