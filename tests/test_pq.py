@@ -248,3 +248,66 @@ def test_bad_input_names_the_argument(trained, data):
     assert index.ntotal == 0
     with pytest.raises(ValueError, match="centroids"):
         ProductQuantizer(D_, 8).set_centroids(torch.zeros(8, 256, 3))
+
+
+def _faiss_ivfflat(xb, nlist):
+    f = faiss.IndexIVFFlat(faiss.IndexFlatL2(xb.shape[1]), xb.shape[1], nlist)
+    f.cp.niter = 5
+    f.train(xb[:4000])
+    f.__dict__["_keep"] = f.quantizer
+    return f
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivfflat-300", "ivfpq8", "ivfpq4", "ivfpq-ip-no-residual"])
+def test_sa_encode_decode_match_faiss(data, kind):
+    """Standalone codes: same bytes as Faiss (list number little-endian in coarse_code_size bytes, then
+    the codec's code) and the same decoded vectors, for indexes converted with from_faiss."""
+    xb, xq = data
+    if kind == "flat":
+        f, ours = faiss.IndexFlatL2(D_), ti.IndexFlat(D_)
+    elif kind == "ivfflat-300":  # 300 lists: two bytes of list number
+        f = _faiss_ivfflat(xb, 300)
+        ours = from_faiss(f)
+    else:
+        ip = kind.endswith("no-residual")
+        f = _faiss_ivfpq(xb, 32, 8, 4 if kind == "ivfpq4" else 8,
+                         faiss.METRIC_INNER_PRODUCT if ip else faiss.METRIC_L2, by_residual=not ip)
+        ours = from_faiss(f)
+    assert ours.sa_code_size() == f.sa_code_size()
+    codes = f.sa_encode(xq)
+    np.testing.assert_array_equal(ours.sa_encode(xq), codes)
+    np.testing.assert_allclose(ours.sa_decode(codes), f.sa_decode(codes), rtol=1e-6, atol=1e-6)
+    t = ours.sa_encode(torch.from_numpy(xq))  # tensors in, tensors out
+    assert isinstance(t, torch.Tensor) and torch.equal(t.cpu(), torch.from_numpy(codes))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ti.IndexIVFFlat(D_, 16, dtype=torch.float16, niter=5),
+    lambda: ti.IndexIVFPQPanorama(D_, 16, 8, 8, 4, niter=5, pq_niter=5),
+    lambda: ti.IndexIVFFlatPanorama(D_, 16, 4, transform=True, niter=5),
+    lambda: ti.IndexIVFPQ(D_, 16, 8, 8, "cosine", niter=5, pq_niter=5),
+])
+def test_sa_codes_decode_like_the_stored_vectors(data, make):
+    """Types Faiss lacks: decoding a standalone code gives what add() + reconstruct() gives."""
+    xb, xq = data
+    index = make()
+    index.train(xb[:4000])
+    index.add(xq)
+    codes = index.sa_encode(xq)
+    assert codes.dtype == np.uint8 and codes.shape == (len(xq), index.sa_code_size())
+    np.testing.assert_allclose(index.sa_decode(codes), index.reconstruct_n(0, len(xq)).cpu().numpy(),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_sa_bad_input(trained, data):
+    codes = trained.sa_encode(data[1][:3])
+    with pytest.raises(TypeError, match="codes must be uint8"):
+        trained.sa_decode(codes.astype(np.int32))
+    with pytest.raises(ValueError, match=r"codes must have shape \(n, 9\)"):
+        trained.sa_decode(codes[:, :5])
+    bad = codes.copy()
+    bad[0, 0] = 200  # list 200 of 16
+    with pytest.raises(ValueError, match="nlist=16"):
+        trained.sa_decode(bad)
+    with pytest.raises(ValueError, match="trained"):
+        ti.IndexIVFPQ(D_, 16, 8).sa_encode(data[1][:3])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..arrays import back
 from ..distances import nearest_centroids
 from ..invlists import InvertedLists
 from ..kmeans import kmeans
@@ -206,6 +207,57 @@ class IndexIVF(IVFScan, Index):
         if not bool(found.all()):
             raise ValueError(f"label {int(labels[~found][0])} is not in the index")
         return pos, lists
+
+    # ---- standalone codes (Faiss's sa_encode / sa_decode) ---------------------------------
+    def coarse_code_size(self) -> int:
+        """Bytes of the list number at the head of a standalone code (little-endian), as in Faiss."""
+        return ((self.nlist - 1).bit_length() + 7) // 8
+
+    def sa_code_size(self) -> int:
+        return self.coarse_code_size() + self._sa_bytes()
+
+    def sa_encode(self, x):
+        """(n, sa_code_size) uint8 codes: the nearest list's number, then the codec's code of x (Faiss's
+        layout: raw float32 for IVFFlat, the bit-packed PQ code of the residual for IVFPQ)."""
+        if not self.is_trained:
+            raise ValueError("the index must be trained before sa_encode")
+        x, was_numpy = self._vectors(x)
+        xt = self._transform(x)
+        lists = self._assign(xt)
+        shifts = 8 * torch.arange(self.coarse_code_size(), device=self.device)
+        head = ((lists[:, None] >> shifts) & 0xFF).to(torch.uint8)
+        return back(torch.cat([head, self._sa_payload(xt, lists)], 1), was_numpy)
+
+    def sa_decode(self, codes):
+        """(n, d) float32 vectors from sa_encode's codes."""
+        if not self.is_trained:
+            raise ValueError("the index must be trained before sa_decode")
+        was_numpy = isinstance(codes, np.ndarray)
+        if not isinstance(codes, (np.ndarray, torch.Tensor)):
+            raise TypeError(f"codes must be a uint8 numpy array or tensor, got {type(codes).__name__}")
+        c = torch.as_tensor(codes)
+        if c.dtype != torch.uint8:
+            raise TypeError(f"codes must be uint8, got {c.dtype}")
+        if c.ndim != 2 or c.shape[1] != self.sa_code_size():
+            raise ValueError(f"codes must have shape (n, {self.sa_code_size()}), got {tuple(c.shape)}")
+        c = c.to(self.device)
+        cs = self.coarse_code_size()
+        lists = (c[:, :cs].long() << (8 * torch.arange(cs, device=self.device))).sum(1)
+        if c.shape[0] and int(lists.max()) >= self.nlist:
+            raise ValueError(f"codes hold list number {int(lists.max())}, but the index has nlist={self.nlist}")
+        return back(self._untransform(self._sa_vectors(c[:, cs:], lists)), was_numpy)
+
+    def _sa_bytes(self) -> int:
+        """Bytes of the codec's part of a standalone code."""
+        raise NotImplementedError
+
+    def _sa_payload(self, x: torch.Tensor, lists: torch.Tensor) -> torch.Tensor:
+        """(n, _sa_bytes) uint8 codes of transformed vectors x assigned to lists."""
+        raise NotImplementedError
+
+    def _sa_vectors(self, payload: torch.Tensor, lists: torch.Tensor) -> torch.Tensor:
+        """Inverse of _sa_payload (transformed space)."""
+        raise NotImplementedError
 
     def reconstruct_batch(self, labels) -> torch.Tensor:
         labels = _as_label_tensor(labels, self.device)

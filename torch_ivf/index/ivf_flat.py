@@ -38,6 +38,16 @@ class FlatCodes:
             out["bias"] = v.pow(2).sum(1) + (2 * (c * v).sum(1) if c is not None else 0)
         return out
 
+    def _sa_bytes(self) -> int:
+        return self.d * torch.finfo(self.dtype).bits // 8
+
+    def _sa_payload(self, x, lists):
+        return FlatCodes._encode(self, x, lists)["vectors"].contiguous().view(torch.uint8)
+
+    def _sa_vectors(self, payload, lists):
+        v = payload.contiguous().view(self.dtype).float()
+        return v + self.centroids[lists] if self.by_residual else v
+
     def _decode(self, pos, lists) -> torch.Tensor:
         v = self.invlists.data["vectors"][pos].float()
         return v + self.centroids[lists] if self.by_residual else v

@@ -112,6 +112,16 @@ class IndexIVFPQ(IndexIVF):
         x = self.pq.decode(self._code_rows(pos))
         return x + self.centroids[lists] if self.by_residual else x
 
+    def _sa_bytes(self) -> int:
+        return self.pq.code_size
+
+    def _sa_payload(self, x, lists):
+        return self.pq.compute_codes(self._residuals(x, lists))
+
+    def _sa_vectors(self, payload, lists):
+        x = self.pq.decode(payload)
+        return x + self.centroids[lists] if self.by_residual else x
+
     def _codec_tensors(self) -> dict:
         return {"pq_centroids": self.pq.centroids}
 
