@@ -62,7 +62,8 @@ class IVFScan:
         """"auto": the cheaper path by measurements (benchmarks/results).
 
         CPUs: always grouped (per-list GEMMs beat the gather at every nq measured). GPUs with Triton:
-        the codec's compact kernel (matrix). GPUs without it (DirectML, no Triton): matrix while the
+        the codec's Triton scan (matrix; for IVFFlat it beat torch's bucketed GEMMs at every nq timed
+        on the H200, benchmarks/pq/README.md). GPUs without it (DirectML, no Triton): matrix while the
         gathered rows stay small, else grouped; codecs without a batched list scan (PQ) always take
         matrix on GPUs (H100: 6.8k -> 17-400k QPS)."""
         if self.search_mode != "auto":
@@ -162,8 +163,8 @@ class IVFScan:
         return self._scan_padded(ctx, probe, k, mask, max_codes)
 
     def _scan_padded(self, ctx, probe, k, mask, max_codes):
-        """Padded layout over (query, probed list, row), gathered by torch (GPUs without Triton): few
-        launches and no host sync."""
+        """Padded layout over (query, probed list, row), gathered by torch (GPUs without Triton, CPUs in
+        matrix mode, k beyond a kernel's limit): few launches and no host sync."""
         nq, P = probe.shape
         starts, sizes = self.invlists.device_meta()
         maxlen = max(self.invlists.max_size, 1)
