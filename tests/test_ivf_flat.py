@@ -265,7 +265,9 @@ def test_exact_copies_come_back_first_stored_first(mode):
     copies = np.arange(40)[:, None] + np.array([0] + [300 + 40 * j for j in range(12)])[None, :]
     indexes = [ti.IndexFlat(16), ti.IndexIVFFlat(16, 8, nprobe=8, niter=5, search_mode=mode),
                ti.IndexIVFPQ(16, 8, 8, 8, nprobe=8, niter=5, pq_niter=5, search_mode=mode),
-               ti.IndexRefineFlat(ti.IndexIVFPQ(16, 8, 4, 8, nprobe=8, niter=5, pq_niter=5, search_mode=mode))]
+               ti.IndexRefineFlat(ti.IndexIVFPQ(16, 8, 4, 8, nprobe=8, niter=5, pq_niter=5, search_mode=mode)),
+               ti.IndexIVFPQPanorama(16, 8, 8, 8, 4, nprobe=8, niter=5, pq_niter=5, search_mode=mode),
+               ti.IndexIVFFlatPanorama(16, 8, 4, nprobe=8, niter=5, search_mode=mode)]
     for index in indexes:
         if not index.is_trained:
             index.train(xb)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from .topk import topk_first
+
 _REL_SLACK = 1e-5  # bound slack relative to the magnitude of the summed terms (fp32 rounding of partials)
 
 
@@ -139,8 +141,8 @@ def merge_ragged(best_s, best_p, qi, s, p, k: int):
     cp = torch.zeros((nq, width), dtype=torch.int64, device=best_s.device)
     cs[:, :k], cp[:, :k] = best_s, best_p
     cs[qi, k + rank], cp[qi, k + rank] = s, p
-    top = cs.topk(k, dim=1)
-    return top.values, cp.gather(1, top.indices)
+    values, idx = topk_first(cs, k, cp)  # equal scores: the first stored first
+    return values, cp.gather(1, idx)
 
 
 def ragged_kth(qi, v, k: int, nq: int):

@@ -16,6 +16,7 @@ import torch
 from .. import kernels
 from ..panorama import (WAVE_PAIRS, PanoramaStats, bound_slack, merge_ragged, panorama_stats, pruned_scores,
                         ragged_kth, round_up_half, suffix_norms)
+from ..topk import topk_first
 from ..transforms import PanoramaTransform
 from .ivf import _SCORE_BUDGET
 from .ivf_pq import IndexIVFPQ, _split_quantizer_args, tree_sum
@@ -179,10 +180,10 @@ class PanoramaScan:
             n_valid = int(valid.sum()) * self.d  # the seed list is scanned once, fully
             ctx["stats"].total_dims_scanned += n_valid
             ctx["stats"].total_dims += n_valid
-            top = s.topk(min(k, maxlen), dim=1)
-            self._merge_best(ctx, qsel, top.values, k)
-            ctx["seed_s"][qsel, :top.values.shape[1]] = top.values
-            ctx["seed_p"][qsel, :top.values.shape[1]] = pos.gather(1, top.indices)
+            values, idx = topk_first(s, min(k, maxlen))
+            self._merge_best(ctx, qsel, values, k)
+            ctx["seed_s"][qsel, :values.shape[1]] = values
+            ctx["seed_p"][qsel, :values.shape[1]] = pos.gather(1, idx)
 
     def _scan_list(self, ctx, qsel, lst, start, size, k, mask):
         if ctx["best"] is None:
@@ -213,12 +214,11 @@ class PanoramaScan:
             if mask is not None:  # filtered-out rows never count, not even for the threshold
                 thr = thr.masked_fill(~self._allowed_at(mask, pos), float("inf"))
             s = self._dense_scan(ctx, qsel, pos, ctq[:, None], thr)
-            top = s.topk(min(k, R), dim=1)
-            s, p = top.values, a + top.indices
-            if best_s is not None:
-                s, p = torch.cat([best_s, s], 1), torch.cat([best_p, p], 1)
-                top = s.topk(min(k, s.shape[1]), dim=1)
-                s, p = top.values, p.gather(1, top.indices)
+            s, idx = topk_first(s, min(k, R))
+            p = a + idx
+            if best_s is not None:  # earlier rows in earlier columns
+                s, idx = topk_first(torch.cat([best_s, s], 1), min(k, best_s.shape[1] + s.shape[1]))
+                p = torch.cat([best_p, p], 1).gather(1, idx)
             best_s, best_p = s, p
         self._merge_best(ctx, qsel, best_s, k)
         return best_s, best_p

@@ -6,10 +6,10 @@ import torch
 
 from .. import io as _io
 from .. import kernels
+from ..topk import topk_first
 from .base import Index, SearchParams
 from .flat import IndexFlat
 from .ivf import _SCORE_BUDGET
-from .scan import _topk_first
 
 
 def _scores(q, vectors, rows, valid, metric) -> torch.Tensor:
@@ -126,7 +126,7 @@ class IndexRefine(Index):
         # Labels it lacks (-1 above all) come back not found and score -inf: no host sync.
         found, rows, _ = self.refine.invlists.locate(cand)
         s = _scores(q, self.refine.invlists.data["vectors"], rows, found, self.metric)
-        top, at = _topk_first(s, min(k, s.shape[1]), rows)  # equal scores: the first stored first
+        top, at = topk_first(s, min(k, s.shape[1]), rows)  # equal scores: the first stored first
         I = torch.where(torch.isneginf(top), -1, cand.gather(1, at))
         D = torch.where(I < 0, self.missing_distance, -top if self.metric == "l2" else top)
         if D.shape[1] < k:

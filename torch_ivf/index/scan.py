@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .. import kernels
+from ..topk import topk_first
 from .base import SearchParams
 
 SEARCH_MODES = ("auto", "grouped", "csr", "matrix")
@@ -184,7 +185,7 @@ class IVFScan:
             lists = ls[..., None].expand(-1, -1, maxlen).reshape(b, -1)
             s = self._score_gathered(ctx, qsel, pos, lists).masked_fill(~valid.reshape(b, -1), float("-inf"))
             s = self._filter(s, pos, mask)
-            values, idx = _topk_first(s, min(k, s.shape[1]))
+            values, idx = topk_first(s, min(k, s.shape[1]))
             probe_col, row = idx // maxlen, idx % maxlen
             out_s.append(values)
             # -inf entries (fewer candidates than k) may point past the slab: park them at row 0
@@ -222,7 +223,7 @@ class IVFScan:
         else:
             self._scan_each_list(ctx, qidx, order, counts, k, mask, cand_s, cand_p)
         cand_p = cand_p.reshape(nq, P * k)
-        values, idx = _topk_first(cand_s.reshape(nq, P * k), min(k, P * k), cand_p)
+        values, idx = topk_first(cand_s.reshape(nq, P * k), min(k, P * k), cand_p)
         return _pad_k(values, cand_p.gather(1, idx), k)
 
     def _scan_cut_lists(self, ctx, probe, cut, limit, k, mask, cand_s, cand_p):
@@ -236,7 +237,7 @@ class IVFScan:
         valid = ar < lim[:, None]
         pos = torch.where(valid, self.invlists.device_meta()[0][lists][:, None] + ar, 0)
         s = self._score_gathered(ctx, qs, pos, lists[:, None].expand_as(pos)).masked_fill(~valid, float("-inf"))
-        values, idx = _topk_first(self._filter(s, pos, mask), min(k, s.shape[1]))
+        values, idx = topk_first(self._filter(s, pos, mask), min(k, s.shape[1]))
         rows = qs * probe.shape[1] + cs
         cand_s[rows, :values.shape[1]] = values
         cand_p[rows, :values.shape[1]] = pos.gather(1, idx)
@@ -303,10 +304,10 @@ class IVFScan:
             pos = torch.arange(a, b, device=self.device)
             if mask is not None:
                 s = s.masked_fill(~self._allowed_at(mask, slice(a, b))[None, :], float("-inf"))
-            s, idx = _topk_first(s, min(k, b - a))
+            s, idx = topk_first(s, min(k, b - a))
             p = pos[idx]
             if best_s is not None:  # earlier rows in earlier columns
-                s, idx = _topk_first(torch.cat([best_s, s], 1), min(k, best_s.shape[1] + s.shape[1]))
+                s, idx = topk_first(torch.cat([best_s, s], 1), min(k, best_s.shape[1] + s.shape[1]))
                 p = torch.cat([best_p, p], 1).gather(1, idx)
             best_s, best_p = s, p
         return best_s, best_p
@@ -333,37 +334,6 @@ def scanned_rows(lens: torch.Tensor, max_codes: int) -> torch.Tensor:
     if not max_codes:
         return lens
     return (max_codes - (torch.cumsum(lens, 1) - lens)).clamp_min(0).minimum(lens)
-
-
-def _topk_first(x: torch.Tensor, k: int, order: torch.Tensor | None = None):
-    """Row-wise top-k (values, indices) whose ties at the k-th value keep the entries first by
-    ``order`` (default: column), as exact search and Faiss keep the first stored of equal-score
-    duplicates; torch.topk picks among them at random, which cost 0.07-0.09 plain recall@10 on the
-    MiniLM man pages (duplicate passages) on a CPU. Without such ties it costs one more top-k slot and
-    a check (+4% on a clustered IVFFlat search); rows with them are sorted in full (+50% on the man
-    pages; a float64 key with the column folded in cost +35% there but +40-110% without ties). GPUs: Triton's row top-k
-    already takes the lowest column of equals; without Triton nothing is fixed (that would wait for
-    the device)."""
-    if x.device.type != "cpu":
-        return kernels.topk(x, k)
-    if k == 0 or k >= x.shape[1]:
-        top = x.topk(k, dim=1)
-        return top.values, top.indices
-    top = x.topk(k + 1, dim=1)  # one more: a tie straddles the cut only where the (k+1)-th equals the k-th
-    values, idx = top.values[:, :k], top.indices[:, :k]
-    rows = torch.nonzero(top.values[:, k] == top.values[:, k - 1]).flatten()
-    if rows.numel() == 0:
-        return values, idx
-    xs = x[rows]  # the few rows with a tie at the cut: sorted in full, equal values by order
-    if order is None:
-        v, i = xs.sort(dim=1, descending=True, stable=True)
-    else:
-        perm = order[rows].argsort(dim=1)
-        v, at = xs.gather(1, perm).sort(dim=1, descending=True, stable=True)
-        i = perm.gather(1, at)
-    idx = idx.clone()
-    idx[rows] = i[:, :k]
-    return values, idx
 
 
 def _pad_k(scores: torch.Tensor, pos: torch.Tensor, k: int):
