@@ -5,8 +5,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from conftest import assert_knn_equal, exact_knn
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -100,3 +101,25 @@ def _ivf(metric):
 
 TestFlatAgainstModel = _machine(lambda metric: ti.IndexFlat(D, metric))
 TestIVFFlatAgainstModel = _machine(_ivf)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 45), st.integers(0, 2**31 - 1), st.booleans())
+def test_topk_first_is_a_stable_sort_prefix(rows, cols, seed, with_order):
+    """topk_first = the first k of a sort by (score descending, order ascending), -inf rows aside: what
+    exact search returns when scores tie (few distinct values here, so ties are everywhere)."""
+    from torch_ivf.topk import topk_first
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 4, (rows, cols), generator=g).float()
+    x[torch.rand(rows, cols, generator=g) < 0.1] = float("-inf")
+    order = torch.randperm(cols, generator=g).expand(rows, cols) if with_order else None
+    key = order if order is not None else torch.arange(cols).expand(rows, cols)
+    for k in {1, min(cols, 3), cols}:
+        values, idx = topk_first(x, k, order)
+        perm = key.argsort(dim=1)
+        ref_v, at = x.gather(1, perm).sort(dim=1, descending=True, stable=True)
+        ref_i = perm.gather(1, at)[:, :k]
+        assert torch.equal(values, ref_v[:, :k]) and torch.equal(x.gather(1, idx), values)
+        finite = values[:, -1] > float("-inf")
+        for a, b in zip(idx[finite].tolist(), ref_i[finite].tolist()):
+            assert sorted(a) == sorted(b)
