@@ -276,3 +276,36 @@ def test_exact_copies_come_back_first_stored_first(mode):
             D, I = index.search(xq, k)
             assert (D == D[:, :1]).all()  # every copy ties with the first
             np.testing.assert_array_equal(np.sort(I, axis=1), copies[:, :k])
+
+
+def test_id_selectors_match_faiss():
+    """Faiss's SearchParametersIVF(sel=IDSelector...) and remove_ids(IDSelector): same ids as faiss."""
+    rng = np.random.default_rng(5)
+    xb = rng.normal(size=(5000, 24)).astype("float32")
+    xq = xb[:50] + 0.1
+    f = faiss.IndexIVFFlat(faiss.IndexFlatL2(24), 24, 32)
+    f.train(xb)
+    f.add(xb)
+    ours = from_faiss(f)
+    pairs = [(faiss.IDSelectorRange(100, 3000), ti.IDSelectorRange(100, 3000)),
+             (faiss.IDSelectorBatch(np.arange(0, 5000, 7)), ti.IDSelectorBatch(np.arange(0, 5000, 7))),
+             (faiss.IDSelectorNot(faiss.IDSelectorRange(0, 4000)), ti.IDSelectorNot(ti.IDSelectorRange(0, 4000))),
+             (faiss.IDSelectorAnd(faiss.IDSelectorRange(0, 4000), faiss.IDSelectorBatch(np.arange(0, 5000, 3))),
+              ti.IDSelectorAnd(ti.IDSelectorRange(0, 4000), ti.IDSelectorBatch(np.arange(0, 5000, 3)))),
+             (faiss.IDSelectorOr(faiss.IDSelectorRange(0, 10), faiss.IDSelectorRange(4990, 5000)),
+              ti.IDSelectorOr(ti.IDSelectorRange(0, 10), ti.IDSelectorRange(4990, 5000)))]
+    for fs, ts in pairs:
+        D, I = f.search(xq, 10, params=faiss.SearchParametersIVF(sel=fs, nprobe=8))
+        D2, I2 = ours.search(xq, 10, params=ti.SearchParametersIVF(sel=ts, nprobe=8))
+        assert_knn_equal(D2, I2, D, I)
+        lims, _, I3 = ours.range_search(xq[:5], float(np.median(D[:5, -1])), params=ti.SearchParams(sel=ts))
+        assert all(ts.is_member(int(i)) for i in I3)
+    assert ours.remove_ids(ti.IDSelectorRange(10, 20)) == f.remove_ids(faiss.IDSelectorRange(10, 20)) == 10
+    with pytest.raises(ValueError, match="not both"):
+        ours.search(xq, 5, params=ti.SearchParams(allowed=[1, 2], sel=ti.IDSelectorRange(0, 3)))
+    with pytest.raises(TypeError, match="params.sel must be an IDSelector"):
+        ours.search(xq, 5, params=ti.SearchParams(sel=[1, 2]))
+    with pytest.raises(TypeError, match="imax must be an int"):
+        ti.IDSelectorRange(0, 2.5)
+    with pytest.raises(TypeError, match="ids must be integers"):
+        ti.IDSelectorBatch(np.array([1.5]))

@@ -1,11 +1,13 @@
 """The index contract shared by every index: metric names, input coercion, output formatting."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
 import torch
+
+from ..selectors import IDSelector
 
 METRIC_INNER_PRODUCT = 0  # Faiss's numbering, so faiss.METRIC_* constants can be passed through
 METRIC_L2 = 1
@@ -32,10 +34,31 @@ def normalize_dtype(dtype) -> torch.dtype:
 
 @dataclass
 class SearchParams:
-    """Per-call search options. ``allowed``: bool mask over labels, or a collection of labels."""
+    """Per-call search options. ``allowed``: bool mask over labels, or a collection of labels; or
+    ``sel``: a Faiss-style IDSelector (torch_ivf.IDSelectorRange, ...). Faiss's name,
+    SearchParametersIVF, is the same class."""
     nprobe: int | None = None
     max_codes: int | None = None
     allowed: Any = None
+    sel: Any = None
+
+
+SearchParametersIVF = SearchParams
+
+
+def _params(params) -> SearchParams:
+    """Checked params with ``sel`` folded into ``allowed``."""
+    if params is None:
+        return SearchParams()
+    if not isinstance(params, SearchParams):
+        raise TypeError(f"params must be a SearchParams, got {type(params).__name__}")
+    if params.sel is None:
+        return params
+    if not isinstance(params.sel, IDSelector):
+        raise TypeError(f"params.sel must be an IDSelector, got {type(params.sel).__name__}")
+    if params.allowed is not None:
+        raise ValueError("give params.allowed or params.sel, not both")
+    return replace(params, allowed=params.sel, sel=None)
 
 
 class Index:
@@ -125,6 +148,8 @@ class Index:
         """Turn SearchParams.allowed into a bool mask over labels on the device (None = all)."""
         if allowed is None:
             return None
+        if isinstance(allowed, IDSelector):
+            return allowed.mask(self.next_label, self.device)
         if isinstance(allowed, np.ndarray):
             allowed = torch.from_numpy(allowed)
         if isinstance(allowed, torch.Tensor) and allowed.dtype == torch.bool:
@@ -146,9 +171,7 @@ class Index:
     # ---- public API ------------------------------------------------------------------------
     def search(self, x, k, *, params: SearchParams | None = None):
         k = self._check_k(k)
-        if params is not None and not isinstance(params, SearchParams):
-            raise TypeError(f"params must be a SearchParams, got {type(params).__name__}")
-        params = params or SearchParams()
+        params = _params(params)
         if not self.is_trained:
             raise ValueError("the index must be trained before search")
         q, was_numpy = self._vectors(x)
@@ -157,7 +180,7 @@ class Index:
 
     def range_search(self, x, radius: float, *, params: SearchParams | None = None):
         """(lims, D, I) of every result within radius (l2: D < radius; ip/cosine: D > radius)."""
-        params = params or SearchParams()
+        params = _params(params)
         q, was_numpy = self._vectors(x)
         nq = q.shape[0]
         if self.ntotal == 0:

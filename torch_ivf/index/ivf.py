@@ -15,6 +15,7 @@ from ..arrays import back
 from ..distances import nearest_centroids
 from ..invlists import InvertedLists
 from ..kmeans import kmeans
+from ..selectors import IDSelector
 from .base import _RANGE_BUDGET, Index
 from .scan import _SCORE_BUDGET, SEARCH_MODES, IVFScan  # noqa: F401  (_SCORE_BUDGET: used by codecs)
 
@@ -187,11 +188,12 @@ class IndexIVF(IVFScan, Index):
         self.next_label = max(self.next_label, int(labels.max()) + 1)
 
     def remove_ids(self, ids) -> int:
-        """Remove by labels (array) or by a bool mask over labels; returns how many were removed."""
+        """Remove by labels (array), a bool mask over labels or an IDSelector; returns how many were
+        removed."""
         if self.ntotal == 0:
             return 0
         stored = self.invlists.labels()
-        if _is_mask(ids):
+        if _is_mask(ids) or isinstance(ids, IDSelector):
             drop = self._allowed_mask(ids)[stored]
         else:  # unknown or repeated ids are ignored, as in Faiss
             drop = torch.isin(stored, _as_label_tensor(ids, self.device))
