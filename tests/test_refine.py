@@ -151,3 +151,15 @@ def test_faiss_forms_refine_flat_and_refine_with_flat_index(data, tmp_path):
     assert (Ib == I).mean() > 0.97 and np.allclose(Db[Ib == I], D[Ib == I], rtol=1e-5, atol=1e-3)
     with pytest.raises(ValueError, match="refine_index"):
         ti.IndexRefine(spare, ti.IndexFlatIP(32))
+
+
+def test_faiss_names_for_the_parts():
+    """Faiss code reaches the IVF inside a refine index through extract_index_ivf / base_index."""
+    base = ti.IndexIVFPQ(16, 4, 4, niter=3, pq_niter=3)
+    r = ti.IndexRefineFlat(base)
+    assert r.base_index is base and r.refine_index is r.refine
+    assert ti.extract_index_ivf(r) is base and ti.extract_index_ivf(base) is base
+    ti.extract_index_ivf(r).nprobe = 3
+    assert r.nprobe == 3
+    with pytest.raises(TypeError, match="IVF index"):
+        ti.extract_index_ivf(ti.IndexFlat(16))

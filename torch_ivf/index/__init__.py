@@ -8,11 +8,11 @@ from .ivf_flat import IndexIVFFlat
 from .ivf_pq import IndexIVFPQ
 from .ivf_pq_panorama import IndexIVFPQPanorama
 from .ivf_flat_panorama import IndexIVFFlatPanorama
-from .refine import IndexRefine, IndexRefineFlat
+from .refine import IndexRefine, IndexRefineFlat, extract_index_ivf
 
 for _cls in (IndexFlat, IndexFlatL2, IndexFlatIP, IndexIVFFlat, IndexIVFPQ, IndexIVFPQPanorama, IndexIVFFlatPanorama, IndexRefine,
              IndexRefineFlat):
     _io.register(_cls)
 
 __all__ = ["Index", "IndexIVF", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "IndexIVFPQPanorama", "IndexIVFFlatPanorama", "IndexRefine", "IndexRefineFlat",
-           "SearchParams", "SearchParametersIVF", "METRIC_L2", "METRIC_INNER_PRODUCT"]
+           "SearchParams", "SearchParametersIVF", "METRIC_L2", "METRIC_INNER_PRODUCT", "extract_index_ivf"]

@@ -9,7 +9,7 @@ from .. import kernels
 from ..topk import topk_first
 from .base import Index, SearchParams
 from .flat import IndexFlat
-from .ivf import _SCORE_BUDGET
+from .ivf import _SCORE_BUDGET, IndexIVF
 
 
 def _scores(q, vectors, rows, valid, metric) -> torch.Tensor:
@@ -76,6 +76,16 @@ class IndexRefine(Index):
     @nprobe.setter
     def nprobe(self, value) -> None:
         self.base.nprobe = value
+
+    @property
+    def base_index(self) -> Index:
+        """Faiss's name for ``base``."""
+        return self.base
+
+    @property
+    def refine_index(self) -> Index:
+        """Faiss's name for ``refine`` (the IndexFlat of full vectors)."""
+        return self.refine
 
     def train(self, x) -> None:
         self.base.train(x)
@@ -171,3 +181,11 @@ def _refine_flat(m, d, metric, kw):
     from ..factory import index_factory
     k_factor = kw.pop("k_factor", 1.0)
     return IndexRefine(index_factory(d, m.group(1), metric, **kw), k_factor)
+
+
+def extract_index_ivf(index) -> Index:
+    """Faiss's extract_index_ivf: the IVF index inside a refine wrapper (or the index itself)."""
+    inner = index.base if isinstance(index, IndexRefine) else index
+    if not isinstance(inner, IndexIVF) or isinstance(inner, IndexFlat):
+        raise TypeError(f"index must be an IVF index or wrap one, got {type(index).__name__}")
+    return inner
