@@ -12,7 +12,7 @@ class IDSelector:
         raise NotImplementedError
 
     def is_member(self, label: int) -> bool:
-        return bool(label >= 0 and self.mask(label + 1, "cpu")[label])
+        raise NotImplementedError
 
 
 class IDSelectorRange(IDSelector):
@@ -28,6 +28,9 @@ class IDSelectorRange(IDSelector):
         m = torch.zeros(size, dtype=torch.bool, device=device)
         m[max(self.imin, 0):max(min(self.imax, size), 0)] = True
         return m
+
+    def is_member(self, label):
+        return self.imin <= int(label) < self.imax
 
 
 class IDSelectorBatch(IDSelector):
@@ -48,6 +51,9 @@ class IDSelectorBatch(IDSelector):
         m[ids] = True
         return m
 
+    def is_member(self, label):
+        return bool((self.ids == int(label)).any())
+
 
 IDSelectorArray = IDSelectorBatch  # Faiss's sorted-array variant: the same selection
 
@@ -59,6 +65,9 @@ class IDSelectorNot(IDSelector):
     def mask(self, size, device):
         return ~self.sel.mask(size, device)
 
+    def is_member(self, label):
+        return not self.sel.is_member(label)
+
 
 class IDSelectorAnd(IDSelector):
     def __init__(self, lhs: IDSelector, rhs: IDSelector):
@@ -67,6 +76,9 @@ class IDSelectorAnd(IDSelector):
     def mask(self, size, device):
         return self.lhs.mask(size, device) & self.rhs.mask(size, device)
 
+    def is_member(self, label):
+        return self.lhs.is_member(label) and self.rhs.is_member(label)
+
 
 class IDSelectorOr(IDSelector):
     def __init__(self, lhs: IDSelector, rhs: IDSelector):
@@ -74,6 +86,9 @@ class IDSelectorOr(IDSelector):
 
     def mask(self, size, device):
         return self.lhs.mask(size, device) | self.rhs.mask(size, device)
+
+    def is_member(self, label):
+        return self.lhs.is_member(label) or self.rhs.is_member(label)
 
 
 def _check(sel) -> IDSelector:

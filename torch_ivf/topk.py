@@ -35,3 +35,14 @@ def topk_first(x: torch.Tensor, k: int, order: torch.Tensor | None = None):
     idx = idx.clone()
     idx[rows] = i[:, :k]
     return values, idx
+
+
+def running_topk(best, s: torch.Tensor, first: int, k: int):
+    """(scores, slab positions) top-k of ``best`` (the same pair from earlier blocks, or None) and a
+    block of scores s whose column j is slab position first + j; earlier rows win ties."""
+    s, idx = topk_first(s, min(k, s.shape[1]))
+    p = idx + first
+    if best is not None:
+        s, at = topk_first(torch.cat([best[0], s], 1), min(k, best[0].shape[1] + s.shape[1]))
+        p = torch.cat([best[1], p], 1).gather(1, at)
+    return s, p

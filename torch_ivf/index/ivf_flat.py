@@ -108,7 +108,8 @@ class FlatCodes:
         if k > flat_scan.MAX_K:  # the torch gather: like the kernel, no host sync (CUDA graphs capture it)
             return self._scan_padded(ctx, probe, k, mask, max_codes)
         starts, sizes = self.invlists.device_meta()
-        before = torch.cumsum(sizes[probe], 1) - sizes[probe] if max_codes else probe  # max_codes counts rows so far
+        lens = sizes[probe]
+        before = torch.cumsum(lens, 1) - lens if max_codes else probe  # max_codes counts rows so far
         ct = ctx["coarse_all"].gather(1, probe).contiguous() if self.by_residual else None
         data, q, P = self.invlists.data, ctx["q"].contiguous(), probe.shape[1]
         best_s, best_p = [], []

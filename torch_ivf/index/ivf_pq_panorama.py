@@ -16,7 +16,7 @@ import torch
 from .. import kernels
 from ..panorama import (WAVE_PAIRS, PanoramaStats, bound_slack, merge_ragged, panorama_stats, pruned_scores,
                         ragged_kth, round_up_half, suffix_norms)
-from ..topk import topk_first
+from ..topk import running_topk, topk_first
 from ..transforms import PanoramaTransform
 from .ivf import _SCORE_BUDGET
 from .ivf_pq import IndexIVFPQ, _split_quantizer_args, tree_sum
@@ -205,7 +205,7 @@ class PanoramaScan:
         col = (ctx["probe"][qsel] == lst).int().argmax(1)
         ctq = ctx["ct"][qsel, col]
         rows = max(1, _SCORE_BUDGET // max(1, b * self._gather_cost()))
-        best_s = best_p = None
+        best = None
         for a in range(start, start + size, rows):
             e = min(a + rows, start + size)
             R = e - a
@@ -213,15 +213,9 @@ class PanoramaScan:
             thr = ctx["thr"][qsel][:, None].expand(b, R)
             if mask is not None:  # filtered-out rows never count, not even for the threshold
                 thr = thr.masked_fill(~self._allowed_at(mask, pos), float("inf"))
-            s = self._dense_scan(ctx, qsel, pos, ctq[:, None], thr)
-            s, idx = topk_first(s, min(k, R))
-            p = a + idx
-            if best_s is not None:  # earlier rows in earlier columns
-                s, idx = topk_first(torch.cat([best_s, s], 1), min(k, best_s.shape[1] + s.shape[1]))
-                p = torch.cat([best_p, p], 1).gather(1, idx)
-            best_s, best_p = s, p
-        self._merge_best(ctx, qsel, best_s, k)
-        return best_s, best_p
+            best = running_topk(best, self._dense_scan(ctx, qsel, pos, ctq[:, None], thr), a, k)
+        self._merge_best(ctx, qsel, best[0], k)
+        return best
 
     def _scan_matrix(self, ctx, probe, k, mask, max_codes):
         """Batched scan in waves of probes by coarse rank; each wave is one parallel pruned pass."""

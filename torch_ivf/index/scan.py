@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .. import kernels
-from ..topk import topk_first
+from ..topk import running_topk, topk_first
 from .base import SearchParams
 
 SEARCH_MODES = ("auto", "grouped", "csr", "matrix")
@@ -297,20 +297,14 @@ class IVFScan:
     def _scan_list(self, ctx, qsel, lst, start, size, k, mask):
         """Top-k of one list for a query group, in row chunks so huge lists (Flat) fit in memory."""
         rows = max(1024, _SCORE_BUDGET // max(1, qsel.shape[0]))
-        best_s = best_p = None
+        best = None
         for a in range(start, start + size, rows):
             b = min(a + rows, start + size)
             s = self._score_block(ctx, qsel, lst, a, b)
-            pos = torch.arange(a, b, device=self.device)
             if mask is not None:
                 s = s.masked_fill(~self._allowed_at(mask, slice(a, b))[None, :], float("-inf"))
-            s, idx = topk_first(s, min(k, b - a))
-            p = pos[idx]
-            if best_s is not None:  # earlier rows in earlier columns
-                s, idx = topk_first(torch.cat([best_s, s], 1), min(k, best_s.shape[1] + s.shape[1]))
-                p = torch.cat([best_p, p], 1).gather(1, idx)
-            best_s, best_p = s, p
-        return best_s, best_p
+            best = running_topk(best, s, a, k)
+        return best
 
 
 def _buckets(active, sizes, counts, per_row: int, budget: int):
