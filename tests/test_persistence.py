@@ -102,3 +102,27 @@ def test_write_is_atomic_on_failure(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         index.save(path)
     assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
+
+
+@pytest.mark.parametrize("description", ["Flat", "IVF12,Flat", "IVF12,PQ4x6,RFlat", "IVF12,PQ8x8Panorama2",
+                                         "IVF12,FlatPanorama4"])
+def test_clone_index_is_an_independent_copy(description):
+    """Faiss's clone_index: same results, labels and settings; changing the copy leaves the original."""
+    xb, xq = clustered(2000, 16, seed=23), clustered(30, 16, seed=24)
+    index = ti.index_factory(16, description, "l2", **({} if description == "Flat" else {"niter": 3}))
+    index.train(xb)
+    index.add_with_ids(xb, np.arange(len(xb)) * 3)
+    if description != "Flat":
+        index.nprobe = 4
+    copy = ti.clone_index(index)
+    assert type(copy) is type(index) and copy.config() == index.config() and copy.next_label == index.next_label
+    D0, I0 = index.search(xq, 5)
+    assert all(np.array_equal(a, b) for a, b in zip((D0, I0), copy.search(xq, 5)))
+    copy.remove_ids(I0[:, 0])
+    copy.add(xq)
+    assert index.ntotal == len(xb) and all(np.array_equal(a, b) for a, b in zip((D0, I0), index.search(xq, 5)))
+    if description != "Flat":
+        ivf = ti.extract_index_ivf(index)
+        assert sum(ivf.get_list_size(i) for i in range(ivf.nlist)) == len(xb)
+        with pytest.raises(ValueError, match="list_no"):
+            ivf.get_list_size(ivf.nlist)

@@ -163,3 +163,42 @@ def test_faiss_names_for_the_parts():
     assert r.nprobe == 3
     with pytest.raises(TypeError, match="IVF index"):
         ti.extract_index_ivf(ti.IndexFlat(16))
+
+
+def test_refine_search_parameters_as_faiss(data):
+    """IndexRefineSearchParameters: k_factor and the base's own params for one call, as in Faiss (same
+    ids as faiss's IndexRefineFlat for the same base); the index's settings stay; bad values named."""
+    xb, xq = data
+    index = ti.IndexRefineFlat(ti.IndexIVFPQ(32, 16, 4, 6, niter=4, pq_niter=4, nprobe=2), k_factor=2)
+    index.train(xb[:2000])
+    index.add(xb)
+    base = ti.clone_index(index.base)  # same codebooks
+    base.reset()
+    want = ti.IndexRefineFlat(base, 8)
+    want.add(xb)
+    want.nprobe = 16
+    p = ti.IndexRefineSearchParameters(k_factor=8, base_index_params=ti.SearchParametersIVF(nprobe=16))
+    assert_knn_equal(*index.search(xq, 10, params=p), *want.search(xq, 10))
+    assert index.k_factor == 2 and index.nprobe == 2
+    allowed = ti.IDSelectorRange(0, 1000)  # the base's params carry the selector
+    D, I = index.search(xq, 10, params=ti.IndexRefineSearchParameters(base_index_params=ti.SearchParams(sel=allowed)))
+    assert ((I >= 0) & (I < 1000) | (I == -1)).all()
+    for bad, err in ((dict(k_factor=0.5), ValueError), (dict(k_factor="8"), ValueError),
+                     (dict(base_index_params=16), TypeError)):
+        with pytest.raises(err, match="k_factor|params"):
+            index.search(xq, 10, params=ti.IndexRefineSearchParameters(**bad))
+    faiss = pytest.importorskip("faiss")
+    from torch_ivf.interop import to_faiss
+    fr = to_faiss(index)
+    fp = faiss.IndexRefineSearchParameters(k_factor=8, base_index_params=faiss.SearchParametersIVF(nprobe=16))
+    De, Ie = fr.search(xq, 10, params=fp)
+    D, I = index.search(xq, 10, params=p)
+    assert (I == Ie).mean() > 0.97 and np.allclose(D[I == Ie], De[I == Ie], rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("suffix, dtype", [("RFlat", torch.float16), ("Refine(Flat)", torch.float32),
+                                           ("Refine(SQfp16)", torch.float16)])
+def test_refine_factory_suffixes(suffix, dtype):
+    index = ti.index_factory(32, f"IVF16,PQ4,{suffix}", "ip")
+    assert type(index) is ti.IndexRefine and index.refine.dtype == dtype and index.metric == "ip"
+    assert type(index.base) is ti.IndexIVFPQ and index.base.nlist == 16

@@ -2,8 +2,8 @@
 from .factory import index_factory
 from .index import (METRIC_INNER_PRODUCT, METRIC_L2, Index, IndexFlat, IndexFlatIP, IndexFlatL2, IndexIVF,
                     IndexIVFFlat, IndexIVFPQ, IndexIVFPQPanorama, IndexIVFFlatPanorama, IndexRefine, IndexRefineFlat,
-                    SearchParametersIVF, SearchParams, extract_index_ivf)
-from .io import read_index, write_index
+                    IndexRefineSearchParameters, SearchParametersIVF, SearchParams, extract_index_ivf)
+from .io import clone_index, read_index, write_index
 from . import kernels  # noqa: F401  (torch_ivf.kernels.enabled toggles the Triton paths)
 from .kmeans import kmeans
 from .pq import ProductQuantizer
@@ -12,6 +12,7 @@ from .transforms import PanoramaTransform
 
 __version__ = "0.2.0"
 __all__ = ["Index", "IndexIVF", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "IndexIVFPQPanorama", "IndexIVFFlatPanorama", "IndexRefine", "IndexRefineFlat", "SearchParams", "SearchParametersIVF",
+           "IndexRefineSearchParameters", "clone_index",
            "IDSelector", "IDSelectorRange", "IDSelectorBatch", "IDSelectorArray", "IDSelectorNot", "IDSelectorAnd", "IDSelectorOr",
            "METRIC_L2", "METRIC_INNER_PRODUCT", "extract_index_ivf", "index_factory", "read_index", "write_index", "kmeans",
            "ProductQuantizer", "PanoramaTransform"]

@@ -87,3 +87,8 @@ def read_index(path, device=None):
     if not path.is_file():
         raise FileNotFoundError(f"no index file at {path}")
     return index_from_bytes(path.read_bytes(), device=device, source=str(path))
+
+
+def clone_index(index):
+    """Faiss's clone_index: an independent deep copy (same tensors, same device), via the file format."""
+    return index_from_bytes(index_to_bytes(index), device=index.device, source="clone_index")

@@ -1,7 +1,8 @@
 """Faiss-like indexes. ``from torch_ivf.index import IndexFlatL2, IndexFlatIP, IndexIVFFlat`` (the
 earlier torch-ivf's import path) keeps working."""
 from .. import io as _io
-from .base import METRIC_INNER_PRODUCT, METRIC_L2, Index, SearchParametersIVF, SearchParams
+from .base import (METRIC_INNER_PRODUCT, METRIC_L2, Index, IndexRefineSearchParameters, SearchParametersIVF,
+                   SearchParams)
 from .flat import IndexFlat, IndexFlatIP, IndexFlatL2
 from .ivf import IndexIVF
 from .ivf_flat import IndexIVFFlat
@@ -15,4 +16,4 @@ for _cls in (IndexFlat, IndexFlatL2, IndexFlatIP, IndexIVFFlat, IndexIVFPQ, Inde
     _io.register(_cls)
 
 __all__ = ["Index", "IndexIVF", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "IndexIVFPQPanorama", "IndexIVFFlatPanorama", "IndexRefine", "IndexRefineFlat",
-           "SearchParams", "SearchParametersIVF", "METRIC_L2", "METRIC_INNER_PRODUCT", "extract_index_ivf"]
+           "SearchParams", "SearchParametersIVF", "IndexRefineSearchParameters", "METRIC_L2", "METRIC_INNER_PRODUCT", "extract_index_ivf"]

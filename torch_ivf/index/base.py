@@ -46,12 +46,26 @@ class SearchParams:
 SearchParametersIVF = SearchParams
 
 
+@dataclass
+class IndexRefineSearchParameters(SearchParams):
+    """Faiss's IndexRefineSearchParameters: ``k_factor`` overrides the refine index's for this call;
+    ``base_index_params`` (a SearchParams) go to the base search instead of these."""
+    k_factor: float | None = None
+    base_index_params: SearchParams | None = None
+
+
 def _params(params) -> SearchParams:
     """Checked params with ``sel`` folded into ``allowed``."""
     if params is None:
         return SearchParams()
     if not isinstance(params, SearchParams):
         raise TypeError(f"params must be a SearchParams, got {type(params).__name__}")
+    if isinstance(params, IndexRefineSearchParameters):
+        kf = params.k_factor
+        if kf is not None and (isinstance(kf, bool) or not isinstance(kf, (int, float)) or not kf >= 1):
+            raise ValueError(f"params.k_factor must be a number >= 1, got {kf!r}")
+        if params.base_index_params is not None:
+            _params(params.base_index_params)  # its own checks, before anything runs
     if params.sel is None:
         return params
     if not isinstance(params.sel, IDSelector):

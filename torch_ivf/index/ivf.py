@@ -261,6 +261,12 @@ class IndexIVF(IVFScan, Index):
         """Inverse of _sa_payload (transformed space)."""
         raise NotImplementedError
 
+    def get_list_size(self, list_no: int) -> int:
+        """Faiss's IndexIVF.get_list_size: vectors stored in inverted list ``list_no``."""
+        if isinstance(list_no, bool) or not isinstance(list_no, (int, np.integer)) or not 0 <= list_no < self.nlist:
+            raise ValueError(f"list_no must be an int in [0, {self.nlist}), got {list_no!r}")
+        return self.invlists.list_size(int(list_no))
+
     def reconstruct_batch(self, labels) -> torch.Tensor:
         labels = _as_label_tensor(labels, self.device)
         pos, lists = self._positions_of(labels)

@@ -7,7 +7,7 @@ import torch
 from .. import io as _io
 from .. import kernels
 from ..topk import topk_first
-from .base import Index, SearchParams
+from .base import Index, IndexRefineSearchParameters, SearchParams, _params
 from .flat import IndexFlat
 from .ivf import _SCORE_BUDGET, IndexIVF
 
@@ -130,8 +130,13 @@ class IndexRefine(Index):
     def _search(self, q, k, params: SearchParams):
         if self.refine.ntotal == 0:  # no slab row to point at; the base answers "all missing" (host count, no sync)
             return self.base._search(q, k, params)
-        kk = max(k, int(k * self.k_factor))
-        _, cand = self.base._search(q, kk, params)
+        k_factor, base_params = self.k_factor, params
+        if isinstance(params, IndexRefineSearchParameters):
+            k_factor = params.k_factor if params.k_factor is not None else k_factor
+            if params.base_index_params is not None:
+                base_params = _params(params.base_index_params)
+        kk = max(k, int(k * k_factor))
+        _, cand = self.base._search(q, kk, base_params)
         # The refine IndexFlat stores plain vectors (one list, no residual), so a slab row is the vector.
         # Labels it lacks (-1 above all) come back not found and score -inf: no host sync.
         found, rows, _ = self.refine.invlists.locate(cand)
@@ -176,11 +181,14 @@ class IndexRefineFlat(IndexRefine):
 from ..factory import register_factory  # noqa: E402
 
 
-@register_factory(r"(.+),RFlat")
+@register_factory(r"(.+),(RFlat|Refine\(Flat\)|Refine\(SQfp16\))")
 def _refine_flat(m, d, metric, kw):
+    """",RFlat": float16 vectors (ours: half the bytes, ~1e-3 relative error); Faiss's ",Refine(Flat)"
+    keeps float32 and ",Refine(SQfp16)" float16, as there."""
     from ..factory import index_factory
     k_factor = kw.pop("k_factor", 1.0)
-    return IndexRefine(index_factory(d, m.group(1), metric, **kw), k_factor)
+    dtype = torch.float32 if m.group(2) == "Refine(Flat)" else torch.float16
+    return IndexRefine(index_factory(d, m.group(1), metric, **kw), k_factor, dtype)
 
 
 def extract_index_ivf(index) -> Index:
