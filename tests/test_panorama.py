@@ -178,3 +178,30 @@ def test_transform_faiss_style_calls(clustered_data):
         t.apply(xq[:, :10])
     with pytest.raises(TypeError, match="x must"):
         t.apply([[1.0] * 64])
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+@pytest.mark.parametrize("nbits", [8, 5])
+def test_identical_on_long_lists_with_ties(metric, nbits):
+    """Lists of 500-4500 rows (IndexIVFPQ's grouped scan reads them as one bag per row with all the
+    list's queries at once) and 5-bit codes (many exactly equal scores): still identical, and both of
+    IndexIVFPQ's modes return the same distances and the same ids per tied score."""
+    xb, xq = clustered(6000, 64, centres=60, seed=5), clustered(200, 64, centres=60, seed=6)
+    pano = ti.IndexIVFPQPanorama(64, 4, 16, nbits, 4, metric, niter=4, pq_niter=4)
+    pano.train(xb[:3000])
+    pano.add(xb)
+    ref = ti.IndexIVFPQ(64, 4, 16, nbits, metric="ip" if metric == "cosine" else metric)
+    ref.centroids = pano.centroids.clone()
+    ref.pq.set_centroids(pano.pq.centroids)
+    ref.add(pano._transform(pano._vectors(xb)[0]))
+    assert int(ref.invlists.sizes.max()) >= 2 * ref.pq.ksub
+    out = {}
+    for mode in ("grouped", "matrix"):
+        pano.search_mode = ref.search_mode = mode
+        for nprobe in (1, 3):
+            out[mode, nprobe] = assert_identical(pano, ref, xq, params=ti.SearchParams(nprobe=nprobe))
+    for nprobe in (1, 3):
+        (D1, I1), (D2, I2) = out["grouped", nprobe], out["matrix", nprobe]
+        assert np.array_equal(D1, D2)
+        assert all(sorted(zip(*a)) == sorted(zip(*b)) for a, b in zip(zip(D1, I1), zip(D2, I2)))
+    assert pano.panorama_stats.ratio_dims_scanned < 0.9

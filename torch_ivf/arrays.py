@@ -1,5 +1,6 @@
-"""Input coercion shared by the standalone codecs (ProductQuantizer, PanoramaTransform): numpy or
-torch in, float32 (n, d) tensor on the codec's device, and whether to hand numpy back (as Faiss does)."""
+"""Array helpers. Input coercion shared by the standalone codecs (ProductQuantizer, PanoramaTransform):
+numpy or torch in, float32 (n, d) tensor on the codec's device, and whether to hand numpy back (as
+Faiss does); row gathers for the scans."""
 from __future__ import annotations
 
 import numpy as np
@@ -23,3 +24,11 @@ def float_rows(x, d: int, device, name: str = "x") -> tuple[torch.Tensor, bool]:
 
 def back(t: torch.Tensor, was_numpy: bool):
     return t.cpu().numpy() if was_numpy else t
+
+
+def take_rows(t: torch.Tensor, pos) -> torch.Tensor:
+    """t[pos] for a slice or an index tensor of any shape; index_select, which on CPUs is several
+    times faster than advanced indexing for the row gathers of a scan."""
+    if isinstance(pos, slice):
+        return t[pos]
+    return t.index_select(0, pos.reshape(-1)).view(*pos.shape, *t.shape[1:])

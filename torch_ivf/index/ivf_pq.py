@@ -5,29 +5,44 @@ Scores are "larger is better". For l2 (r = decoded residual, c = list centroid):
                                   coarse term (per query, list)   init (per vector)   look-up tables (per query)
 For ip: <q, c + r> = <q,c> + sum_m <q_m, C_m[code_m]> (init 0). Without by_residual, c = 0.
 
-Every score goes through ``pair_scores``, whose reduction over the M table entries uses elementwise
-adds only, so a (query, vector) score is bitwise the same whatever batch it is computed in: this is
-what lets IndexIVFPQPanorama return *identical* results while it scores only the survivors.
+Every score goes through ``lut_sum`` (or ``term_sum`` on terms already gathered), which adds the M
+table entries left to right in float32, so a (query, vector) score is bitwise the same whatever batch
+it is computed in: this is what lets IndexIVFPQPanorama return *identical* results while it scores
+only the survivors.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .. import kernels
+from ..arrays import take_rows
 from ..pq import ProductQuantizer
 from .ivf import _SCORE_BUDGET, IndexIVF
 
 _WAVE_GROWTH = 4  # Panorama's kernel waves: 1, 4, 16, ... lists (each wave: a launch + a top-k; x4 beat x2 on the H100)
 
 
-def tree_sum(g: torch.Tensor) -> torch.Tensor:
-    """Sum over the last dim by halving with elementwise adds: bitwise independent of the batch shape."""
-    while g.shape[-1] > 1:
-        n, h = g.shape[-1], g.shape[-1] // 2
-        s = g[..., :h] + g[..., h:2 * h]
-        g = torch.cat([s, g[..., 2 * h:]], -1) if n % 2 else s
-    return g[..., 0]
+def lut_sum(lut: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """sum_m lut[idx[..., m]], added left to right in float32. embedding_bag adds a bag's entries in
+    order (per output lane on CPUs, one thread per bag on CUDA), so the result does not depend on the
+    batch or the layout it is computed in (tests compare it bitwise); it gathers and sums in one pass,
+    1.7x faster on the CPU than torch.take and a tree of halving adds. Devices without it add the
+    columns one by one, in the same order."""
+    M = idx.shape[-1]
+    if lut.device.type in ("cpu", "cuda"):
+        return F.embedding_bag(idx.reshape(-1, M), lut[:, None], mode="sum").view(idx.shape[:-1])
+    g = torch.take(lut, idx)
+    s = g[..., 0]
+    for m in range(1, M):
+        s = s + g[..., m]
+    return s
+
+
+def term_sum(t: torch.Tensor) -> torch.Tensor:
+    """lut_sum of terms already gathered: the same float32 sum, left to right over the last dim."""
+    return lut_sum(t.reshape(-1), torch.arange(t.numel(), device=t.device).view(t.shape))
 
 
 def _split_quantizer_args(args, kwargs):
@@ -98,7 +113,7 @@ class IndexIVFPQ(IndexIVF):
 
     def _code_rows(self, pos) -> torch.Tensor:
         """uint8 codes (..., M) of slab rows pos, whatever the stored layout."""
-        return self.invlists.data["codes"][pos]
+        return take_rows(self.invlists.data["codes"], pos)
 
     def _fields_from_codes(self, codes, lists) -> dict:
         """Stored fields for given codes (used by encode and by from_faiss)."""
@@ -174,22 +189,37 @@ class IndexIVFPQ(IndexIVF):
         col = torch.searchsorted(ctx["probe_sorted"][qsel], lists.contiguous())
         return ctx["ct"][qsel].gather(1, ctx["probe_order"][qsel].gather(1, col))
 
+    def _table_sums(self, ctx, qi, codes, first: int = 0) -> torch.Tensor:
+        """lut_sum of the table entries of codes (..., w) of sub-quantizers first .. first+w-1 for
+        broadcastable queries qi. A dense block of many rows (qi (b, 1), codes (1, R, w)) reads the
+        b queries' tables as one (w * ksub, b) weight, so a row's codes are one bag for all b queries
+        (5-7x faster at 850 rows, the same sums); otherwise one linear index per term into the flat
+        tables, int32 where they allow (half the bytes to write and read)."""
+        lut, q_stride, m_stride = self._lut(ctx)
+        w, ksub = codes.shape[-1], self.pq.ksub
+        if (qi.dim() == 2 and qi.shape[1] == 1 and codes.dim() == 3 and codes.shape[0] == 1
+                and codes.shape[1] >= 2 * ksub and lut.device.type in ("cpu", "cuda")):
+            tables = lut.as_strided((lut.numel() // (self.M * ksub), self.M, ksub), (q_stride, m_stride, 1))
+            weight = tables[:, first:first + w].index_select(0, qi[:, 0]).permute(1, 2, 0)
+            weight = weight.reshape(w * ksub, -1).contiguous()
+            bags = codes[0].long() + torch.arange(0, w * ksub, ksub, device=self.device)
+            return F.embedding_bag(bags, weight, mode="sum").t()
+        dtype = torch.int32 if lut.numel() < 2**31 else torch.int64
+        off = torch.arange(first, first + w, device=self.device, dtype=dtype) * m_stride
+        return lut_sum(lut, codes.to(dtype) + (off + (qi * q_stride).to(dtype)[..., None]))
+
     def pair_scores(self, ctx, qi, pos, ct):
         """Exact ADC scores for broadcastable (query, slab row) index tensors; ct the coarse terms."""
-        # One linear index into the flat tables: torch.take is 1.5-2.5x faster than 2-D advanced indexing.
-        lut, q_stride, m_stride = self._lut(ctx)
-        off = torch.arange(self.M, device=self.device) * m_stride
-        idx = self._code_rows(pos).long() + (off + (qi * q_stride)[..., None])
-        g = torch.take(lut, idx)
-        return (ct - self.invlists.data["init"][pos]) + tree_sum(g)
+        return (ct - self.invlists.data["init"][pos]) + self._table_sums(ctx, qi, self._code_rows(pos))
 
     def _score_block(self, ctx, qsel, list_id, start, end):
         col = (ctx["probe"][qsel] == list_id).int().argmax(1)
         ct = ctx["ct"][qsel, col][:, None]
         b = qsel.shape[0]
-        rows = max(1, _SCORE_BUDGET // max(1, b * self.M))
+        # long lists take _table_sums' (ksub x M, b) weight, no (b, rows, M) index tensor to bound
+        rows = end - start if end - start >= 2 * self.pq.ksub else max(1, _SCORE_BUDGET // max(1, b * self.M))
         out = []
-        for a in range(start, end, rows):  # bound the (b, rows, M) gather
+        for a in range(start, end, rows):
             pos = torch.arange(a, min(a + rows, end), device=self.device)
             out.append(self.pair_scores(ctx, qsel[:, None], pos[None, :], ct))
         return torch.cat(out, 1)

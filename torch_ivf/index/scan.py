@@ -185,7 +185,7 @@ class IVFScan:
             lists = ls[..., None].expand(-1, -1, maxlen).reshape(b, -1)
             s = self._score_gathered(ctx, qsel, pos, lists).masked_fill(~valid.reshape(b, -1), float("-inf"))
             s = self._filter(s, pos, mask)
-            values, idx = topk_first(s, min(k, s.shape[1]))
+            values, idx = topk_first(s, min(k, s.shape[1]), pos)  # ties: first in the slab, as "grouped"
             probe_col, row = idx // maxlen, idx % maxlen
             out_s.append(values)
             # -inf entries (fewer candidates than k) may point past the slab: park them at row 0
