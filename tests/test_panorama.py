@@ -182,10 +182,14 @@ def test_transform_faiss_style_calls(clustered_data):
 
 @pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
 @pytest.mark.parametrize("nbits", [8, 5])
-def test_identical_on_long_lists_with_ties(metric, nbits):
+@pytest.mark.parametrize("bags", [True, False])
+def test_identical_on_long_lists_with_ties(metric, nbits, bags, monkeypatch):
     """Lists of 500-4500 rows (IndexIVFPQ's grouped scan reads them as one bag per row with all the
     list's queries at once) and 5-bit codes (many exactly equal scores): still identical, and both of
-    IndexIVFPQ's modes return the same distances and the same ids per tied score."""
+    IndexIVFPQ's modes return the same distances and the same ids per tied score. bags=False: the
+    sums of devices without embedding_bag (DirectML, MPS)."""
+    if not bags:
+        monkeypatch.setattr("torch_ivf.index.ivf_pq._BAG_DEVICES", ())
     xb, xq = clustered(6000, 64, centres=60, seed=5), clustered(200, 64, centres=60, seed=6)
     pano = ti.IndexIVFPQPanorama(64, 4, 16, nbits, 4, metric, niter=4, pq_niter=4)
     pano.train(xb[:3000])

@@ -5,10 +5,9 @@ Scores are "larger is better". For l2 (r = decoded residual, c = list centroid):
                                   coarse term (per query, list)   init (per vector)   look-up tables (per query)
 For ip: <q, c + r> = <q,c> + sum_m <q_m, C_m[code_m]> (init 0). Without by_residual, c = 0.
 
-Every score goes through ``lut_sum`` (or ``term_sum`` on terms already gathered), which adds the M
-table entries left to right in float32, so a (query, vector) score is bitwise the same whatever batch
-it is computed in: this is what lets IndexIVFPQPanorama return *identical* results while it scores
-only the survivors.
+Every score goes through ``lut_sum``, which adds the M table entries left to right in float32, so a
+(query, vector) score is bitwise the same whatever batch it is computed in: this is what lets
+IndexIVFPQPanorama return *identical* results while it scores only the survivors.
 """
 from __future__ import annotations
 
@@ -21,28 +20,25 @@ from ..arrays import take_rows
 from ..pq import ProductQuantizer
 from .ivf import _SCORE_BUDGET, IndexIVF
 
+_BAG_DEVICES = ("cpu", "cuda")  # device types whose embedding_bag sums a bag left to right (see lut_sum)
 _WAVE_GROWTH = 4  # Panorama's kernel waves: 1, 4, 16, ... lists (each wave: a launch + a top-k; x4 beat x2 on the H100)
 
 
 def lut_sum(lut: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """sum_m lut[idx[..., m]], added left to right in float32. embedding_bag adds a bag's entries in
-    order (per output lane on CPUs, one thread per bag on CUDA), so the result does not depend on the
-    batch or the layout it is computed in (tests compare it bitwise); it gathers and sums in one pass,
-    1.7x faster on the CPU than torch.take and a tree of halving adds. Devices without it add the
-    columns one by one, in the same order."""
-    M = idx.shape[-1]
-    if lut.device.type in ("cpu", "cuda"):
+    """sum_m lut[idx[..., m]], bitwise the same whatever batch or layout computes it (tests compare
+    it bitwise). CPU and CUDA: embedding_bag, which adds a bag's entries left to right in float32
+    (per output lane on CPUs, one thread per bag on CUDA) and gathers and sums in one pass, 1.7x
+    faster on the CPU than torch.take and a tree of halving adds. Other devices (DirectML, MPS):
+    that tree, elementwise adds only, so just as batch-invariant."""
+    if lut.device.type in _BAG_DEVICES:
+        M = idx.shape[-1]
         return F.embedding_bag(idx.reshape(-1, M), lut[:, None], mode="sum").view(idx.shape[:-1])
-    g = torch.take(lut, idx)
-    s = g[..., 0]
-    for m in range(1, M):
-        s = s + g[..., m]
-    return s
-
-
-def term_sum(t: torch.Tensor) -> torch.Tensor:
-    """lut_sum of terms already gathered: the same float32 sum, left to right over the last dim."""
-    return lut_sum(t.reshape(-1), torch.arange(t.numel(), device=t.device).view(t.shape))
+    g = torch.take(lut, idx.long())
+    while g.shape[-1] > 1:
+        n, h = g.shape[-1], g.shape[-1] // 2
+        s = g[..., :h] + g[..., h:2 * h]
+        g = torch.cat([s, g[..., 2 * h:]], -1) if n % 2 else s
+    return g[..., 0]
 
 
 def _split_quantizer_args(args, kwargs):
@@ -198,7 +194,7 @@ class IndexIVFPQ(IndexIVF):
         lut, q_stride, m_stride = self._lut(ctx)
         w, ksub = codes.shape[-1], self.pq.ksub
         if (qi.dim() == 2 and qi.shape[1] == 1 and codes.dim() == 3 and codes.shape[0] == 1
-                and codes.shape[1] >= 2 * ksub and lut.device.type in ("cpu", "cuda")):
+                and codes.shape[1] >= 2 * ksub and lut.device.type in _BAG_DEVICES):
             tables = lut.as_strided((lut.numel() // (self.M * ksub), self.M, ksub), (q_stride, m_stride, 1))
             weight = tables[:, first:first + w].index_select(0, qi[:, 0]).permute(1, 2, 0)
             weight = weight.reshape(w * ksub, -1).contiguous()
