@@ -12,7 +12,8 @@ import torch
 from .arrays import back, float_rows
 from .kmeans import kmeans
 
-_CHUNK = 1 << 16  # rows encoded per step: (chunk, M, ksub) distances stay small
+_CHUNK_ELEMENTS = 1 << 24  # (rows, M, ksub) distances per encoding step: 64 MB (a fixed 65536 rows took
+# ~20 GB at M 96, 8 bits, and was killed on a 24 GB machine)
 
 
 class ProductQuantizer:
@@ -75,10 +76,11 @@ class ProductQuantizer:
         x = self._check(x)
         cn = self.centroids.pow(2).sum(-1)  # (M, ksub)
         out = torch.empty(x.shape[0], self.M, dtype=torch.uint8, device=self.device)
-        for a in range(0, x.shape[0], _CHUNK):
-            sub = x[a:a + _CHUNK].view(-1, self.M, self.dsub).transpose(0, 1)  # (M, n, dsub)
+        step = max(1, _CHUNK_ELEMENTS // (self.M * self.ksub))
+        for a in range(0, x.shape[0], step):
+            sub = x[a:a + step].view(-1, self.M, self.dsub).transpose(0, 1)  # (M, n, dsub)
             dots = torch.bmm(sub, self.centroids.transpose(1, 2))  # (M, n, ksub)
-            out[a:a + _CHUNK] = (cn[:, None, :] - 2 * dots).argmin(-1).T.to(torch.uint8)
+            out[a:a + step] = (cn[:, None, :] - 2 * dots).argmin(-1).T.to(torch.uint8)
         return out
 
     def decode(self, codes):
