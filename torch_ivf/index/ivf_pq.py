@@ -202,7 +202,11 @@ class IndexIVFPQ(IndexIVF):
             return F.embedding_bag(bags, weight, mode="sum").t()
         dtype = torch.int32 if lut.numel() < 2**31 else torch.int64
         off = torch.arange(first, first + w, device=self.device, dtype=dtype) * m_stride
-        return lut_sum(lut, codes.to(dtype) + (off + (qi * q_stride).to(dtype)[..., None]))
+        q_off = (qi * q_stride).to(dtype)[..., None]
+        idx = codes.to(dtype).add_(off)
+        # in place unless the queries widen the batch (a dense block of rows for several queries)
+        return lut_sum(lut, idx.add_(q_off) if torch.broadcast_shapes(idx.shape, q_off.shape) == idx.shape
+                       else idx + q_off)
 
     def pair_scores(self, ctx, qi, pos, ct):
         """Exact ADC scores for broadcastable (query, slab row) index tensors; ct the coarse terms."""
