@@ -203,7 +203,7 @@ class IndexIVFPQ(IndexIVF):
         dtype = torch.int32 if lut.numel() < 2**31 else torch.int64
         off = torch.arange(first, first + w, device=self.device, dtype=dtype) * m_stride
         q_off = (qi * q_stride).to(dtype)[..., None]
-        idx = codes.to(dtype).add_(off)
+        idx = codes.to(dtype, copy=True).add_(off)
         # in place unless the queries widen the batch (a dense block of rows for several queries)
         return lut_sum(lut, idx.add_(q_off) if torch.broadcast_shapes(idx.shape, q_off.shape) == idx.shape
                        else idx + q_off)

@@ -397,7 +397,7 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
     def _level_fns(self, ctx):
         # A level's partial is the lut_sum of its M/L table entries; the final survivors' exact score
         # is looked up again over all M (IndexIVFPQ's pair_scores, so bitwise its score), which costs
-        # less than keeping every pair's terms until the end (MiniLM, CPU: 1.5x).
+        # less than keeping every pair's terms until the end (MiniLM, CPU: 1.35x).
         level_part, _ = self._pairs_fns(ctx)
 
         def exact(base, t, qi, pos):
