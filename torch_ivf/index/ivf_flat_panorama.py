@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .. import kernels
+from ..arrays import take_rows
 from ..panorama import round_up_half, suffix_norms
 from .ivf_flat import IndexIVFFlat
 from .scan import scanned_rows
@@ -61,10 +62,10 @@ class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
 
         def level_part(qi, pos, j):  # qi, pos broadcastable
             sl = slice(j * dl, (j + 1) * dl)
-            return coef * (q[qi, sl] * vec[pos, sl].float()).sum(-1)
+            return coef * (take_rows(q[:, sl], qi) * take_rows(vec[:, sl], pos).float()).sum(-1)
 
         def exact(qi, pos, ct):
-            return self._base(ctx, pos, ct) + coef * (q[qi] * vec[pos].float()).sum(-1)
+            return self._base(ctx, pos, ct) + coef * (take_rows(q, qi) * take_rows(vec, pos).float()).sum(-1)
         return level_part, exact
 
     def _scan_matrix(self, ctx, probe, k, mask, max_codes):
