@@ -227,7 +227,7 @@ class PanoramaScan:
         lens = scanned_rows(sizes[probe], max_codes)  # rows past max_codes are not scanned
         # level-major (L, n) copies: the bound reads one level of every pair at once
         sc = {"qt": (self._coef() * ctx["qtail"]).t().contiguous(),
-              "yt": self.invlists.data["tails"].t().float().contiguous(), "fns": self._level_fns(ctx), "k": k}
+              "yt": self.invlists.data["tails"].t().float().contiguous(), "level": self._pairs_fns(ctx)[0], "k": k}
         best_s = torch.full((nq, k), float("-inf"), device=self.device)
         best_p = torch.zeros((nq, k), dtype=torch.int64, device=self.device)
         c0 = 0
@@ -270,9 +270,9 @@ class PanoramaScan:
     def _wave_chunk(self, ctx, sc, qi, pos, ct, thr, mask, prune):
         """Pruned level-wise scan of flat pairs. A pair is carried as its margin (partial score + slack
         - threshold), so the bound at level j is margin + ||q_tail_j|| ||y_tail_j|| >= 0; survivors
-        are compacted at every level. Each level's terms are kept per pair for the codec's exact(),
-        which either re-sums them in the unpruned scorer's order or looks the survivors up again."""
-        terms_fn, exact_fn = sc["fns"]
+        are compacted at every level. The partial score (base, then each level's part added in level
+        order) is carried beside it for _wave_exact."""
+        level_fn = sc["level"]
         qt, yt, stats = sc["qt"], sc["yt"], ctx["stats"]
         L, dl = self.n_levels, self.d // self.n_levels
         stats.total_dims += qi.shape[0] * self.d
@@ -288,7 +288,7 @@ class PanoramaScan:
             margin = base - th + bound_slack(base, tail0, th)
         else:  # first wave: margin is the partial score until a threshold exists
             margin = base
-        buf = None
+        partial = base
         for j in range(L):
             if not prune and j == min(_SEED_LEVEL, L - 1) and n:
                 # Seed from this wave itself: every pair's score is >= partial - tail bound, so the k-th
@@ -301,34 +301,23 @@ class PanoramaScan:
             if prune:
                 sel = torch.nonzero(margin + qt[j].index_select(0, qi) * yt[j].index_select(0, pos) >= 0).squeeze(1)
                 if sel.numel() < idx.numel():  # index_select: several times cheaper than t[sel] on CPUs
-                    idx, qi, pos, margin = (t.index_select(0, sel) for t in (idx, qi, pos, margin))
+                    idx, qi, pos, margin, partial = (t.index_select(0, sel)
+                                                     for t in (idx, qi, pos, margin, partial))
                 if idx.numel() == 0:
                     return qi, base[:0], pos
             stats.total_dims_scanned += idx.numel() * dl
-            t = terms_fn(qi, pos, j)
-            if buf is None:
-                buf = torch.empty((n, L, t.shape[1]), device=self.device)  # pair-major: survivors read rows
-            if idx.numel() == n:
-                buf[:, j] = t
-            else:
-                buf[:, j].index_copy_(0, idx, t)
-            margin = margin + t.sum(1)
+            t = level_fn(qi, pos, j)
+            margin = margin + t
+            partial = partial + t
         if prune:
             sel = torch.nonzero(margin >= 0).squeeze(1)
-            idx, qi, pos = idx[sel], qi[sel], pos[sel]
-            buf = buf[idx]
-        return qi, exact_fn(base[idx], buf, qi, pos), pos
+            idx, qi, pos, partial = idx[sel], qi[sel], pos[sel], partial[sel]
+        return qi, self._wave_exact(ctx, base[idx], partial, qi, pos), pos
 
-    def _level_fns(self, ctx):
-        """(terms(qi, pos, j) -> (n, w) terms of level j, exact(base, terms (n, L, w), qi, pos) -> scores).
-        Default: one term per level, summed in level order as the pruned partials are."""
-        level_part = self._pairs_fns(ctx)[0]
+    def _wave_exact(self, ctx, base, partial, qi, pos):
+        """Exact scores of a wave's final survivors: the summed partial (the unpruned scorer's order)."""
+        return partial
 
-        def exact(base, t, qi, pos):
-            for j in range(t.shape[1]):
-                base = base + t[:, j, 0]
-            return base
-        return (lambda qi, pos, j: level_part(qi, pos, j)[:, None]), exact
 
 class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
     """``IndexIVFPQPanorama(d, nlist, M, nbits=8, n_levels=8, metric="l2", *, transform=True, ...)``
@@ -394,15 +383,10 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
             return self.pair_scores(ctx, qi, pos, ct)
         return level_part, exact
 
-    def _level_fns(self, ctx):
-        # A level's partial is the lut_sum of its M/L table entries; the final survivors' exact score
-        # is looked up again over all M (IndexIVFPQ's pair_scores, so bitwise its score), which costs
-        # less than keeping every pair's terms until the end (MiniLM, CPU: 1.35x).
-        level_part, _ = self._pairs_fns(ctx)
-
-        def exact(base, t, qi, pos):
-            return base + self._table_sums(ctx, qi, self._code_rows(pos))
-        return (lambda qi, pos, j: level_part(qi, pos, j)[:, None]), exact
+    def _wave_exact(self, ctx, base, partial, qi, pos):
+        # The survivors' exact score is looked up again over all M entries (IndexIVFPQ's pair_scores,
+        # so bitwise its score): cheaper than keeping every pair's terms until the end (MiniLM, CPU: 1.35x).
+        return base + self._table_sums(ctx, qi, self._code_rows(pos))
 
 
 from ..factory import register_factory  # noqa: E402

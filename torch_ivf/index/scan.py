@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .. import kernels
+from ..arrays import take_rows
 from ..topk import running_topk, topk_first
 from .base import SearchParams
 
@@ -151,10 +152,7 @@ class IVFScan:
         """mask[labels[pos]] for slab rows pos (a tensor of any shape, or a slice).
 
         index_select, not advanced indexing: on a busy CPU the latter cost ~12 ms for 10k rows."""
-        labels = self.invlists.data["labels"]
-        lab = labels[pos] if isinstance(pos, slice) else labels.index_select(0, pos.reshape(-1))
-        out = mask.index_select(0, lab)
-        return out if isinstance(pos, slice) else out.reshape(pos.shape)
+        return take_rows(mask, take_rows(self.invlists.data["labels"], pos))
 
     _kernel_scan = False
 
