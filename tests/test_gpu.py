@@ -123,6 +123,16 @@ def test_triton_pq_scan_matches_torch_path(metric):
 
 
 @pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_triton_pq_long_lists_match_torch_path(metric):
+    """A catch-all list that every query probes is scored by kernels.pq_lists (decode + GEMM)."""
+    xb = clustered(20000, 64, centres=200, seed=41)
+    xb[:4000] = xb.mean(0) + 0.05 * np.random.default_rng(3).standard_normal((4000, 64)).astype(np.float32)
+    xq = clustered(300, 64, centres=200, seed=42)
+    _assert_kernel_matches_torch(
+        ti.IndexIVFPQ(64, 64, 16, 8, metric, nprobe=6, niter=5, pq_niter=5, device="cuda", search_mode="matrix"), xb, xq)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("d", [72, 33, 384])
 def test_triton_refine_scores_match_torch_path(metric, dtype, d):

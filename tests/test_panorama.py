@@ -209,3 +209,33 @@ def test_identical_on_long_lists_with_ties(metric, nbits, bags, monkeypatch):
         assert np.array_equal(D1, D2)
         assert all(sorted(zip(*a)) == sorted(zip(*b)) for a, b in zip(zip(D1, I1), zip(D2, I2)))
     assert pano.panorama_stats.ratio_dims_scanned < 0.9
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_identical_with_long_list_kernel(metric):
+    """A catch-all list near the data's mean that every query probes takes kernels.pq_lists (decode +
+    GEMM) in both indexes: still identical, and equal to the torch path to rounding."""
+    from conftest import assert_knn_equal
+
+    from torch_ivf import kernels
+    from torch_ivf.kernels.pq_lists import long_lists
+    rng = np.random.default_rng(7)
+    xb = clustered(4000, 64, centres=60, seed=5)
+    xb = np.concatenate([xb, xb.mean(0) + 0.05 * rng.standard_normal((2000, 64)).astype(np.float32)])
+    xq = clustered(300, 64, centres=60, seed=6)
+    pano, ref = _pair(xb, metric, device="cuda")
+    pano.search_mode = ref.search_mode = "matrix"
+    q = torch.as_tensor(xq, device="cuda")
+    probe = pano._coarse(pano._transform(q), 4)[0]
+    assert long_lists(pano.invlists.device_meta()[1], probe).any()
+    for params in (ti.SearchParams(nprobe=4), ti.SearchParams(nprobe=4, allowed=np.arange(0, len(xb), 3)),
+                   ti.SearchParams(nprobe=4, max_codes=2500)):
+        for k in (10, 80):
+            D, I = assert_identical(pano, ref, q, k=k, params=params)
+            kernels.enabled = False
+            try:
+                Dt, It = pano.search(q, k, params=params)
+            finally:
+                kernels.enabled = True
+            assert_knn_equal(D, I, Dt.cpu().numpy(), It.cpu().numpy(), rtol=1e-4, atol=1e-2)

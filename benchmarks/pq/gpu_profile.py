@@ -3,7 +3,7 @@
     python -m benchmarks.pq.gpu_profile --data-dir benchmarks/pq/.data --shards 2 --nprobes 16,64
 Prints per (index, k, nprobe) the median wall time of a search and the sum of its GPU kernel times
 (the gap is host work: launches and synchronisations), then the heaviest kernels of each; with
---sweep, first the pruned kernel's time per (rows, warps, lists per group) setting.
+--sweep, first the search times per setting of kernels.pq_lists (which lists it takes, its tiles).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch
 import torch_ivf as ti
 from benchmarks.datasets import make_clustered
 from benchmarks.pq.bench_pq import identical, load_minilm, timed_search
-from torch_ivf.kernels import pq_scan
+from torch_ivf.kernels import pq_lists
 
 
 def kernel_table(fn, rows):
@@ -73,17 +73,20 @@ def main():
              f"ivfpq k{kk}": lambda: ref.search(qt, kk), f"pano k{kk}": lambda: pano.search(q, kk),
              "pano+RFlat k10": lambda: pano_r.search(q, 10), "ivfpq+RFlat k10": lambda: ref_r.search(qt, 10)}
     nprobes = [int(v) for v in args.nprobes.split(",")]
-    default = pq_scan.RUNNING
-    sweep = ((32, 1, 8), (64, 2, 8), (32, 1, 4), (32, 1, 16))
-    for setting in sweep if args.sweep else ():
-        pq_scan.RUNNING = setting
+    defaults = (pq_lists.MIN_ROWS, pq_lists.TILES)
+    sweep = [(rows, tiles) for rows in (1 << 30, 2048, 512, 128, 0) for tiles in ((32, 64, 16, 4, "tf32x3"),)]
+    sweep += [(512, (16, 64, 16, 4, "tf32x3")), (512, (64, 64, 16, 4, "tf32x3")), (512, (32, 32, 16, 4, "tf32x3")),
+              (512, (32, 64, 32, 4, "tf32x3")), (512, (32, 64, 16, 8, "tf32x3")), (512, (32, 64, 16, 4, "tf32"))]
+    for rows, tiles in sweep if args.sweep else ():  # which lists take the decode + GEMM scan, and its tiles
+        pq_lists.MIN_ROWS, pq_lists.TILES = rows, tiles
         for nprobe in nprobes:
             pano.nprobe = ref.nprobe = nprobe
-            tr, _ = timed_search(cases["ivfpq k10"], torch.cuda.synchronize, 7)
-            tp, _ = timed_search(cases["pano k10"], torch.cuda.synchronize, 7)
-            print(json.dumps({"running": setting, "nprobe": nprobe, "ivfpq_ms": round(tr * 1e3, 3),
-                              "pano_ms": round(tp * 1e3, 3), "speedup": round(tr / tp, 3)}), flush=True)
-    pq_scan.RUNNING = default
+            row = {"min_rows": rows, "tiles": tiles, "nprobe": nprobe}
+            for name in ("ivfpq k10", "pano k10", f"ivfpq k{kk}", f"pano k{kk}"):
+                row[name] = round(timed_search(cases[name], torch.cuda.synchronize, 7)[0] * 1e3, 3)
+            row["identical"] = identical(*(tuple(t.cpu().numpy() for t in cases[c]()) for c in (f"pano k{kk}", f"ivfpq k{kk}")))
+            print(json.dumps(row), flush=True)
+    pq_lists.MIN_ROWS, pq_lists.TILES = defaults
     for nprobe in nprobes:
         pano.nprobe = ref.nprobe = nprobe
         same = identical(*(tuple(t.cpu().numpy() for t in f()) for f in (cases["pano k10"], cases["ivfpq k10"])))

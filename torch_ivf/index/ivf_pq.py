@@ -19,6 +19,7 @@ from .. import kernels
 from ..arrays import take_rows
 from ..pq import ProductQuantizer
 from .ivf import _SCORE_BUDGET, IndexIVF
+from .scan import scanned_rows
 
 _BAG_DEVICES = ("cpu", "cuda")  # device types whose embedding_bag sums a bag left to right (see lut_sum)
 _WAVE_GROWTH = 4  # Panorama's kernel waves: 1, 4, 16, ... lists (each wave: a launch + a top-k; x4 beat x2 on the H100)
@@ -167,7 +168,7 @@ class IndexIVFPQ(IndexIVF):
         else:
             ct = torch.zeros(probe.shape, device=q.device)
         sp, order = probe.sort(1)
-        return {"tables": tables, "ct": ct, "probe": probe, "probe_sorted": sp, "probe_order": order,
+        return {"tables": tables, "q_scaled": q * scale, "ct": ct, "probe": probe, "probe_sorted": sp, "probe_order": order,
                 "qnorm": q.pow(2).sum(1)}
 
     def _lut(self, ctx) -> tuple[torch.Tensor, int, int]:
@@ -243,20 +244,28 @@ class IndexIVFPQ(IndexIVF):
     def _scan_triton(self, ctx, probe, k, mask, max_codes):
         """kernels.pq_scan over a compact (query, candidate) layout: a query's probed lists back to back,
         so the score matrix is as wide as the most candidates any query has, not nprobe x the longest
-        list (bounded on the host by the nprobe largest lists: no wait for the device).
+        list (bounded on the host by the nprobe largest lists: no wait for the device). Long lists that
+        many queries probe go to kernels.pq_lists instead (decoded once per query block, GEMM) and sit
+        first in a query's row, so the waves below prune against their scores too.
 
         Pruning, small k: one launch in which each query walks its lists with a running top-k.
         Larger k: waves of probes by coarse rank (1, 4, 16, ... lists), each pruning against the k-th
         best score of the waves before it, read from the same matrix (on the H200 the waves beat the
         running scan 1.7x at k 80, which waits for 80 scores before it prunes; the running scan wins
         up to 1.25x at k 10)."""
+        from ..kernels.pq_lists import MIN_ROWS, long_lists, pq_lists
         from ..kernels.pq_scan import RUNNING_MAX_K, pq_scan
         nq, P = probe.shape
         starts, sizes = self.invlists.device_meta()
         data = self.invlists.data
         lens = sizes[probe]
-        ends = torch.cumsum(lens, 1)
-        off = ends - lens
+        served = long_lists(sizes, probe)
+        lens_long = torch.where(served[probe], lens, 0)
+        lens_short = lens - lens_long
+        ends = torch.cumsum(torch.cat([lens_long, lens_short], 1), 1)  # (nq, 2P): served lists, then the rest
+        off = ends - torch.cat([lens_long, lens_short], 1)
+        before = torch.cumsum(lens, 1) - lens if max_codes else None  # max_codes counts in coarse order
+        sizes_short = torch.where(served, 0, sizes)
         running = k <= RUNNING_MAX_K
         waves, c0, w = [], 0, 1
         while c0 < P:
@@ -264,8 +273,11 @@ class IndexIVFPQ(IndexIVF):
             c0, w = waves[-1][1], _WAVE_GROWTH * w
         if not self._pruning_kernel() or running:
             waves = [(0, P)]
-        most = torch.cumsum(self.invlists.sizes.topk(P).values, 0)  # host: row widths after each wave
-        widths = [max(1, int(most[c1 - 1])) for _, c1 in waves]
+        host_sizes = self.invlists.sizes
+        most = torch.cumsum(host_sizes.topk(P).values, 0)  # host: row widths after each wave
+        big = host_sizes[host_sizes >= MIN_ROWS]  # rows of a query's served lists: at most its P largest of these
+        long_most = int(big.topk(min(P, big.numel())).values.sum())
+        widths = [max(1, min(int(most[-1]), long_most + int(most[c1 - 1]))) for _, c1 in waves]
         best_s = torch.empty((nq, k), device=self.device)
         best_p = torch.empty((nq, k), dtype=torch.int64, device=self.device)
         thr = torch.full((nq,), float("-inf"), device=self.device)
@@ -275,20 +287,26 @@ class IndexIVFPQ(IndexIVF):
             q = slice(c, min(nq, c + chunk))
             b = q.stop - q.start
             out = torch.full((b, widths[-1]), float("-inf"), device=self.device)
+            bq = None if before is None else before[q]
+            pq_lists(out, ctx["q_scaled"][q], self.pq.centroids, data["codes"], data["init"], ctx["ct"][q], starts,
+                     sizes, probe[q], served, off[q, :P], before=bq, max_codes=max_codes, labels=data["labels"],
+                     mask=mask)
             prune = self._kernel_prune(ctx, q, stats)
             surv = torch.empty((2, b, widths[-1]), dtype=torch.int32, device=self.device) if prune else None
+            if prune:  # the served lists are scanned in full
+                stats.add_(scanned_rows(lens, max_codes)[q].mul(served[probe[q]]).sum() * prune["tails"].shape[1])
             for (c0, c1), width in zip(waves, widths):
                 if prune:
                     prune.update({"k": k} if running else {"thr": thr[q]})
-                pq_scan(out, ctx["tables"][:, q], data["codes"], data["init"], ctx["ct"][q], starts, sizes, probe[q],
-                        off[q], cols=(c0, c1), before=None if not max_codes else off[q], max_codes=max_codes,
-                        labels=data["labels"], mask=mask, prune=prune, surv=surv)
+                pq_scan(out, ctx["tables"][:, q], data["codes"], data["init"], ctx["ct"][q], starts, sizes_short,
+                        probe[q], off[q, P:], cols=(c0, c1), before=bq, max_codes=max_codes, labels=data["labels"],
+                        mask=mask, prune=prune, surv=surv)
                 if prune and c1 < P and width >= k:  # the k-th best so far: -inf while fewer exist
                     thr[q] = kernels.topk(out[:, :width], k)[0][:, -1]
             values, idx = kernels.topk(out, min(k, widths[-1]))
-            col = torch.searchsorted(ends[q], idx, right=True).clamp_max(P - 1)
+            col = torch.searchsorted(ends[q], idx, right=True).clamp_max(2 * P - 1)
             row = idx - off[q].gather(1, col)
-            pos = torch.where(torch.isneginf(values), 0, starts[probe[q].gather(1, col)] + row)
+            pos = torch.where(torch.isneginf(values), 0, starts[probe[q].gather(1, col % P)] + row)
             best_s[q, :values.shape[1]], best_p[q, :values.shape[1]] = values, pos
             if values.shape[1] < k:
                 best_s[q, values.shape[1]:], best_p[q, values.shape[1]:] = float("-inf"), 0

@@ -15,6 +15,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .list_pairs import group_pairs, program_pairs
+
 # (rows per tile, dimensions per step, warps, dot precision); queries per program follow the mean
 # queries per list. Best of those timed (benchmarks/flat_tiles.py, H200): "tf32x3" (three TF32 tensor
 # core products, float32-level error) ran 1.5-1.9x faster than IEEE float32 FMA dots.
@@ -37,23 +39,8 @@ def _flat_lists(Q, X, BIAS, CT, STARTS, SIZES, ORDER, FIRST, COUNT, TILE_END, OF
                 SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_CT: tl.constexpr, HAS_MASK: tl.constexpr,
                 HAS_MAXC: tl.constexpr, KOUT: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr,
                 BLOCK_D: tl.constexpr, PRECISION: tl.constexpr):
-    t = tl.program_id(0)
-    # the list this program serves: the tiles of list l end at TILE_END[l] (binary search)
-    lo = 0
-    hi = nlist
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if tl.load(TILE_END + mid) <= t:
-            lo = mid + 1
-        else:
-            hi = mid
-    if lo < nlist:
-        lst = lo
-        count = tl.load(COUNT + lst)
-        tiles_before = tl.load(TILE_END + lst) - (count + BLOCK_Q - 1) // BLOCK_Q
-        qa = (t - tiles_before) * BLOCK_Q + tl.arange(0, BLOCK_Q)
-        qm = qa < count
-        pair = tl.load(ORDER + tl.load(FIRST + lst) + qa, mask=qm, other=0)  # q * P + probe column
+    lst, pair, qm = program_pairs(tl.program_id(0), ORDER, FIRST, COUNT, TILE_END, nlist, BLOCK_Q)
+    if lst < nlist:
         qi = (pair // P).to(tl.int64)
         if HAS_MAXC:
             col0 = tl.load(OFF + pair, mask=qm, other=0)  # candidates of the query's earlier probes
@@ -110,13 +97,7 @@ def flat_scan(q, vectors, bias, ct, starts, sizes, probe, off, labels, mask, max
     block_n = max(block_n, kout)
     per_list = nq * P / nlist
     block_q = 16 if per_list <= 16 else 32 if per_list <= 48 else 64  # few empty query slots per program
-    pairs = probe.reshape(-1)
-    order = torch.argsort(pairs, stable=True).to(torch.int32)  # pair ids grouped by list
-    count = torch.zeros(nlist, dtype=torch.int32, device=q.device).scatter_add_(
-        0, pairs, torch.ones_like(pairs, dtype=torch.int32))
-    first = torch.cumsum(count, 0, dtype=torch.int32) - count
-    tile_end = torch.cumsum((count + block_q - 1) // block_q, 0, dtype=torch.int32)
-    n_tiles = min(nlist, nq * P) + triton.cdiv(nq * P, block_q)  # bound known on the host: no device sync
+    order, first, count, tile_end, n_tiles = group_pairs(probe.reshape(-1), nlist, block_q, nlist)
     out_s = torch.empty((nq, P * kout), device=q.device)
     out_r = torch.empty((nq, P * kout), dtype=torch.int32, device=q.device)
     _flat_lists[(n_tiles,)](
