@@ -115,8 +115,10 @@ def test_graphed_flat_matches_ungraphed():
 
 
 @pytest.mark.parametrize("metric", ["l2", "ip"])
-def test_triton_pq_scan_matches_torch_path(metric):
-    """IVFPQ's fused scan (and so Panorama's, which is bitwise equal to it) agrees with the torch ADC."""
+@pytest.mark.parametrize("min_queries", [32, 10**9])
+def test_triton_pq_scan_matches_torch_path(metric, min_queries, monkeypatch):
+    """IVFPQ's kernels (look-ups, and decode + GEMM for lists many queries probe) agree with the torch ADC."""
+    monkeypatch.setattr("torch_ivf.kernels.pq_lists.MIN_QUERIES", min_queries)
     xb, xq = clustered(20000, 64, centres=200, seed=41), clustered(300, 64, centres=200, seed=42)
     _assert_kernel_matches_torch(
         ti.IndexIVFPQ(64, 64, 16, 8, metric, nprobe=6, niter=5, pq_niter=5, device="cuda", search_mode="matrix"), xb, xq)

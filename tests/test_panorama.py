@@ -97,8 +97,11 @@ def test_identical_on_device(clustered_data, device):
 
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("metric", ["l2", "ip"])
-def test_identical_across_k_on_device(clustered_data, metric, device):
-    """Every k around the GPU switch from the running top-k scan (k <= 32) to the waves stays identical."""
+@pytest.mark.parametrize("min_queries", [32, 10**9])
+def test_identical_across_k_on_device(clustered_data, metric, device, min_queries, monkeypatch):
+    """Every k around the GPU switch from the running top-k scan (k <= 32) to the waves stays identical,
+    with the lists many queries probe decoded by kernels.pq_lists and with every list pruned."""
+    monkeypatch.setattr("torch_ivf.kernels.pq_lists.MIN_QUERIES", min_queries)
     xb, xq = clustered_data
     pano, ref = _pair(xb, metric, device=device)
     pano.search_mode = ref.search_mode = "matrix"
@@ -219,7 +222,7 @@ def test_identical_with_long_list_kernel(metric):
     from conftest import assert_knn_equal
 
     from torch_ivf import kernels
-    from torch_ivf.kernels.pq_lists import long_lists
+    from torch_ivf.kernels.pq_lists import busy_lists
     rng = np.random.default_rng(7)
     xb = clustered(4000, 64, centres=60, seed=5)
     xb = np.concatenate([xb, xb.mean(0) + 0.05 * rng.standard_normal((2000, 64)).astype(np.float32)])
@@ -228,7 +231,7 @@ def test_identical_with_long_list_kernel(metric):
     pano.search_mode = ref.search_mode = "matrix"
     q = torch.as_tensor(xq, device="cuda")
     probe = pano._coarse(pano._transform(q), 4)[0]
-    assert long_lists(pano.invlists.device_meta()[1], probe).any()
+    assert busy_lists(pano.nlist, probe).any()
     for params in (ti.SearchParams(nprobe=4), ti.SearchParams(nprobe=4, allowed=np.arange(0, len(xb), 3)),
                    ti.SearchParams(nprobe=4, max_codes=2500)):
         for k in (10, 80):

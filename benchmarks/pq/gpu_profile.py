@@ -73,20 +73,19 @@ def main():
              f"ivfpq k{kk}": lambda: ref.search(qt, kk), f"pano k{kk}": lambda: pano.search(q, kk),
              "pano+RFlat k10": lambda: pano_r.search(q, 10), "ivfpq+RFlat k10": lambda: ref_r.search(qt, 10)}
     nprobes = [int(v) for v in args.nprobes.split(",")]
-    defaults = (pq_lists.MIN_ROWS, pq_lists.TILES)
-    sweep = [(rows, tiles) for rows in (1 << 30, 2048, 512, 128, 0) for tiles in ((32, 64, 16, 4, "tf32x3"),)]
-    sweep += [(512, (16, 64, 16, 4, "tf32x3")), (512, (64, 64, 16, 4, "tf32x3")), (512, (32, 32, 16, 4, "tf32x3")),
-              (512, (32, 64, 32, 4, "tf32x3")), (512, (32, 64, 16, 8, "tf32x3")), (512, (32, 64, 16, 4, "tf32"))]
-    for rows, tiles in sweep if args.sweep else ():  # which lists take the decode + GEMM scan, and its tiles
-        pq_lists.MIN_ROWS, pq_lists.TILES = rows, tiles
+    defaults = (pq_lists.MIN_QUERIES, pq_lists.TILES)
+    sweep = [(n, pq_lists.TILES) for n in (10**9, 64, 32, 16, 8)]
+    sweep += [(32, (64, 64, 16, 4, "tf32x3")), (32, (32, 64, 32, 4, "tf32x3")), (32, (32, 64, 16, 8, "tf32x3"))]
+    for min_q, tiles in sweep if args.sweep else ():  # which lists take the decode + GEMM scan, and its tiles
+        pq_lists.MIN_QUERIES, pq_lists.TILES = min_q, tiles
         for nprobe in nprobes:
             pano.nprobe = ref.nprobe = nprobe
-            row = {"min_rows": rows, "tiles": tiles, "nprobe": nprobe}
+            row = {"min_queries": min_q, "tiles": tiles, "nprobe": nprobe}
             for name in ("ivfpq k10", "pano k10", f"ivfpq k{kk}", f"pano k{kk}"):
                 row[name] = round(timed_search(cases[name], torch.cuda.synchronize, 7)[0] * 1e3, 3)
             row["identical"] = identical(*(tuple(t.cpu().numpy() for t in cases[c]()) for c in (f"pano k{kk}", f"ivfpq k{kk}")))
             print(json.dumps(row), flush=True)
-    pq_lists.MIN_ROWS, pq_lists.TILES = defaults
+    pq_lists.MIN_QUERIES, pq_lists.TILES = defaults
     for nprobe in nprobes:
         pano.nprobe = ref.nprobe = nprobe
         same = identical(*(tuple(t.cpu().numpy() for t in f()) for f in (cases["pano k10"], cases["ivfpq k10"])))

@@ -244,22 +244,22 @@ class IndexIVFPQ(IndexIVF):
     def _scan_triton(self, ctx, probe, k, mask, max_codes):
         """kernels.pq_scan over a compact (query, candidate) layout: a query's probed lists back to back,
         so the score matrix is as wide as the most candidates any query has, not nprobe x the longest
-        list (bounded on the host by the nprobe largest lists: no wait for the device). Long lists that
-        many queries probe go to kernels.pq_lists instead (decoded once per query block, GEMM) and sit
-        first in a query's row, so the waves below prune against their scores too.
+        list (bounded on the host by the nprobe largest lists: no wait for the device). Lists that many
+        queries of the batch probe go to kernels.pq_lists instead (decoded once per query block, GEMM)
+        and sit first in a query's row, so the waves below prune against their scores too.
 
         Pruning, small k: one launch in which each query walks its lists with a running top-k.
         Larger k: waves of probes by coarse rank (1, 4, 16, ... lists), each pruning against the k-th
         best score of the waves before it, read from the same matrix (on the H200 the waves beat the
         running scan 1.7x at k 80, which waits for 80 scores before it prunes; the running scan wins
         up to 1.25x at k 10)."""
-        from ..kernels.pq_lists import MIN_ROWS, long_lists, pq_lists
+        from ..kernels.pq_lists import busy_lists, pq_lists
         from ..kernels.pq_scan import RUNNING_MAX_K, pq_scan
         nq, P = probe.shape
         starts, sizes = self.invlists.device_meta()
         data = self.invlists.data
         lens = sizes[probe]
-        served = long_lists(sizes, probe)
+        served = busy_lists(self.nlist, probe)
         lens_long = torch.where(served[probe], lens, 0)
         lens_short = lens - lens_long
         ends = torch.cumsum(torch.cat([lens_long, lens_short], 1), 1)  # (nq, 2P): served lists, then the rest
@@ -273,37 +273,33 @@ class IndexIVFPQ(IndexIVF):
             c0, w = waves[-1][1], _WAVE_GROWTH * w
         if not self._pruning_kernel() or running:
             waves = [(0, P)]
-        host_sizes = self.invlists.sizes
-        most = torch.cumsum(host_sizes.topk(P).values, 0)  # host: row widths after each wave
-        big = host_sizes[host_sizes >= MIN_ROWS]  # rows of a query's served lists: at most its P largest of these
-        long_most = int(big.topk(min(P, big.numel())).values.sum())
-        widths = [max(1, min(int(most[-1]), long_most + int(most[c1 - 1]))) for _, c1 in waves]
+        width = max(1, int(self.invlists.sizes.topk(P).values.sum()))  # host bound: a query's P largest lists
         best_s = torch.empty((nq, k), device=self.device)
         best_p = torch.empty((nq, k), dtype=torch.int64, device=self.device)
         thr = torch.full((nq,), float("-inf"), device=self.device)
         stats = torch.zeros(2, dtype=torch.int64, device=self.device)
-        chunk = max(1, _SCORE_BUDGET // widths[-1])
+        chunk = max(1, _SCORE_BUDGET // width)
         for c in range(0, nq, chunk):
             q = slice(c, min(nq, c + chunk))
             b = q.stop - q.start
-            out = torch.full((b, widths[-1]), float("-inf"), device=self.device)
+            out = torch.full((b, width), float("-inf"), device=self.device)
             bq = None if before is None else before[q]
             pq_lists(out, ctx["q_scaled"][q], self.pq.centroids, data["codes"], data["init"], ctx["ct"][q], starts,
                      sizes, probe[q], served, off[q, :P], before=bq, max_codes=max_codes, labels=data["labels"],
                      mask=mask)
             prune = self._kernel_prune(ctx, q, stats)
-            surv = torch.empty((2, b, widths[-1]), dtype=torch.int32, device=self.device) if prune else None
+            surv = torch.empty((2, b, width), dtype=torch.int32, device=self.device) if prune else None
             if prune:  # the served lists are scanned in full
                 stats.add_(scanned_rows(lens, max_codes)[q].mul(served[probe[q]]).sum() * prune["tails"].shape[1])
-            for (c0, c1), width in zip(waves, widths):
+            for c0, c1 in waves:
                 if prune:
                     prune.update({"k": k} if running else {"thr": thr[q]})
                 pq_scan(out, ctx["tables"][:, q], data["codes"], data["init"], ctx["ct"][q], starts, sizes_short,
                         probe[q], off[q, P:], cols=(c0, c1), before=bq, max_codes=max_codes, labels=data["labels"],
                         mask=mask, prune=prune, surv=surv)
                 if prune and c1 < P and width >= k:  # the k-th best so far: -inf while fewer exist
-                    thr[q] = kernels.topk(out[:, :width], k)[0][:, -1]
-            values, idx = kernels.topk(out, min(k, widths[-1]))
+                    thr[q] = kernels.topk(out, k)[0][:, -1]
+            values, idx = kernels.topk(out, min(k, width))
             col = torch.searchsorted(ends[q], idx, right=True).clamp_max(2 * P - 1)
             row = idx - off[q].gather(1, col)
             pos = torch.where(torch.isneginf(values), 0, starts[probe[q].gather(1, col % P)] + row)

@@ -1,14 +1,14 @@
-"""Triton scan of long PQ lists: decode a tile of the list once, score it against a block of queries
-with a tensor-core GEMM.
+"""Triton scan of the PQ lists that many queries of a batch probe: decode a tile of the list once,
+score it against a block of queries with a tensor-core GEMM.
 
 The look-up scan (pq_scan.py) pays one table read per (query, row, sub-quantizer). A list that many
-queries probe (the catch-all lists k-means leaves near the data's mean hold 10-70x the mean list
-size, and every query probes them) is cheaper read the IVFFlat way: one program per (list, block of
-the queries probing it) rebuilds each tile's residuals from the codebook (d reads per row, shared by
-BLOCK_Q queries instead of M per query and row) and takes <q, r> as a tf32x3 GEMM. Scores land in the
-same compact (query, candidate) layout as the look-up scan's, at OFFL[pair] + row. They equal the
-table sums to float32 rounding, not bitwise: IndexIVFPQ and IndexIVFPQPanorama route the same lists
-here (``long_lists``), so both still return identical results.
+queries probe is cheaper read the IVFFlat way: one program per (list, block of the queries probing
+it) rebuilds each tile's residuals from the codebook (d = M * dsub reads per row, shared by BLOCK_Q
+queries, instead of M per query and row) and takes <q, r> as a tf32x3 GEMM. This matters most for
+the catch-all lists k-means leaves near the data's mean (10-70x the mean list size, probed by every
+query). Scores land in the same compact (query, candidate) layout as the look-up scan's, at
+OFFL[pair] + row. They equal the table sums to float32 rounding, not bitwise: IndexIVFPQ and
+IndexIVFPQPanorama route the same lists here (``busy_lists``), so both still return identical results.
 """
 from __future__ import annotations
 
@@ -18,18 +18,19 @@ import triton.language as tl
 
 from .list_pairs import group_pairs, program_pairs
 
-# A list takes this scan when it holds >= MIN_ROWS rows and >= MIN_QUERIES queries probe it
-# (below that, decoding per query block costs more reads than the look-ups it saves: d vs M per row).
-MIN_ROWS = 512
+# A list takes this scan when >= MIN_QUERIES queries of the batch probe it (a program's block of
+# queries then shares each decoded row; fewer would pay up to d decode reads per row for M look-ups).
+# Any list size: on the H200 a bar of 128 or 512 rows was slower than none (benchmarks/pq/README.md).
 MIN_QUERIES = 32
 TILES = (32, 64, 16, 4, "tf32x3")  # queries per program, rows per tile, dimensions per step, warps, dot precision
 
 
-def long_lists(sizes: torch.Tensor, probe: torch.Tensor) -> torch.Tensor:
-    """(nlist,) bool on the device: lists this scan serves for these probes (no host sync)."""
-    count = torch.zeros_like(sizes).scatter_add_(0, probe.reshape(-1), torch.ones_like(probe.reshape(-1),
-                                                                                       dtype=sizes.dtype))
-    return (sizes >= MIN_ROWS) & (count >= MIN_QUERIES)
+def busy_lists(nlist: int, probe: torch.Tensor) -> torch.Tensor:
+    """(nlist,) bool on the device: the lists this scan serves for these probes (no host sync)."""
+    pairs = probe.reshape(-1)
+    count = torch.zeros(nlist, dtype=torch.int32, device=probe.device).scatter_add_(
+        0, pairs, torch.ones_like(pairs, dtype=torch.int32))
+    return count >= MIN_QUERIES
 
 
 @triton.jit
@@ -78,7 +79,7 @@ def pq_lists(out, q, codebook, codes, init, ct, starts, sizes, probe, served, of
              labels=None, mask=None):
     """Scores of the served lists' rows into out (nq, width) at offl[q, c] + row (offl (nq, nprobe)).
     q (nq, d) float32, scaled so that <q, residual> is the table sum (2q for l2); codebook (M, ksub, dsub);
-    codes (rows, M) or the level-major (rows, L, M/L) view; served (nlist,) bool from long_lists."""
+    codes (rows, M) or the level-major (rows, L, M/L) view; served (nlist,) bool from busy_lists."""
     nq, P = probe.shape
     nlist = sizes.shape[0]
     block_q, block_n, block_d, warps, precision = TILES
