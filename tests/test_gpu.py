@@ -115,7 +115,7 @@ def test_graphed_flat_matches_ungraphed():
 
 
 @pytest.mark.parametrize("metric", ["l2", "ip"])
-@pytest.mark.parametrize("min_queries", [32, 10**9])
+@pytest.mark.parametrize("min_queries", [8, 10**9])
 def test_triton_pq_scan_matches_torch_path(metric, min_queries, monkeypatch):
     """IVFPQ's kernels (look-ups, and decode + GEMM for lists many queries probe) agree with the torch ADC."""
     monkeypatch.setattr("torch_ivf.kernels.pq_lists.MIN_QUERIES", min_queries)

@@ -97,7 +97,7 @@ def test_identical_on_device(clustered_data, device):
 
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("metric", ["l2", "ip"])
-@pytest.mark.parametrize("min_queries", [32, 10**9])
+@pytest.mark.parametrize("min_queries", [8, 10**9])
 def test_identical_across_k_on_device(clustered_data, metric, device, min_queries, monkeypatch):
     """Every k around the GPU switch from the running top-k scan (k <= 32) to the waves stays identical,
     with the lists many queries probe decoded by kernels.pq_lists and with every list pruned."""

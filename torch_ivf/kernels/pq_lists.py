@@ -18,10 +18,11 @@ import triton.language as tl
 
 from .list_pairs import group_pairs, program_pairs
 
-# A list takes this scan when >= MIN_QUERIES queries of the batch probe it (a program's block of
-# queries then shares each decoded row; fewer would pay up to d decode reads per row for M look-ups).
-# Any list size: on the H200 a bar of 128 or 512 rows was slower than none (benchmarks/pq/README.md).
-MIN_QUERIES = 32
+# A list takes this scan when >= MIN_QUERIES queries of the batch probe it: a program's block of
+# queries shares each decoded row (d reads) where look-ups cost M per query and row. H200, MiniLM
+# (benchmarks/pq/gpu_profile.py --sweep): 8 beat 16, 32, 64 and never; any list size: a bar of 128
+# or 512 rows was slower than none on the clustered set too.
+MIN_QUERIES = 8
 TILES = (32, 64, 16, 4, "tf32x3")  # queries per program, rows per tile, dimensions per step, warps, dot precision
 
 
