@@ -253,7 +253,7 @@ class IndexIVFPQ(IndexIVF):
         best score of the waves before it, read from the same matrix (on the H200 the waves beat the
         running scan 1.7x at k 80, which waits for 80 scores before it prunes; the running scan wins
         up to 1.25x at k 10)."""
-        from ..kernels.pq_lists import busy_lists, pq_lists
+        from ..kernels.pq_lists import MIN_QUERIES, busy_lists, pq_lists
         from ..kernels.pq_scan import RUNNING_MAX_K, pq_scan
         nq, P = probe.shape
         starts, sizes = self.invlists.device_meta()
@@ -271,8 +271,8 @@ class IndexIVFPQ(IndexIVF):
         while c0 < P:
             waves.append((c0, min(P, c0 + w)))
             c0, w = waves[-1][1], _WAVE_GROWTH * w
-        if not self._pruning_kernel() or running:
-            waves = [(0, P)]
+        if not self._pruning_kernel() or running or nq * P >= MIN_QUERIES * self.nlist:
+            waves = [(0, P)]  # (the last case: most lists are busy, so thresholds would prune the few left)
         width = max(1, int(self.invlists.sizes.topk(P).values.sum()))  # host bound: a query's P largest lists
         best_s = torch.empty((nq, k), device=self.device)
         best_p = torch.empty((nq, k), dtype=torch.int64, device=self.device)
