@@ -19,7 +19,7 @@ from .index.flat import IndexFlat  # noqa: E402
 from .index.ivf_flat import IndexIVFFlat  # noqa: E402
 
 
-@register_factory(r"(?:IDMap2?,)?Flat")  # every index takes add_with_ids, so IDMap adds nothing
+@register_factory(r"Flat")
 def _flat(m, d, metric, kw):
     return IndexFlat(d, metric, **kw)
 
@@ -36,7 +36,7 @@ def index_factory(d: int, description: str, metric="l2", **kwargs):
     """
     if not isinstance(description, str):
         raise TypeError(f"description must be a str, got {type(description).__name__}")
-    spec = description.replace(" ", "")
+    spec = re.sub(r"^IDMap2?,", "", description.replace(" ", ""))  # every index takes add_with_ids already
     for pattern, build in _BUILDERS:
         m = pattern.match(spec)
         if m:

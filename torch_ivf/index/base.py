@@ -183,14 +183,25 @@ class Index:
         return mask
 
     # ---- public API ------------------------------------------------------------------------
-    def search(self, x, k, *, params: SearchParams | None = None):
+    def search(self, x, k, *, params: SearchParams | None = None, D=None, I=None):
+        """(distances, labels), each (nq, k). As in Faiss, D / I may be given to be filled in and returned
+        (float32 / int64 arrays or tensors of that shape)."""
         k = self._check_k(k)
         params = _params(params)
         if not self.is_trained:
             raise ValueError("the index must be trained before search")
         q, was_numpy = self._vectors(x)
-        D, I = self._search(q, k, params)
-        return self._out(was_numpy, D, I)
+        for name, buf, dtypes in (("D", D, (np.float32, torch.float32)), ("I", I, (np.int64, torch.int64))):
+            if buf is not None and (tuple(buf.shape) != (q.shape[0], k) or buf.dtype not in dtypes):
+                raise ValueError(f"{name} must be a {dtypes[0].__name__} array of shape ({q.shape[0]}, {k}), "
+                                 f"got {getattr(buf, 'dtype', type(buf).__name__)} {tuple(getattr(buf, 'shape', ()))}")
+        out = self._out(was_numpy, *self._search(q, k, params))
+        for buf, res in ((D, out[0]), (I, out[1])):
+            if isinstance(buf, torch.Tensor):
+                buf.copy_(torch.as_tensor(res))
+            elif buf is not None:
+                buf[...] = res.cpu().numpy() if isinstance(res, torch.Tensor) else res
+        return (D if D is not None else out[0]), (I if I is not None else out[1])
 
     def range_search(self, x, radius: float, *, params: SearchParams | None = None):
         """(lims, D, I) of every result within radius (l2: D < radius; ip/cosine: D > radius)."""

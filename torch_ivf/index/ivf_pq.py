@@ -318,6 +318,6 @@ class IndexIVFPQ(IndexIVF):
 from ..factory import register_factory  # noqa: E402  (factory defines it before importing index modules)
 
 
-@register_factory(r"IVF(\d+),PQ(\d+)(?:x(\d+))?")
+@register_factory(r"IVF(\d+),PQ(\d+)(?:x(\d+))?(?:np)?")  # "np" (Faiss: no precomputed tables) changes no result here
 def _ivf_pq(m, d, metric, kw):
     return IndexIVFPQ(d, int(m.group(1)), int(m.group(2)), int(m.group(3) or 8), metric, **kw)
