@@ -260,12 +260,12 @@ class IndexIVFPQ(IndexIVF):
         data = self.invlists.data
         lens = sizes[probe]
         served = busy_lists(self.nlist, probe)
-        lens_long = torch.where(served[probe], lens, 0)
-        lens_short = lens - lens_long
-        ends = torch.cumsum(torch.cat([lens_long, lens_short], 1), 1)  # (nq, 2P): served lists, then the rest
-        off = ends - torch.cat([lens_long, lens_short], 1)
+        lens_busy = torch.where(served[probe], lens, 0)
+        lens_rest = lens - lens_busy
+        ends = torch.cumsum(torch.cat([lens_busy, lens_rest], 1), 1)  # (nq, 2P): busy lists, then the rest
+        off = ends - torch.cat([lens_busy, lens_rest], 1)
         before = torch.cumsum(lens, 1) - lens if max_codes else None  # max_codes counts in coarse order
-        sizes_short = torch.where(served, 0, sizes)
+        sizes_rest = torch.where(served, 0, sizes)
         running = k <= RUNNING_MAX_K
         waves, c0, w = [], 0, 1
         while c0 < P:
@@ -289,12 +289,12 @@ class IndexIVFPQ(IndexIVF):
                      mask=mask)
             prune = self._kernel_prune(ctx, q, stats)
             surv = torch.empty((2, b, width), dtype=torch.int32, device=self.device) if prune else None
-            if prune:  # the served lists are scanned in full
+            if prune:  # the busy lists are scanned in full
                 stats.add_(scanned_rows(lens, max_codes)[q].mul(served[probe[q]]).sum() * prune["tails"].shape[1])
             for c0, c1 in waves:
                 if prune:
                     prune.update({"k": k} if running else {"thr": thr[q]})
-                pq_scan(out, ctx["tables"][:, q], data["codes"], data["init"], ctx["ct"][q], starts, sizes_short,
+                pq_scan(out, ctx["tables"][:, q], data["codes"], data["init"], ctx["ct"][q], starts, sizes_rest,
                         probe[q], off[q, P:], cols=(c0, c1), before=bq, max_codes=max_codes, labels=data["labels"],
                         mask=mask, prune=prune, surv=surv)
                 if prune and c1 < P and width >= k:  # the k-th best so far: -inf while fewer exist

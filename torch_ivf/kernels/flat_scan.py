@@ -97,7 +97,7 @@ def flat_scan(q, vectors, bias, ct, starts, sizes, probe, off, labels, mask, max
     block_n = max(block_n, kout)
     per_list = nq * P / nlist
     block_q = 16 if per_list <= 16 else 32 if per_list <= 48 else 64  # few empty query slots per program
-    order, first, count, tile_end, n_tiles = group_pairs(probe.reshape(-1), nlist, block_q, nlist)
+    order, first, count, tile_end, n_tiles = group_pairs(probe.reshape(-1), nlist, block_q)
     out_s = torch.empty((nq, P * kout), device=q.device)
     out_r = torch.empty((nq, P * kout), dtype=torch.int32, device=q.device)
     _flat_lists[(n_tiles,)](

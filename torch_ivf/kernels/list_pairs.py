@@ -11,18 +11,17 @@ import triton
 import triton.language as tl
 
 
-def group_pairs(pair_lists: torch.Tensor, nlist: int, block_q: int, most_lists: int):
+def group_pairs(pair_lists: torch.Tensor, nlist: int, block_q: int):
     """pair_lists (n_pairs,): the list of each (query * P + column) pair, or nlist for pairs no program
     serves. Returns (order, first, count, tile_end, n_programs): pair ids grouped by list, each list's
-    first index into order, its pair count and its programs' running end; n_programs bounds the
-    programs of at most most_lists served lists."""
+    first index into order, its pair count, its programs' running end, and a bound on the programs."""
     order = torch.argsort(pair_lists, stable=True).to(torch.int32)
     count = torch.zeros(nlist + 1, dtype=torch.int32, device=pair_lists.device).scatter_add_(
         0, pair_lists, torch.ones_like(pair_lists, dtype=torch.int32))[:nlist]
     first = torch.cumsum(count, 0, dtype=torch.int32) - count
     tile_end = torch.cumsum((count + block_q - 1) // block_q, 0, dtype=torch.int32)
     n_pairs = pair_lists.shape[0]
-    return order, first, count, tile_end, min(nlist, most_lists, n_pairs) + triton.cdiv(n_pairs, block_q)
+    return order, first, count, tile_end, min(nlist, n_pairs) + triton.cdiv(n_pairs, block_q)
 
 
 @triton.jit

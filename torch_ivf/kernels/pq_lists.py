@@ -87,7 +87,7 @@ def pq_lists(out, q, codebook, codes, init, ct, starts, sizes, probe, served, of
     offl, ct = offl.contiguous(), ct.contiguous()  # indexed by pair = query * P + column
     before = before.contiguous() if before is not None else None
     pair_lists = torch.where(served[probe], probe, nlist).reshape(-1)
-    order, first, count, tile_end, n_programs = group_pairs(pair_lists, nlist, block_q, nlist)
+    order, first, count, tile_end, n_programs = group_pairs(pair_lists, nlist, block_q)
     strides = (codes.stride(0), codes.stride(1) if codes.dim() == 3 else 0)
     _pq_lists[(n_programs,)](
         q, codebook, codes, init, ct, starts, sizes, order, first, count, tile_end, offl,
