@@ -17,6 +17,12 @@ def available(device: torch.device) -> bool:
     return enabled and _HAVE_TRITON and device.type == "cuda"
 
 
+def dot_precision(preferred: str) -> str:
+    """tl.dot input precision for this build: Triton's AMD backend has no TF32 products (tf32x3
+    included), so ROCm gets IEEE float32 dots, the same float32-level accuracy."""
+    return "ieee" if torch.version.hip and preferred.startswith("tf32") else preferred
+
+
 def topk(x: torch.Tensor, k: int):
     """torch.topk over the last dim (values, indices), with a Triton fast path for small k."""
     if available(x.device) and k <= 32 and x.shape[-1] <= 8192:

@@ -15,6 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import dot_precision
 from .list_pairs import group_pairs, program_pairs
 
 # (rows per tile, dimensions per step, warps, dot precision); queries per program follow the mean
@@ -93,6 +94,7 @@ def flat_scan(q, vectors, bias, ct, starts, sizes, probe, off, labels, mask, max
     nq, P = probe.shape
     nlist = sizes.shape[0]
     block_n, block_d, warps, precision = TILES
+    precision = dot_precision(precision)
     kout = triton.next_power_of_2(k)
     block_n = max(block_n, kout)
     per_list = nq * P / nlist

@@ -16,6 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import dot_precision
 from .list_pairs import group_pairs, program_pairs
 
 # A list takes this scan when >= MIN_QUERIES queries of the batch probe it: a program's block of
@@ -84,6 +85,7 @@ def pq_lists(out, q, codebook, codes, init, ct, starts, sizes, probe, served, of
     nq, P = probe.shape
     nlist = sizes.shape[0]
     block_q, block_n, block_d, warps, precision = TILES
+    precision = dot_precision(precision)
     offl, ct = offl.contiguous(), ct.contiguous()  # indexed by pair = query * P + column
     before = before.contiguous() if before is not None else None
     pair_lists = torch.where(served[probe], probe, nlist).reshape(-1)
