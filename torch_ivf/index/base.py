@@ -54,6 +54,13 @@ class IndexRefineSearchParameters(SearchParams):
     base_index_params: SearchParams | None = None
 
 
+def check_k_factor(value, name: str = "k_factor") -> float:
+    """A refine factor: a number >= 1 (Faiss's IndexRefine k_factor)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not value >= 1:
+        raise ValueError(f"{name} must be a number >= 1, got {value!r}")
+    return float(value)
+
+
 def _params(params) -> SearchParams:
     """Checked params with ``sel`` folded into ``allowed``."""
     if params is None:
@@ -61,9 +68,8 @@ def _params(params) -> SearchParams:
     if not isinstance(params, SearchParams):
         raise TypeError(f"params must be a SearchParams, got {type(params).__name__}")
     if isinstance(params, IndexRefineSearchParameters):
-        kf = params.k_factor
-        if kf is not None and (isinstance(kf, bool) or not isinstance(kf, (int, float)) or not kf >= 1):
-            raise ValueError(f"params.k_factor must be a number >= 1, got {kf!r}")
+        if params.k_factor is not None:
+            check_k_factor(params.k_factor, "params.k_factor")
         if params.base_index_params is not None:
             _params(params.base_index_params)  # its own checks, before anything runs
     if params.sel is None:

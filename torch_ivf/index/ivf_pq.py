@@ -262,8 +262,9 @@ class IndexIVFPQ(IndexIVF):
         served = busy_lists(self.nlist, probe)
         lens_busy = torch.where(served[probe], lens, 0)
         lens_rest = lens - lens_busy
-        ends = torch.cumsum(torch.cat([lens_busy, lens_rest], 1), 1)  # (nq, 2P): busy lists, then the rest
-        off = ends - torch.cat([lens_busy, lens_rest], 1)
+        lens_row = torch.cat([lens_busy, lens_rest], 1)  # (nq, 2P): a query's row holds busy lists, then the rest
+        ends = torch.cumsum(lens_row, 1)
+        off = ends - lens_row
         before = torch.cumsum(lens, 1) - lens if max_codes else None  # max_codes counts in coarse order
         sizes_rest = torch.where(served, 0, sizes)
         running = k <= RUNNING_MAX_K

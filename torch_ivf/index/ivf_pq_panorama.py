@@ -311,7 +311,7 @@ class PanoramaScan:
             partial = partial + t
         if prune:
             sel = torch.nonzero(margin >= 0).squeeze(1)
-            idx, qi, pos, partial = idx[sel], qi[sel], pos[sel], partial[sel]
+            idx, qi, pos, partial = (t.index_select(0, sel) for t in (idx, qi, pos, partial))
         return qi, self._wave_exact(ctx, base[idx], partial, qi, pos), pos
 
     def _wave_exact(self, ctx, base, partial, qi, pos):

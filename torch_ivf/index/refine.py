@@ -2,13 +2,12 @@
 full vectors (float16 by default: half the bytes, ~1e-3 relative error) re-score them exactly."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .. import io as _io
 from .. import kernels
 from ..topk import topk_first
-from .base import Index, IndexRefineSearchParameters, SearchParams, _params
+from .base import Index, IndexRefineSearchParameters, SearchParams, _params, check_k_factor
 from .flat import IndexFlat
 from .ivf import _SCORE_BUDGET, IndexIVF
 
@@ -35,12 +34,6 @@ def _scores_torch(q, vectors, rows, valid, metric) -> torch.Tensor:
     return out.masked_fill_(~valid, float("-inf"))
 
 
-def _check_k_factor(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not value >= 1:
-        raise ValueError(f"k_factor must be a number >= 1, got {value!r}")
-    return float(value)
-
-
 class IndexRefine(Index):
     """``IndexRefine(base_index, k_factor=1.0, refine_dtype=torch.float16)``; factory suffix ",RFlat".
     Faiss's ``IndexRefine(base_index, refine_index)`` form takes an empty IndexFlat (its dtype is kept)."""
@@ -59,11 +52,11 @@ class IndexRefine(Index):
             if not isinstance(store, IndexFlat) or store.ntotal or store.d != base.d or store.metric != base.metric:
                 raise ValueError("refine_index must be an empty IndexFlat with the base's d and metric")
             refine_dtype = store.dtype
-        _check_k_factor(k_factor)
+        k_factor = check_k_factor(k_factor)
         if base.ntotal:
             raise ValueError("base must be empty: the refine vectors are added through IndexRefine.add")
         super().__init__(base.d, base.metric, device=base.device, dtype=refine_dtype)
-        self.base, self.k_factor = base, float(k_factor)
+        self.base, self._k_factor = base, k_factor
         self.refine = IndexFlat(base.d, base.metric, device=base.device, dtype=self.dtype)
 
     @property
@@ -72,7 +65,7 @@ class IndexRefine(Index):
 
     @k_factor.setter
     def k_factor(self, value) -> None:
-        self._k_factor = _check_k_factor(value)
+        self._k_factor = check_k_factor(value)
 
     # ---- delegation ---------------------------------------------------------------------
     @property
