@@ -1,44 +1,99 @@
-"""Faiss-style factory strings: "Flat", "IVF{nlist},Flat", extended by later index types."""
+"""Faiss-style factory strings, parsed stage by stage as Faiss's index_factory does:
+
+    [IDMap[2],] [transform,] [IVF{nlist},] codec [,refine]
+
+transform: "PanoramaT" (a learned PanoramaTransform; Panorama codecs only). codec: "Flat", "PQ{M}[x{nbits}][np]",
+"PQ{M}[x{nbits}]Panorama{L}", "FlatPanorama{L}". refine: "RFlat" (float16 vectors), "Refine(Flat)"
+(float32), "Refine(SQfp16)" (float16). Each codec is one entry of ``_CODECS``.
+"""
 from __future__ import annotations
 
 import re
 
-_BUILDERS = []  # (regex, builder(match, d, metric, kwargs)); index modules append to this
+import torch
+
+from .index.flat import IndexFlat
+from .index.ivf_flat import IndexIVFFlat
+from .index.ivf_flat_panorama import IndexIVFFlatPanorama
+from .index.ivf_pq import IndexIVFPQ
+from .index.ivf_pq_panorama import IndexIVFPQPanorama
+from .index.refine import IndexRefine
+
+_REFINES = {"RFlat": torch.float16, "Refine(Flat)": torch.float32, "Refine(SQfp16)": torch.float16}
+_TRANSFORMS = ("PanoramaT",)
 
 
-def register_factory(pattern: str):
-    def wrap(fn):
-        _BUILDERS.append((re.compile(pattern + r"$"), fn))
-        return fn
-    return wrap
+class _Unsupported(ValueError):
+    pass
 
 
-# Imported after register_factory exists: index modules (imported by the index package) register
-# their own descriptions at import time.
-from .index.flat import IndexFlat  # noqa: E402
-from .index.ivf_flat import IndexIVFFlat  # noqa: E402
+def _flat(m, d, nlist, metric, transform, kw):
+    if transform:
+        raise _Unsupported
+    return IndexFlat(d, metric, **kw) if nlist is None else IndexIVFFlat(d, nlist, metric, **kw)
 
 
-@register_factory(r"Flat")
-def _flat(m, d, metric, kw):
-    return IndexFlat(d, metric, **kw)
+def _pq(m, d, nlist, metric, transform, kw):  # "np" (Faiss: no precomputed tables) changes no result here
+    if transform or nlist is None:
+        raise _Unsupported
+    return IndexIVFPQ(d, nlist, int(m.group(1)), int(m.group(2) or 8), metric, **kw)
 
 
-@register_factory(r"IVF(\d+),Flat")
-def _ivf_flat(m, d, metric, kw):
-    return IndexIVFFlat(d, int(m.group(1)), metric, **kw)
+def _pq_panorama(m, d, nlist, metric, transform, kw):
+    if nlist is None:
+        raise _Unsupported
+    return IndexIVFPQPanorama(d, nlist, int(m.group(1)), int(m.group(2) or 8), int(m.group(3)), metric,
+                              transform=transform, **kw)
+
+
+def _flat_panorama(m, d, nlist, metric, transform, kw):
+    if nlist is None:
+        raise _Unsupported
+    return IndexIVFFlatPanorama(d, nlist, int(m.group(1)), metric, transform=transform, **kw)
+
+
+# codec stage: (pattern, builder(match, d, nlist or None, metric, transform, kwargs))
+_CODECS = [
+    (re.compile(r"Flat"), _flat),
+    (re.compile(r"PQ(\d+)(?:x(\d+))?(?:np)?"), _pq),
+    (re.compile(r"PQ(\d+)(?:x(\d+))?Panorama(\d+)"), _pq_panorama),
+    (re.compile(r"FlatPanorama(\d+)"), _flat_panorama),
+]
 
 
 def index_factory(d: int, description: str, metric="l2", **kwargs):
     """Build an index from a Faiss-like description, e.g. ``index_factory(128, "IVF256,Flat")``.
 
-    Extra keyword arguments (device, dtype, nprobe, ...) go to the index constructor.
+    Args:
+        d: vector dimension.
+        description: see the module docstring ("Flat", "IVF1024,PQ32x8Panorama8", "IVF256,PQ16,RFlat", ...).
+        metric: "l2", "ip", "cosine" or Faiss's METRIC_L2 / METRIC_INNER_PRODUCT.
+        **kwargs: constructor keyword arguments (device, dtype, nprobe, niter, ...); ``k_factor`` goes
+            to the refine stage.
     """
     if not isinstance(description, str):
         raise TypeError(f"description must be a str, got {type(description).__name__}")
-    spec = re.sub(r"^IDMap2?,", "", description.replace(" ", ""))  # every index takes add_with_ids already
-    for pattern, build in _BUILDERS:
-        m = pattern.match(spec)
-        if m:
-            return build(m, d, metric, kwargs)
-    raise ValueError(f"unsupported index description {description!r}")
+    unsupported = ValueError(f"unsupported index description {description!r}")
+    # IDMap: every index takes add_with_ids already
+    stages = re.sub(r"^IDMap2?,", "", description.replace(" ", "")).split(",")
+    refine = _REFINES.get(stages[-1]) if len(stages) > 1 else None
+    if refine is not None:
+        stages.pop()
+    transform = bool(stages) and stages[0] in _TRANSFORMS
+    if transform:
+        stages.pop(0)
+    nlist = None
+    if stages and (m := re.fullmatch(r"IVF(\d+)", stages[0])):
+        nlist = int(m.group(1))
+        stages.pop(0)
+    if len(stages) != 1:
+        raise unsupported
+    k_factor = kwargs.pop("k_factor", 1.0) if refine is not None else None
+    for pattern, build in _CODECS:
+        if m := pattern.fullmatch(stages[0]):
+            try:
+                index = build(m, d, nlist, metric, transform, kwargs)
+            except _Unsupported:
+                raise unsupported from None
+            return index if refine is None else IndexRefine(index, k_factor, refine)
+    raise unsupported

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from .arrays import take_rows
+
 _HEADROOM = 32  # a relocated list gets size/32 + 8 spare rows (memory stays within ~5% of the data)
 
 
@@ -80,6 +82,26 @@ class InvertedLists:
             return torch.zeros(labels.shape, dtype=torch.bool, device=labels.device), labels, labels
         at = torch.searchsorted(keys, labels).clamp_max(len(keys) - 1)
         return keys[at] == labels, pos[at], lists[at]
+
+    # ---- read API (scanners, codecs and converters read the slab only through these) ----------
+    def field(self, name: str) -> torch.Tensor:
+        """The whole slab of one field (rows indexed by slab position; kernels take it as is)."""
+        return self.data[name]
+
+    def block(self, name: str, start: int, end: int) -> torch.Tensor:
+        """Slab rows [start, end) of one field: a view, no copy."""
+        return self.data[name][start:end]
+
+    def gather(self, name: str, pos) -> torch.Tensor:
+        """Rows ``pos`` (a tensor of any shape, or a slice) of one field, shaped (*pos.shape, *row)."""
+        return take_rows(self.data[name], pos)
+
+    def gather_all(self, pos: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every field (labels included) at slab rows pos, as ``append`` takes them."""
+        return {n: t[pos] for n, t in self.data.items()}
+
+    def labels_at(self, pos) -> torch.Tensor:
+        return take_rows(self.data["labels"], pos)
 
     def list_size(self, list_no: int) -> int:
         """Faiss's invlists.list_size."""

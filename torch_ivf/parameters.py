@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .index import IndexFlat, IndexIVF, IndexRefine
+from .index import IndexIVF, IndexRefine
 
 
 class ParameterError(ValueError, RuntimeError):
@@ -26,7 +26,7 @@ class ParameterSpace:
                 index.k_factor = value
                 return
             index = index.base  # every other name is the base index's, as in Faiss
-        if isinstance(index, IndexIVF) and not isinstance(index, IndexFlat) and name in ("nprobe", "max_codes"):
+        if isinstance(index, IndexIVF) and name in ("nprobe", "max_codes"):
             if value != int(value):
                 raise ValueError(f"{name} must be a whole number, got {value!r}")
             setattr(index, name, int(value))

@@ -105,7 +105,6 @@ class IndexPlan:
 
 
 def is_ivf(index) -> bool:
-    from torch_ivf import IndexFlat, IndexIVF
+    from torch_ivf import IndexIVF
 
-    # IndexFlat is an IVF with one list in this engine; "IVF" here means trained coarse lists.
-    return isinstance(index, IndexIVF) and not isinstance(index, IndexFlat)
+    return isinstance(index, IndexIVF)

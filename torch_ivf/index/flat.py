@@ -1,16 +1,40 @@
-"""Exact search: an IVF with a single list that every query probes (one chunked GEMM + top-k)."""
+"""Exact search: every stored vector scored against every query (chunked GEMM + top-k)."""
 from __future__ import annotations
 
 import torch
 
-from .ivf import IndexIVF
-from .ivf_flat import FlatCodes
+from .. import kernels
+from .base import SearchParams
+from .flat_codes import FlatCodes
+from .scan import GRAPH_MAX_NQ, _pad_k, faiss_results, replay_graph, scan_list
+from .stored import StoredIndex
 
 
-class IndexFlat(FlatCodes, IndexIVF):
+class IndexFlat(FlatCodes, StoredIndex):
+    """``IndexFlat(d, metric="l2", *, device=None, dtype=torch.float32)``: exact search.
+
+    Args:
+        d: vector dimension.
+        metric: "l2" (squared L2, ascending), "ip" (inner product, descending), "cosine" (vectors and
+            queries normalised, then inner product) or Faiss's METRIC_L2 / METRIC_INNER_PRODUCT.
+        device: torch device of the stored vectors (default CPU).
+        dtype: storage dtype, float32, float16 or bfloat16 (scores are computed in float32).
+    """
+
+    by_residual = False  # one list, no centroid: vectors are stored as they are
+    _graph_safe = True
+
     def __init__(self, d, metric="l2", *, device=None, dtype=torch.float32):
-        IndexIVF.__init__(self, d, 1, metric, device=device, dtype=dtype)
-        self.centroids = torch.zeros(1, self.d, device=self.device)
+        super().__init__(d, metric, device=device, dtype=dtype)
+
+    @property
+    def is_trained(self) -> bool:
+        return True
+
+    @property
+    def code_size(self) -> int:
+        """Bytes per stored vector (Faiss's code_size)."""
+        return self._sa_bytes()
 
     def config(self) -> dict:
         return {"d": self.d, "metric": self.metric, "dtype": str(self.dtype).removeprefix("torch.")}
@@ -19,8 +43,38 @@ class IndexFlat(FlatCodes, IndexIVF):
         """Nothing to learn; input is still validated, as Faiss accepts train() on flat indexes."""
         self._vectors(x)
 
+    def _assign(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
+
+    def load_state_tensors(self, tensors: dict) -> None:
+        # files of earlier versions also hold a (1, d) "centroids" tensor: nothing reads it
+        super().load_state_tensors({k: v for k, v in tensors.items() if k != "centroids"})
+
+    # ---- search ---------------------------------------------------------------------------
+    def _search(self, q: torch.Tensor, k: int, params: SearchParams):
+        nq = q.shape[0]
+        mask = self._allowed_mask(params.allowed)
+        if self.ntotal == 0 or nq == 0:
+            return (torch.full((nq, k), self.missing_distance, device=self.device),
+                    torch.full((nq, k), -1, dtype=torch.int64, device=self.device))
+        if mask is None and self.device.type == "cuda" and nq <= GRAPH_MAX_NQ:
+            key = (nq, k, self.invlists.version, kernels.enabled)
+            return replay_graph(self, key, q, lambda x: self._search_core(x, k))
+        return self._search_core(q, k, mask=mask)
+
+    def _search_core(self, q, k, nprobe=None, max_codes=None, mask=None, mode=None):
+        """One list, every query scans it: no pairs to group, no host sync. nprobe, max_codes and mode
+        mean nothing here; they are accepted so that a call written for IVF's _search_core runs."""
+        ctx = self._query_context(q, None)
+        start, size = int(self.invlists.starts[0]), int(self.invlists.sizes[0])
+        qsel = torch.arange(q.shape[0], device=self.device)
+        scores, pos = _pad_k(*scan_list(self, ctx, qsel, 0, start, size, k, mask), k)
+        return faiss_results(self, ctx, scores, pos)
+
 
 class IndexFlatL2(IndexFlat):
+    """``IndexFlatL2(d)``: exact squared-L2 search (Faiss's IndexFlatL2)."""
+
     def __init__(self, d, *, device=None, dtype=torch.float32):
         super().__init__(d, "l2", device=device, dtype=dtype)
 
@@ -29,6 +83,8 @@ class IndexFlatL2(IndexFlat):
 
 
 class IndexFlatIP(IndexFlat):
+    """``IndexFlatIP(d)``: exact inner-product search (Faiss's IndexFlatIP)."""
+
     def __init__(self, d, *, device=None, dtype=torch.float32):
         super().__init__(d, "ip", device=device, dtype=dtype)
 

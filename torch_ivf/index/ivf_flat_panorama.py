@@ -5,15 +5,15 @@ PanoramaTransform (off by default, as in Faiss, where callers apply their own PC
 Triton the default scan is IVFFlat's list-GEMM kernel without pruning (faster there; stats then say 1.0)."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .. import kernels
 from ..arrays import take_rows
 from ..panorama import round_up_half, suffix_norms
+from .ivf import split_quantizer_args
 from .ivf_flat import IndexIVFFlat
-from .scan import scanned_rows
 from .ivf_pq_panorama import PanoramaScan
+from .scan import scanned_rows
 
 
 class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
@@ -24,8 +24,7 @@ class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
     _graph_safe = False  # the wave scan syncs with the host (sizes of each wave)
 
     def __init__(self, *args, **kwargs):
-        if args and not isinstance(args[0], (int, np.integer)) and hasattr(args[0], "d"):
-            kwargs["quantizer"], args = args[0], args[1:]
+        args, kwargs = split_quantizer_args(args, kwargs)
         self._init_flat_panorama(*args, **kwargs)
 
     def _init_flat_panorama(self, d, nlist, n_levels=8, metric="l2", *, transform=False, cap=1e9,
@@ -83,11 +82,3 @@ class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
 
     def _gather_cost(self) -> int:
         return self.d
-
-
-from ..factory import register_factory  # noqa: E402
-
-
-@register_factory(r"(PanoramaT,)?IVF(\d+),FlatPanorama(\d+)")
-def _ivf_flat_panorama(m, d, metric, kw):
-    return IndexIVFFlatPanorama(d, int(m.group(2)), int(m.group(3)), metric, transform=bool(m.group(1)), **kw)

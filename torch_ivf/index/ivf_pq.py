@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from .. import kernels
 from ..arrays import take_rows
 from ..pq import ProductQuantizer
-from .ivf import _SCORE_BUDGET, IndexIVF
-from .scan import scanned_rows
+from .ivf import IndexIVF, split_quantizer_args
+from .scan import _SCORE_BUDGET, scanned_rows
 
 _BAG_DEVICES = ("cpu", "cuda")  # device types whose embedding_bag sums a bag left to right (see lut_sum)
 _WAVE_GROWTH = 4  # Panorama's kernel waves: 1, 4, 16, ... lists (each wave: a launch + a top-k; x4 beat x2 on the H100)
@@ -42,14 +42,6 @@ def lut_sum(lut: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return g[..., 0]
 
 
-def _split_quantizer_args(args, kwargs):
-    """Accept Faiss's ``(quantizer, d, nlist, M, nbits, metric)`` as well as ``(d, nlist, M, ...)``."""
-    if args and not isinstance(args[0], (int, np.integer)) and hasattr(args[0], "d"):
-        kwargs["quantizer"] = args[0]
-        args = args[1:]
-    return args, kwargs
-
-
 class IndexIVFPQ(IndexIVF):
     """``IndexIVFPQ(d, nlist, M, nbits=8, metric="l2", *, by_residual=True, nprobe=1, ...)`` or Faiss's
     ``IndexIVFPQ(quantizer, d, nlist, M, nbits, metric)``."""
@@ -57,7 +49,7 @@ class IndexIVFPQ(IndexIVF):
     lossless = False  # codes cannot be re-assigned to new centroids without the original vectors
 
     def __init__(self, *args, **kwargs):
-        args, kwargs = _split_quantizer_args(args, kwargs)
+        args, kwargs = split_quantizer_args(args, kwargs)
         self._init_pq(*args, **kwargs)
 
     def _init_pq(self, d, nlist, M, nbits=8, metric="l2", *, by_residual=True, pq_niter=25,
@@ -314,11 +306,3 @@ class IndexIVFPQ(IndexIVF):
         if self.metric == "l2":
             return (ctx["qnorm"][:, None] - scores).clamp_min(0)
         return scores
-
-
-from ..factory import register_factory  # noqa: E402  (factory defines it before importing index modules)
-
-
-@register_factory(r"IVF(\d+),PQ(\d+)(?:x(\d+))?(?:np)?")  # "np" (Faiss: no precomputed tables) changes no result here
-def _ivf_pq(m, d, metric, kw):
-    return IndexIVFPQ(d, int(m.group(1)), int(m.group(2)), int(m.group(3) or 8), metric, **kw)

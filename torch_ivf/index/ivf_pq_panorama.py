@@ -19,9 +19,9 @@ from ..panorama import (WAVE_PAIRS, PanoramaStats, bound_slack, merge_ragged, pa
                         ragged_kth, round_up_half, suffix_norms)
 from ..topk import running_topk, topk_first
 from ..transforms import PanoramaTransform
-from .ivf import _SCORE_BUDGET
-from .ivf_pq import IndexIVFPQ, _split_quantizer_args
-from .scan import scanned_rows
+from .ivf import split_quantizer_args
+from .ivf_pq import IndexIVFPQ
+from .scan import _SCORE_BUDGET, scanned_rows
 
 _NORM_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 _SEED_LEVEL = 2  # level at which the first wave turns its own lower bounds into a threshold
@@ -326,7 +326,7 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
     norm storage (rounded up, so the bound stays valid)."""
 
     def __init__(self, *args, **kwargs):
-        args, kwargs = _split_quantizer_args(args, kwargs)
+        args, kwargs = split_quantizer_args(args, kwargs)
         self._init_panorama(*args, **kwargs)
 
     def _init_panorama(self, d, nlist, M, nbits=8, n_levels=8, metric="l2", *, transform=True, cap=8.0,
@@ -387,12 +387,3 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
         # The survivors' exact score is looked up again over all M entries (IndexIVFPQ's pair_scores,
         # so bitwise its score): cheaper than keeping every pair's terms until the end (MiniLM, CPU: 1.35x).
         return base + self._table_sums(ctx, qi, self._code_rows(pos))
-
-
-from ..factory import register_factory  # noqa: E402
-
-
-@register_factory(r"(PanoramaT,)?IVF(\d+),PQ(\d+)(?:x(\d+))?Panorama(\d+)")
-def _ivf_pq_panorama(m, d, metric, kw):
-    return IndexIVFPQPanorama(d, int(m.group(2)), int(m.group(3)), int(m.group(4) or 8), int(m.group(5)), metric,
-                              transform=bool(m.group(1)), **kw)

@@ -9,7 +9,8 @@ from .. import kernels
 from ..topk import topk_first
 from .base import Index, IndexRefineSearchParameters, SearchParams, _params, check_k_factor
 from .flat import IndexFlat
-from .ivf import _SCORE_BUDGET, IndexIVF
+from .ivf import IndexIVF
+from .scan import _SCORE_BUDGET
 
 
 def _scores(q, vectors, rows, valid, metric) -> torch.Tensor:
@@ -147,7 +148,7 @@ class IndexRefine(Index):
         # The refine IndexFlat stores plain vectors (one list, no residual), so a slab row is the vector.
         # Labels it lacks (-1 above all) come back not found and score -inf: no host sync.
         found, rows, _ = self.refine.invlists.locate(cand)
-        s = _scores(q, self.refine.invlists.data["vectors"], rows, found, self.metric)
+        s = _scores(q, self.refine.invlists.field("vectors"), rows, found, self.metric)
         top, at = topk_first(s, min(k, s.shape[1]), rows)  # equal scores: the first stored first
         I = torch.where(torch.isneginf(top), -1, cand.gather(1, at))
         D = torch.where(I < 0, self.missing_distance, -top if self.metric == "l2" else top)
@@ -185,22 +186,10 @@ class IndexRefineFlat(IndexRefine):
         super().__init__(base, k_factor, refine_dtype, **kwargs)
 
 
-from ..factory import register_factory  # noqa: E402
-
-
-@register_factory(r"(.+),(RFlat|Refine\(Flat\)|Refine\(SQfp16\))")
-def _refine_flat(m, d, metric, kw):
-    """",RFlat": float16 vectors (ours: half the bytes, ~1e-3 relative error); Faiss's ",Refine(Flat)"
-    keeps float32 and ",Refine(SQfp16)" float16, as there."""
-    from ..factory import index_factory
-    k_factor = kw.pop("k_factor", 1.0)
-    dtype = torch.float32 if m.group(2) == "Refine(Flat)" else torch.float16
-    return IndexRefine(index_factory(d, m.group(1), metric, **kw), k_factor, dtype)
-
 
 def extract_index_ivf(index) -> Index:
     """Faiss's extract_index_ivf: the IVF index inside a refine wrapper (or the index itself)."""
     inner = index.base if isinstance(index, IndexRefine) else index
-    if not isinstance(inner, IndexIVF) or isinstance(inner, IndexFlat):
+    if not isinstance(inner, IndexIVF):
         raise TypeError(f"index must be an IVF index or wrap one, got {type(index).__name__}")
     return inner

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from .. import kernels
-from ..arrays import take_rows
 from ..topk import running_topk, topk_first
 from .base import SearchParams
 
@@ -50,11 +49,9 @@ class IVFScan:
 
     # ---- search -------------------------------------------------------------------------
     def _coarse(self, q: torch.Tensor, nprobe: int):
-        """(probed lists (nq, nprobe), coarse scores of every list (nq, nlist) or None for one list).
+        """(probed lists (nq, nprobe), coarse scores of every list (nq, nlist)).
 
         The l2 score 2q.c - ||c||^2 ranks lists like -||q - c||^2; residual codecs reuse it."""
-        if self.nlist == 1:
-            return torch.zeros(q.shape[0], 1, dtype=torch.int64, device=q.device), None
         s = q @ self.centroids.T
         if self.coarse_metric == "l2":
             s = 2 * s - (self.centroids * self.centroids).sum(1)[None, :]
@@ -70,7 +67,7 @@ class IVFScan:
         matrix on GPUs (H100: 6.8k -> 17-400k QPS)."""
         if self.search_mode != "auto":
             return self.search_mode
-        if self.nlist == 1 or self.device.type == "cpu":
+        if self.device.type == "cpu":
             return "grouped"
         if not self._batched_lists or (self._kernel_scan and kernels.available(self.device)):
             return "matrix"
@@ -88,7 +85,7 @@ class IVFScan:
             raise ValueError(f"params.nprobe must be a positive int, got {params.nprobe!r}")
         max_codes = self.max_codes if params.max_codes is None else int(params.max_codes)
         mode = self._pick_mode(nq, nprobe)
-        if (mode == "matrix" or self.nlist == 1) and mask is None and self._graph_ok(nq):
+        if mode == "matrix" and mask is None and self._graph_ok(nq):
             return self._search_graphed(q, k, nprobe, max_codes, mode)
         return self._search_core(q, k, nprobe, max_codes, mask, mode)
 
@@ -97,62 +94,26 @@ class IVFScan:
         probe, coarse = self._coarse(qt, nprobe)
         ctx = self._query_context(qt, probe)
         ctx["coarse_all"] = coarse
-        if self.nlist == 1:  # Flat: one list, every query scans it; no pairs to group, no host sync
-            start, size = int(self.invlists.starts[0]), int(self.invlists.sizes[0])
-            qsel = torch.arange(q.shape[0], device=self.device)
-            scores, pos = _pad_k(*self._scan_list(ctx, qsel, 0, start, size, k, mask), k)
-        elif mode == "matrix":
+        if mode == "matrix":
             scores, pos = self._scan_matrix(ctx, probe, k, mask, max_codes)
         else:
             scores, pos = self._scan_grouped(ctx, probe, k, mask, max_codes)
-        missing = torch.isneginf(scores)
-        labels = torch.where(missing, -1, self.invlists.data["labels"][pos.clamp_min(0)])
-        D = torch.where(missing, self.missing_distance, self._distances(ctx, scores))
-        return D, labels
+        return faiss_results(self, ctx, scores, pos)
 
     # ---- CUDA graphs for small batches ---------------------------------------------------
-    # A small search is ~30 small kernels whose launch cost (~1 ms of Python + driver time on an
-    # H100 for nq=1) dwarfs their work; replaying a captured graph launches them all at once.
     _graph_safe = False  # codecs whose matrix scan never syncs with the host set this
-    _GRAPH_MAX_NQ = 256
-    _GRAPH_CACHE = 8
 
     def _graph_ok(self, nq: int) -> bool:
-        return self._graph_safe and self.device.type == "cuda" and nq <= self._GRAPH_MAX_NQ
+        return self._graph_safe and self.device.type == "cuda" and nq <= GRAPH_MAX_NQ
 
     def _search_graphed(self, q, k, nprobe, max_codes, mode):
         key = (q.shape[0], k, nprobe, max_codes, mode, self.invlists.version, self.centroids.data_ptr(), kernels.enabled)
-        cache = self.__dict__.setdefault("_graphs", {})
-        entry = cache.pop(key, None)
-        if entry is None:
-            static_q = q.clone()
-            side = torch.cuda.Stream(device=self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):  # warm-up: compiles kernels, fills caches outside the capture
-                self._search_core(static_q, k, nprobe, max_codes, None, mode)
-            torch.cuda.current_stream(self.device).wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                out = self._search_core(static_q, k, nprobe, max_codes, None, mode)
-            entry = (graph, static_q, out)
-            while len(cache) >= self._GRAPH_CACHE:
-                cache.pop(next(iter(cache)))
-        cache[key] = entry  # most recently used last
-        graph, static_q, out = entry
-        static_q.copy_(q)
-        graph.replay()
-        return out[0].clone(), out[1].clone()
+        return replay_graph(self, key, q, lambda x: self._search_core(x, k, nprobe, max_codes, None, mode))
 
     def _filter(self, scores: torch.Tensor, pos: torch.Tensor, mask) -> torch.Tensor:
         if mask is None:
             return scores
         return scores.masked_fill(~self._allowed_at(mask, pos), float("-inf"))
-
-    def _allowed_at(self, mask: torch.Tensor, pos) -> torch.Tensor:
-        """mask[labels[pos]] for slab rows pos (a tensor of any shape, or a slice).
-
-        index_select, not advanced indexing: on a busy CPU the latter cost ~12 ms for 10k rows."""
-        return take_rows(mask, take_rows(self.invlists.data["labels"], pos))
 
     _kernel_scan = False
 
@@ -293,16 +254,59 @@ class IVFScan:
             cand_p[rows, :kk] = p[q_ok]
 
     def _scan_list(self, ctx, qsel, lst, start, size, k, mask):
-        """Top-k of one list for a query group, in row chunks so huge lists (Flat) fit in memory."""
-        rows = max(1024, _SCORE_BUDGET // max(1, qsel.shape[0]))
-        best = None
-        for a in range(start, start + size, rows):
-            b = min(a + rows, start + size)
-            s = self._score_block(ctx, qsel, lst, a, b)
-            if mask is not None:
-                s = s.masked_fill(~self._allowed_at(mask, slice(a, b))[None, :], float("-inf"))
-            best = running_topk(best, s, a, k)
-        return best
+        return scan_list(self, ctx, qsel, lst, start, size, k, mask)
+
+
+def scan_list(scanner, ctx, qsel, lst, start, size, k, mask):
+    """Top-k (scores, slab positions) of one list for a query group, in row chunks so huge lists (Flat)
+    fit in memory; ``scanner`` supplies _score_block and _allowed_at."""
+    rows = max(1024, _SCORE_BUDGET // max(1, qsel.shape[0]))
+    best = None
+    for a in range(start, start + size, rows):
+        b = min(a + rows, start + size)
+        s = scanner._score_block(ctx, qsel, lst, a, b)
+        if mask is not None:
+            s = s.masked_fill(~scanner._allowed_at(mask, slice(a, b))[None, :], float("-inf"))
+        best = running_topk(best, s, a, k)
+    return best
+
+
+def faiss_results(index, ctx, scores, pos):
+    """(D, I) as Faiss returns them from scan scores and slab positions (-inf: missing)."""
+    missing = torch.isneginf(scores)
+    labels = torch.where(missing, -1, index.invlists.labels_at(pos.clamp_min(0)))
+    D = torch.where(missing, index.missing_distance, index._distances(ctx, scores))
+    return D, labels
+
+
+# A small search is ~30 small kernels whose launch cost (~1 ms of Python + driver time on an H100 for
+# nq=1) dwarfs their work; replaying a captured graph launches them all at once.
+GRAPH_MAX_NQ = 256
+_GRAPH_CACHE = 8
+
+
+def replay_graph(owner, key, q, run):
+    """run(q) through a CUDA graph captured for ``key`` (owner keeps the last few graphs)."""
+    cache = owner.__dict__.setdefault("_graphs", {})
+    entry = cache.pop(key, None)
+    if entry is None:
+        static_q = q.clone()
+        side = torch.cuda.Stream(device=q.device)
+        side.wait_stream(torch.cuda.current_stream(q.device))
+        with torch.cuda.stream(side):  # warm-up: compiles kernels, fills caches outside the capture
+            run(static_q)
+        torch.cuda.current_stream(q.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = run(static_q)
+        entry = (graph, static_q, out)
+        while len(cache) >= _GRAPH_CACHE:
+            cache.pop(next(iter(cache)))
+    cache[key] = entry  # most recently used last
+    graph, static_q, out = entry
+    static_q.copy_(q)
+    graph.replay()
+    return out[0].clone(), out[1].clone()
 
 
 def _buckets(active, sizes, counts, per_row: int, budget: int):

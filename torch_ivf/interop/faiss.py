@@ -73,7 +73,7 @@ def load_lists(index, lists: np.ndarray, fields: dict[str, torch.Tensor]) -> Non
 def stored_rows(index):
     """(lists, labels) of every stored vector in list order, with the slab rows they sit in."""
     pos, lists = index.invlists.live_positions()
-    return pos, lists, index.invlists.data["labels"][pos]
+    return pos, lists, index.invlists.labels_at(pos)
 
 
 def from_faiss(faiss_index, *, device=None, dtype=torch.float32):
