@@ -42,23 +42,11 @@ class SearchParams:
     allowed: Any = None
     sel: Any = None
 
+    def check(self) -> None:
+        """Checks of fields that subclasses add (before any search runs)."""
+
 
 SearchParametersIVF = SearchParams
-
-
-@dataclass
-class IndexRefineSearchParameters(SearchParams):
-    """Faiss's IndexRefineSearchParameters: ``k_factor`` overrides the refine index's for this call;
-    ``base_index_params`` (a SearchParams) go to the base search instead of these."""
-    k_factor: float | None = None
-    base_index_params: SearchParams | None = None
-
-
-def check_k_factor(value, name: str = "k_factor") -> float:
-    """A refine factor: a number >= 1 (Faiss's IndexRefine k_factor)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not value >= 1:
-        raise ValueError(f"{name} must be a number >= 1, got {value!r}")
-    return float(value)
 
 
 def _params(params) -> SearchParams:
@@ -67,11 +55,7 @@ def _params(params) -> SearchParams:
         return SearchParams()
     if not isinstance(params, SearchParams):
         raise TypeError(f"params must be a SearchParams, got {type(params).__name__}")
-    if isinstance(params, IndexRefineSearchParameters):
-        if params.k_factor is not None:
-            check_k_factor(params.k_factor, "params.k_factor")
-        if params.base_index_params is not None:
-            _params(params.base_index_params)  # its own checks, before anything runs
+    params.check()
     if params.sel is None:
         return params
     if not isinstance(params.sel, IDSelector):

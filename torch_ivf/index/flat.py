@@ -4,9 +4,10 @@ from __future__ import annotations
 import torch
 
 from .. import kernels
+from ..search.common import faiss_results, pad_k, scan_list
+from ..search.graphs import GRAPH_MAX_NQ, replay_graph
 from .base import SearchParams
 from .flat_codes import FlatCodes
-from .scan import GRAPH_MAX_NQ, _pad_k, faiss_results, replay_graph, scan_list
 from .stored import StoredIndex
 
 
@@ -22,7 +23,7 @@ class IndexFlat(FlatCodes, StoredIndex):
     """
 
     by_residual = False  # one list, no centroid: vectors are stored as they are
-    _graph_safe = True
+    graph_safe = True
 
     def __init__(self, d, metric="l2", *, device=None, dtype=torch.float32):
         super().__init__(d, metric, device=device, dtype=dtype)
@@ -65,10 +66,10 @@ class IndexFlat(FlatCodes, StoredIndex):
     def _search_core(self, q, k, nprobe=None, max_codes=None, mask=None, mode=None):
         """One list, every query scans it: no pairs to group, no host sync. nprobe, max_codes and mode
         mean nothing here; they are accepted so that a call written for IVF's _search_core runs."""
-        ctx = self._query_context(q, None)
+        ctx = self.scanner.prepare(q, None, None)
         start, size = int(self.invlists.starts[0]), int(self.invlists.sizes[0])
         qsel = torch.arange(q.shape[0], device=self.device)
-        scores, pos = _pad_k(*scan_list(self, ctx, qsel, 0, start, size, k, mask), k)
+        scores, pos = pad_k(*scan_list(self, ctx, qsel, 0, start, size, k, mask), k)
         return faiss_results(self, ctx, scores, pos)
 
 

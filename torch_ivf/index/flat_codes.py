@@ -4,10 +4,12 @@ from __future__ import annotations
 import torch
 
 from .. import kernels
-from .scan import _SCORE_BUDGET, _pad_k
+from ..search.common import SCORE_BUDGET, pad_k
+from ..search.scanner import Scanner
+from ..search.state import QueryState
 
 
-class FlatCodes:
+class FlatCodes(Scanner):
     """Codec + scanner for uncompressed vectors (shared by IndexIVFFlat and IndexFlat).
 
     Every score has one form, s = scale * q.v - bias[v] + pair[q, list] (larger is better):
@@ -55,11 +57,13 @@ class FlatCodes:
     def _scale(self) -> float:
         return 2.0 if self.metric == "l2" else 1.0
 
-    def _query_context(self, q, probe) -> dict:
+    state_type = QueryState
+
+    def prepare(self, q, probe, coarse) -> QueryState:
         # Scores are computed in float32 even for half storage: a half GEMM rounds (and on GPUs may
         # accumulate) in half precision, which cost 0.03 recall@10 on the H100; the scan is
         # bandwidth- and launch-bound, so the float32 GEMM costs little.
-        return {"q": q, "qnorm": q.pow(2).sum(1)}
+        return self.state_type(q=q, probe=probe, coarse=coarse, qnorm=q.pow(2).sum(1))
 
     def _finish(self, ctx, dots, bias, qsel, lists):
         """scale * dots - bias + pair term; qsel/lists broadcast against dots."""
@@ -67,41 +71,41 @@ class FlatCodes:
         if bias is not None:
             s = s - bias
         if self.by_residual:
-            s = s + ctx["coarse_all"][qsel, lists]
+            s = s + ctx.coarse[qsel, lists]
         return s
 
     def _bias(self, rows):
         return self.invlists.data["bias"][rows] if self.metric == "l2" else None
 
-    def _score_block(self, ctx, qsel, list_id, start, end):
+    def score_block(self, ctx, qsel, list_id, start, end):
         x = self.invlists.data["vectors"][start:end].float()
-        q = ctx["q"][qsel]
+        q = ctx.q[qsel]
         if self.metric == "l2":  # one addmm instead of GEMM + two passes (1.85x on a CPU at nq=19600)
             s = torch.addmm(self._bias(slice(start, end))[None, :], q, x.T, beta=-1, alpha=self._scale)
         else:
             s = q @ x.T
-        return s + ctx["coarse_all"][qsel, list_id][:, None] if self.by_residual else s
+        return s + ctx.coarse[qsel, list_id][:, None] if self.by_residual else s
 
-    _batched_lists = True
-    _graph_safe = True
+    batched_lists = True
+    graph_safe = True
 
-    def _score_lists(self, ctx, qsel, pos, lists, row_ok):
+    def score_lists(self, ctx, qsel, pos, lists, row_ok):
         x = self.invlists.data["vectors"][pos].float()  # (B, S, d)
         # One fused kernel: scale * Q X^T - bias, with bias = +inf on padding rows so they score -inf.
         bias = self._bias(pos) if self.metric == "l2" else torch.zeros(pos.shape, device=pos.device)
         bias = bias.masked_fill(~row_ok, float("inf"))
-        s = torch.baddbmm(-bias[:, None, :], ctx["q"][qsel], x.transpose(1, 2), alpha=self._scale)
-        pair = ctx["coarse_all"][qsel, lists[:, None]][..., None] if self.by_residual else None
+        s = torch.baddbmm(-bias[:, None, :], ctx.q[qsel], x.transpose(1, 2), alpha=self._scale)
+        pair = ctx.coarse[qsel, lists[:, None]][..., None] if self.by_residual else None
         return s, pair
 
-    def _score_gathered(self, ctx, qsel, pos, lists):
+    def score_gathered(self, ctx, qsel, pos, lists):
         x = self.invlists.data["vectors"][pos].float()  # (b, R, d)
-        dots = torch.bmm(x, ctx["q"][qsel][:, :, None]).squeeze(2)
+        dots = torch.bmm(x, ctx.q[qsel][:, :, None]).squeeze(2)
         return self._finish(ctx, dots, self._bias(pos), qsel[:, None], lists)
 
-    _kernel_scan = True
+    kernel_scan = True
 
-    def _scan_triton(self, ctx, probe, k, mask, max_codes):
+    def scan_kernel(self, ctx, probe, k, mask, max_codes):
         """kernels.flat_scan: each probed list's best rows per query, then one top-k per query."""
         from ..kernels import flat_scan
         if k > flat_scan.MAX_K:  # the torch gather: like the kernel, no host sync (CUDA graphs capture it)
@@ -109,10 +113,10 @@ class FlatCodes:
         starts, sizes = self.invlists.device_meta()
         lens = sizes[probe]
         before = torch.cumsum(lens, 1) - lens if max_codes else probe  # max_codes counts rows so far
-        ct = ctx["coarse_all"].gather(1, probe).contiguous() if self.by_residual else None
-        data, q, P = self.invlists.data, ctx["q"].contiguous(), probe.shape[1]
+        ct = ctx.coarse.gather(1, probe).contiguous() if self.by_residual else None
+        data, q, P = self.invlists.data, ctx.q.contiguous(), probe.shape[1]
         best_s, best_p = [], []
-        step = max(1, _SCORE_BUDGET // (P * k))  # bounds the (queries, P * KOUT) output
+        step = max(1, SCORE_BUDGET // (P * k))  # bounds the (queries, P * KOUT) output
         for c in range(0, q.shape[0], step):
             b = slice(c, c + step)
             s, rows = flat_scan.flat_scan(q[b], data["vectors"], data.get("bias"), None if ct is None else ct[b],
@@ -122,9 +126,9 @@ class FlatCodes:
             pos = starts[probe[b].gather(1, idx // (s.shape[1] // P))] + rows.gather(1, idx)
             best_s.append(values)
             best_p.append(torch.where(torch.isneginf(values), 0, pos))
-        return _pad_k(torch.cat(best_s), torch.cat(best_p), k)
+        return pad_k(torch.cat(best_s), torch.cat(best_p), k)
 
-    def _distances(self, ctx, scores):
+    def distances(self, ctx, scores):
         if self.metric == "l2":
-            return (ctx["qnorm"][:, None] - scores).clamp_min(0)
+            return (ctx.qnorm[:, None] - scores).clamp_min(0)
         return scores

@@ -4,18 +4,18 @@ Written once here: training, probe selection, grouping (query, list) work, the t
 id filters, add/remove/reconstruct, merge_from and the state persisted by io.py. A concrete index
 type supplies the codec hooks (what is stored per vector, how to encode/decode) and the scanner
 hooks (how a group of queries scores a block of one list). Scores inside the scan are always
-"larger is better"; ``_distances`` turns them into what Faiss returns.
+"larger is better"; ``distances`` turns them into what Faiss returns.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ..distances import nearest_centroids
-from ..kmeans import kmeans
+from ..search.choose import SEARCH_MODES
+from ..search.paths import IVFScan
 from .base import _RANGE_BUDGET
 from .flat import IndexFlat
-from .scan import SEARCH_MODES, IVFScan
+from .quantizer import CoarseQuantizer
 from .stored import StoredIndex
 
 
@@ -33,9 +33,7 @@ class IndexIVF(IVFScan, StoredIndex):
         self.max_codes = max_codes
         self.seed = int(seed)
         self.niter = int(niter)
-        self.centroids = torch.empty(0, self.d, device=self.device)
-        if quantizer is not None:
-            self._take_quantizer(quantizer)
+        self.coarse = CoarseQuantizer(self.d, self.nlist, self.coarse_metric, self.device, quantizer)
 
     # ---- validated settings --------------------------------------------------------------
     @property
@@ -71,35 +69,37 @@ class IndexIVF(IVFScan, StoredIndex):
 
     @property
     def is_trained(self) -> bool:
-        return self.centroids.shape[0] == self.nlist
+        return self.coarse.is_trained
 
     @property
     def coarse_metric(self) -> str:
         return "l2" if self.metric == "l2" else "ip"
 
     @property
-    def quantizer(self):
-        """The coarse centroids as a flat index (Faiss's ``index.quantizer``)."""
-        q = IndexFlat(self.d, self.coarse_metric, device=self.device)
-        if self.is_trained:
-            q.add(self.centroids)
-        return q
+    def quantizer(self) -> IndexFlat:
+        """The flat index of the coarse centroids (Faiss's ``index.quantizer``): the one given to the
+        constructor, if any, shared with every index built on it."""
+        return self.coarse.index
 
-    def _take_quantizer(self, quantizer) -> None:
-        ntotal = getattr(quantizer, "ntotal", None)
-        if getattr(quantizer, "d", None) != self.d:
-            raise ValueError(f"quantizer must have d={self.d}, got {getattr(quantizer, 'd', None)!r}")
-        if ntotal == self.nlist:
-            self.centroids = quantizer.reconstruct_batch(torch.arange(self.nlist)).float().to(self.device)
-        elif ntotal not in (0, None):
-            raise ValueError(f"quantizer holds {ntotal} centroids, expected 0 or nlist={self.nlist}")
+    @property
+    def centroids(self) -> torch.Tensor:
+        """(nlist, d) float32 coarse centroids ((0, d) before training)."""
+        return self.coarse.centroids
+
+    @centroids.setter
+    def centroids(self, value: torch.Tensor) -> None:
+        self.coarse.set_centroids(value.float().to(self.device))
 
     def _train_codec(self, x: torch.Tensor, lists: torch.Tensor) -> None:
         """Train whatever the codec needs on the transformed training set (nothing for flat codes)."""
 
     # ---- training and adding ------------------------------------------------------------
     def _assign(self, x: torch.Tensor) -> torch.Tensor:
-        return nearest_centroids(x, self.centroids, self.coarse_metric)
+        return self.coarse.assign(x)
+
+    def _coarse(self, q: torch.Tensor, nprobe: int):
+        """(probed lists (nq, nprobe), probe scores of every list (nq, nlist)) of transformed queries."""
+        return self.coarse.probe(q, nprobe)
 
     def train(self, x) -> None:
         x, _ = self._vectors(x)
@@ -121,8 +121,7 @@ class IndexIVF(IVFScan, StoredIndex):
         """Train the pre-transform (if any), the coarse centroids and the codec."""
         xt = self._transform(x)
         if not self.is_trained:
-            self.centroids = kmeans(xt, self.nlist, niter=self.niter, seed=self.seed,
-                                    spherical=self.metric != "l2").to(self.device)
+            self.coarse.train(xt, niter=self.niter, seed=self.seed)
         self._train_codec(xt, self._assign(xt))
 
     def coarse_code_size(self) -> int:
@@ -146,7 +145,7 @@ class IndexIVF(IVFScan, StoredIndex):
 
     def to(self, device) -> "IndexIVF":
         super().to(device)
-        self.centroids = self.centroids.to(self.device)
+        self.coarse.to(self.device)
         return self
 
     def _range_plan(self, params) -> tuple[int, int]:
@@ -172,7 +171,7 @@ class IndexIVF(IVFScan, StoredIndex):
         centroids = tensors["centroids"]
         if centroids.numel() and tuple(centroids.shape) != (self.nlist, self.d):
             raise ValueError(f"stored centroids have shape {tuple(centroids.shape)}, expected ({self.nlist}, {self.d})")
-        self.centroids = centroids.float().to(self.device)
+        self.centroids = centroids
         super().load_state_tensors(tensors)
 
 

@@ -10,18 +10,19 @@ import torch
 from .. import kernels
 from ..arrays import take_rows
 from ..panorama import round_up_half, suffix_norms
+from ..search.common import scanned_rows
+from ..search.state import PanoramaFlatState
 from .ivf import split_quantizer_args
 from .ivf_flat import IndexIVFFlat
 from .ivf_pq_panorama import PanoramaScan
-from .scan import scanned_rows
 
 
 class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
     """``IndexIVFFlatPanorama(d, nlist, n_levels=8, metric="l2", *, transform=False, ...)`` or Faiss's
     ``IndexIVFFlatPanorama(quantizer, d, nlist, n_levels, metric)``."""
 
-    _batched_lists = False  # the bucketed GPU scan would score every row: keep the pruned per-list scan
-    _graph_safe = False  # the wave scan syncs with the host (sizes of each wave)
+    batched_lists = False  # the bucketed GPU scan would score every row: keep the pruned per-list scan
+    graph_safe = False  # the wave scan syncs with the host (sizes of each wave)
 
     def __init__(self, *args, **kwargs):
         args, kwargs = split_quantizer_args(args, kwargs)
@@ -43,11 +44,11 @@ class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
         return fields
 
     # ---- scanner ----------------------------------------------------------------------------
-    def _query_context(self, q, probe) -> dict:
-        ctx = super()._query_context(q, probe)
-        ctx["q32"] = q.float()
-        ctx["probe"] = probe
-        ctx["ct"] = torch.zeros(probe.shape, device=q.device)
+    state_type = PanoramaFlatState
+
+    def prepare(self, q, probe, coarse) -> PanoramaFlatState:
+        ctx = super().prepare(q, probe, coarse)
+        ctx.ct = torch.zeros(probe.shape, device=q.device)
         return self._pano_ctx(ctx, q)
 
     def _base(self, ctx, pos, ct):
@@ -57,7 +58,7 @@ class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
 
     def _pairs_fns(self, ctx):
         dl, coef = self.d // self.n_levels, self._coef()
-        vec, q = self.invlists.data["vectors"], ctx["q32"]
+        vec, q = self.invlists.data["vectors"], ctx.q
 
         def level_part(qi, pos, j):  # qi, pos broadcastable
             sl = slice(j * dl, (j + 1) * dl)
@@ -74,11 +75,11 @@ class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
         # more there than the dot products they would save (H200, MiniLM 75k, nprobe 16: the pruned
         # torch waves 16k QPS, this kernel 2.9M), and the results are the same (rounding aside).
         rows = scanned_rows(self.invlists.device_meta()[1][probe], max_codes).sum()
-        ctx["stats"].add_counts(torch.stack([rows, rows]), self.d)  # every dimension of every row scanned
-        return self._scan_triton(ctx, probe, k, mask, max_codes)
+        ctx.stats.add_counts(torch.stack([rows, rows]), self.d)  # every dimension of every row scanned
+        return self.scan_kernel(ctx, probe, k, mask, max_codes)
 
     def _survivor_exact(self, exact, ctp):
         return None  # the fully summed partial is the exact score
 
-    def _gather_cost(self) -> int:
+    def gather_cost(self) -> int:
         return self.d

@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from .. import kernels
 from ..arrays import take_rows
 from ..pq import ProductQuantizer
+from ..search.common import SCORE_BUDGET, scanned_rows
+from ..search.state import PQState
 from .ivf import IndexIVF, split_quantizer_args
-from .scan import _SCORE_BUDGET, scanned_rows
 
 _BAG_DEVICES = ("cpu", "cuda")  # device types whose embedding_bag sums a bag left to right (see lut_sum)
 _WAVE_GROWTH = 4  # Panorama's kernel waves: 1, 4, 16, ... lists (each wave: a launch + a top-k; x4 beat x2 on the H100)
@@ -148,35 +149,32 @@ class IndexIVFPQ(IndexIVF):
                 "pq_niter": self.pq_niter, "pq_max_train": self.pq_max_train}
 
     # ---- scanner ------------------------------------------------------------------------
-    def _query_context(self, q, probe) -> dict:
+    state_type = PQState
+
+    def prepare(self, q, probe, coarse) -> PQState:
         scale = 2.0 if self.metric == "l2" else 1.0
         # scaling q by 2 is exact, so this equals 2 * tables bitwise without a pass over the tables
         tables = self.pq.inner_tables(q * scale if scale != 1.0 else q)  # (M, nq, ksub)
-        if self.by_residual:
-            s = q @ self.centroids.T  # one GEMM for all, so the coarse term has one value per (query, list)
-            if self.metric == "l2":
-                s = 2 * s - self.centroids.pow(2).sum(1)[None, :]
-            ct = s.gather(1, probe)
-        else:
-            ct = torch.zeros(probe.shape, device=q.device)
+        # the coarse term: the probe scores the search computed, one value per (query, list)
+        ct = coarse.gather(1, probe) if self.by_residual else torch.zeros(probe.shape, device=q.device)
         sp, order = probe.sort(1)
-        return {"tables": tables, "q_scaled": q * scale, "ct": ct, "probe": probe, "probe_sorted": sp, "probe_order": order,
-                "qnorm": q.pow(2).sum(1)}
+        return self.state_type(q=q, probe=probe, coarse=coarse, qnorm=q.pow(2).sum(1), tables=tables,
+                               q_scaled=q * scale, ct=ct, probe_sorted=sp, probe_order=order)
 
     def _lut(self, ctx) -> tuple[torch.Tensor, int, int]:
         """(flat tables, query stride, sub-quantizer stride) for torch.take: entry (q, m, c) sits at
         q * q_stride + m * m_stride + c. Here a per-query contiguous copy, built on first use: the
         grouped scan reads many rows of a few queries, and in the GEMM's (M, nq, ksub) layout a
         query's M tables lie nq KB apart and alias in the L1 cache (5-10% slower on the CPU)."""
-        if "lut" not in ctx:
-            t = ctx["tables"]
-            ctx["lut"] = t.transpose(0, 1).reshape(-1)
-        return ctx["lut"], self.M * self.pq.ksub, self.pq.ksub
+        if ctx.lut is None:
+            t = ctx.tables
+            ctx.lut = t.transpose(0, 1).reshape(-1)
+        return ctx.lut, self.M * self.pq.ksub, self.pq.ksub
 
     def _coarse_term(self, ctx, qsel, lists):
         """ct for queries qsel (b,) and probed lists (b, R)."""
-        col = torch.searchsorted(ctx["probe_sorted"][qsel], lists.contiguous())
-        return ctx["ct"][qsel].gather(1, ctx["probe_order"][qsel].gather(1, col))
+        col = torch.searchsorted(ctx.probe_sorted[qsel], lists.contiguous())
+        return ctx.ct[qsel].gather(1, ctx.probe_order[qsel].gather(1, col))
 
     def _table_sums(self, ctx, qi, codes, first: int = 0) -> torch.Tensor:
         """lut_sum of the table entries of codes (..., w) of sub-quantizers first .. first+w-1 for
@@ -205,35 +203,35 @@ class IndexIVFPQ(IndexIVF):
         """Exact ADC scores for broadcastable (query, slab row) index tensors; ct the coarse terms."""
         return (ct - self.invlists.data["init"][pos]) + self._table_sums(ctx, qi, self._code_rows(pos))
 
-    def _score_block(self, ctx, qsel, list_id, start, end):
-        col = (ctx["probe"][qsel] == list_id).int().argmax(1)
-        ct = ctx["ct"][qsel, col][:, None]
+    def score_block(self, ctx, qsel, list_id, start, end):
+        col = (ctx.probe[qsel] == list_id).int().argmax(1)
+        ct = ctx.ct[qsel, col][:, None]
         b = qsel.shape[0]
         # long lists take _table_sums' (ksub x M, b) weight, no (b, rows, M) index tensor to bound
-        rows = end - start if end - start >= 2 * self.pq.ksub else max(1, _SCORE_BUDGET // max(1, b * self.M))
+        rows = end - start if end - start >= 2 * self.pq.ksub else max(1, SCORE_BUDGET // max(1, b * self.M))
         out = []
         for a in range(start, end, rows):
             pos = torch.arange(a, min(a + rows, end), device=self.device)
             out.append(self.pair_scores(ctx, qsel[:, None], pos[None, :], ct))
         return torch.cat(out, 1)
 
-    def _score_gathered(self, ctx, qsel, pos, lists):
+    def score_gathered(self, ctx, qsel, pos, lists):
         return self.pair_scores(ctx, qsel[:, None], pos, self._coarse_term(ctx, qsel, lists))
 
-    def _gather_cost(self) -> int:
+    def gather_cost(self) -> int:
         return self.M
 
-    _kernel_scan = True
+    kernel_scan = True
 
     def _pruning_kernel(self) -> bool:
-        """True where _scan_triton prunes (Panorama), with inputs from _kernel_prune."""
+        """True where scan_kernel prunes (Panorama), with inputs from _kernel_prune."""
         return False
 
     def _kernel_prune(self, ctx, q, stats):
         """Panorama's pruning inputs for kernels.pq_scan (None: score every row)."""
         return None
 
-    def _scan_triton(self, ctx, probe, k, mask, max_codes):
+    def scan_kernel(self, ctx, probe, k, mask, max_codes):
         """kernels.pq_scan over a compact (query, candidate) layout: a query's probed lists back to back,
         so the score matrix is as wide as the most candidates any query has, not nprobe x the longest
         list (bounded on the host by the nprobe largest lists: no wait for the device). Lists that many
@@ -271,13 +269,13 @@ class IndexIVFPQ(IndexIVF):
         best_p = torch.empty((nq, k), dtype=torch.int64, device=self.device)
         thr = torch.full((nq,), float("-inf"), device=self.device)
         stats = torch.zeros(2, dtype=torch.int64, device=self.device)
-        chunk = max(1, _SCORE_BUDGET // width)
+        chunk = max(1, SCORE_BUDGET // width)
         for c in range(0, nq, chunk):
             q = slice(c, min(nq, c + chunk))
             b = q.stop - q.start
             out = torch.full((b, width), float("-inf"), device=self.device)
             bq = None if before is None else before[q]
-            pq_lists(out, ctx["q_scaled"][q], self.pq.centroids, data["codes"], data["init"], ctx["ct"][q], starts,
+            pq_lists(out, ctx.q_scaled[q], self.pq.centroids, data["codes"], data["init"], ctx.ct[q], starts,
                      sizes, probe[q], served, off[q, :P], before=bq, max_codes=max_codes, labels=data["labels"],
                      mask=mask)
             prune = self._kernel_prune(ctx, q, stats)
@@ -287,7 +285,7 @@ class IndexIVFPQ(IndexIVF):
             for c0, c1 in waves:
                 if prune:
                     prune.update({"k": k} if running else {"thr": thr[q]})
-                pq_scan(out, ctx["tables"][:, q], data["codes"], data["init"], ctx["ct"][q], starts, sizes_rest,
+                pq_scan(out, ctx.tables[:, q], data["codes"], data["init"], ctx.ct[q], starts, sizes_rest,
                         probe[q], off[q, P:], cols=(c0, c1), before=bq, max_codes=max_codes, labels=data["labels"],
                         mask=mask, prune=prune, surv=surv)
                 if prune and c1 < P and width >= k:  # the k-th best so far: -inf while fewer exist
@@ -299,10 +297,10 @@ class IndexIVFPQ(IndexIVF):
             best_s[q, :values.shape[1]], best_p[q, :values.shape[1]] = values, pos
             if values.shape[1] < k:
                 best_s[q, values.shape[1]:], best_p[q, values.shape[1]:] = float("-inf"), 0
-        ctx["kernel_stats"] = stats
+        ctx.kernel_stats = stats
         return best_s, best_p
 
-    def _distances(self, ctx, scores):
+    def distances(self, ctx, scores):
         if self.metric == "l2":
-            return (ctx["qnorm"][:, None] - scores).clamp_min(0)
+            return (ctx.qnorm[:, None] - scores).clamp_min(0)
         return scores

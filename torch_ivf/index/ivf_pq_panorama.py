@@ -17,11 +17,12 @@ from .. import kernels
 from ..arrays import take_rows
 from ..panorama import (WAVE_PAIRS, PanoramaStats, bound_slack, merge_ragged, panorama_stats, pruned_scores,
                         ragged_kth, round_up_half, suffix_norms)
+from ..search.common import SCORE_BUDGET, scanned_rows
+from ..search.state import PanoramaPQState
 from ..topk import running_topk, topk_first
 from ..transforms import PanoramaTransform
 from .ivf import split_quantizer_args
 from .ivf_pq import IndexIVFPQ
-from .scan import _SCORE_BUDGET, scanned_rows
 
 _NORM_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 _SEED_LEVEL = 2  # level at which the first wave turns its own lower bounds into a threshold
@@ -33,6 +34,8 @@ class PanoramaScan:
     The index supplies ``_pairs_ctx(ctx) -> (level_part, exact)`` closures, ``_base(ctx, qi, pos, ct)``
     and the fields ``tails`` (suffix norms) in its inverted lists.
     """
+
+    wave_scan = True
 
     # ---- levels, transform and tail norms (shared by both Panorama indexes) ------------------
     def _init_levels(self, n_levels, transform, cap, norm_dtype, divided: tuple[str, object]) -> None:
@@ -96,18 +99,12 @@ class PanoramaScan:
         panorama_stats.add(self.panorama_stats)  # the process-wide counters, like Faiss's global stats
         return out
 
-    def _pick_mode(self, nq: int, nprobe: int) -> str:
-        # "auto": the wave scan. Its launches scale with waves x levels, not with lists, which is what
-        # a GPU needs; on the CPU its flat pair batches beat the per-list loop 3-7x (MiniLM 80k, nprobe 8-64).
-        return "matrix" if self.search_mode == "auto" else self.search_mode
-
     def _coef(self) -> float:
         return 2.0 if self.metric == "l2" else 1.0
 
-    def _pano_ctx(self, ctx, q) -> dict:
-        ctx["qtail"] = suffix_norms(q, self.n_levels)
-        ctx["stats"] = self.panorama_stats = PanoramaStats()
-        ctx["best"] = None
+    def _pano_ctx(self, ctx, q):
+        ctx.qtail = suffix_norms(q, self.n_levels)
+        ctx.stats = self.panorama_stats = PanoramaStats()
         return ctx
 
     def _dense_scan(self, ctx, qsel, pos, ct, thr, valid=None):
@@ -115,8 +112,8 @@ class PanoramaScan:
         (b, R); thr (b, R) (+inf where a row must not be scored). Level 0 and the first bound run
         dense (no index bookkeeping); the few survivors continue pairwise."""
         level_part, exact = self._pairs_fns(ctx)
-        ytail, qtail, coef = self.invlists.data["tails"], ctx["qtail"], self._coef()
-        stats, dl = ctx["stats"], self.d // self.n_levels
+        ytail, qtail, coef = self.invlists.data["tails"], ctx.qtail, self._coef()
+        stats, dl = ctx.stats, self.d // self.n_levels
         qb = qsel[:, None]
         base = self._base(ctx, pos, ct)
         partial = base + level_part(qb, pos, 0)
@@ -152,49 +149,49 @@ class PanoramaScan:
         return self._pairs_fns(ctx)[1](qsel, pos, ct)
 
     def _merge_best(self, ctx, qsel, values, k):
-        cur = ctx["best"][qsel]
+        cur = ctx.best[qsel]
         new = torch.cat([cur, values], 1).topk(k, dim=1).values
-        ctx["best"][qsel] = new
-        ctx["thr"][qsel] = new[:, -1]
+        ctx.best[qsel] = new
+        ctx.thr[qsel] = new[:, -1]
 
     def _seed(self, ctx, k, mask):
         """Exact top-k of each query's nearest probed list: the first finite threshold."""
-        probe = ctx["probe"]
+        probe = ctx.probe
         nq = probe.shape[0]
-        ctx["best"] = torch.full((nq, k), float("-inf"), device=self.device)
-        ctx["thr"] = torch.full((nq,), float("-inf"), device=self.device)
-        ctx["seed_s"] = ctx["best"].clone()  # the seed list's exact top-k: not scanned a second time
-        ctx["seed_p"] = torch.zeros((nq, k), dtype=torch.int64, device=self.device)
+        ctx.best = torch.full((nq, k), float("-inf"), device=self.device)
+        ctx.thr = torch.full((nq,), float("-inf"), device=self.device)
+        ctx.seed_s = ctx.best.clone()  # the seed list's exact top-k: not scanned a second time
+        ctx.seed_p = torch.zeros((nq, k), dtype=torch.int64, device=self.device)
         starts, sizes = self.invlists.device_meta()
         lens = sizes[probe[:, 0]]
         maxlen = int(lens.max()) if nq else 0
         if maxlen == 0:
             return
         ar = torch.arange(maxlen, device=self.device)
-        chunk = max(1, _SCORE_BUDGET // (maxlen * self._gather_cost()))
+        chunk = max(1, SCORE_BUDGET // (maxlen * self.gather_cost()))
         for c in range(0, nq, chunk):
             qsel = torch.arange(c, min(nq, c + chunk), device=self.device)
             valid = ar < lens[qsel, None]
             pos = torch.where(valid, starts[probe[qsel, 0]][:, None] + ar, 0)
-            s = self._exact_dense(ctx, qsel[:, None], pos, ctx["ct"][qsel, 0][:, None]).masked_fill(~valid, float("-inf"))
+            s = self._exact_dense(ctx, qsel[:, None], pos, ctx.ct[qsel, 0][:, None]).masked_fill(~valid, float("-inf"))
             s = self._filter(s, pos, mask)
             n_valid = int(valid.sum()) * self.d  # the seed list is scanned once, fully
-            ctx["stats"].total_dims_scanned += n_valid
-            ctx["stats"].total_dims += n_valid
+            ctx.stats.total_dims_scanned += n_valid
+            ctx.stats.total_dims += n_valid
             values, idx = topk_first(s, min(k, maxlen))
             self._merge_best(ctx, qsel, values, k)
-            ctx["seed_s"][qsel, :values.shape[1]] = values
-            ctx["seed_p"][qsel, :values.shape[1]] = pos.gather(1, idx)
+            ctx.seed_s[qsel, :values.shape[1]] = values
+            ctx.seed_p[qsel, :values.shape[1]] = pos.gather(1, idx)
 
     def _scan_list(self, ctx, qsel, lst, start, size, k, mask):
-        if ctx["best"] is None:
+        if ctx.best is None:
             self._seed(ctx, k, mask)
-        seeded = ctx["probe"][qsel, 0] == lst
+        seeded = ctx.probe[qsel, 0] == lst
         if bool(seeded.any()):
             width = min(k, size)
             out_s = torch.empty((qsel.shape[0], width), device=self.device)
             out_p = torch.empty((qsel.shape[0], width), dtype=torch.int64, device=self.device)
-            out_s[seeded], out_p[seeded] = ctx["seed_s"][qsel[seeded], :width], ctx["seed_p"][qsel[seeded], :width]
+            out_s[seeded], out_p[seeded] = ctx.seed_s[qsel[seeded], :width], ctx.seed_p[qsel[seeded], :width]
             if not bool(seeded.all()):
                 fresh = ~seeded
                 out_s[fresh], out_p[fresh] = self._scan_fresh(ctx, qsel[fresh], lst, start, size, k, mask)
@@ -203,15 +200,15 @@ class PanoramaScan:
 
     def _scan_fresh(self, ctx, qsel, lst, start, size, k, mask):
         b = qsel.shape[0]
-        col = (ctx["probe"][qsel] == lst).int().argmax(1)
-        ctq = ctx["ct"][qsel, col]
-        rows = max(1, _SCORE_BUDGET // max(1, b * self._gather_cost()))
+        col = (ctx.probe[qsel] == lst).int().argmax(1)
+        ctq = ctx.ct[qsel, col]
+        rows = max(1, SCORE_BUDGET // max(1, b * self.gather_cost()))
         best = None
         for a in range(start, start + size, rows):
             e = min(a + rows, start + size)
             R = e - a
             pos = torch.arange(a, e, device=self.device)[None, :]
-            thr = ctx["thr"][qsel][:, None].expand(b, R)
+            thr = ctx.thr[qsel][:, None].expand(b, R)
             if mask is not None:  # filtered-out rows never count, not even for the threshold
                 thr = thr.masked_fill(~self._allowed_at(mask, pos), float("inf"))
             best = running_topk(best, self._dense_scan(ctx, qsel, pos, ctq[:, None], thr), a, k)
@@ -226,14 +223,14 @@ class PanoramaScan:
         starts, sizes = self.invlists.device_meta()
         lens = scanned_rows(sizes[probe], max_codes)  # rows past max_codes are not scanned
         # level-major (L, n) copies: the bound reads one level of every pair at once
-        sc = {"qt": (self._coef() * ctx["qtail"]).t().contiguous(),
+        sc = {"qt": (self._coef() * ctx.qtail).t().contiguous(),
               "yt": self.invlists.data["tails"].t().float().contiguous(), "level": self._pairs_fns(ctx)[0], "k": k}
         best_s = torch.full((nq, k), float("-inf"), device=self.device)
         best_p = torch.zeros((nq, k), dtype=torch.int64, device=self.device)
         c0 = 0
         while c0 < P:  # waves of 1, 1, 2, 4, ... lists per query: the first one seeds the threshold
             c1 = min(P, 2 * c0) if c0 else 1
-            qi, s, p = self._wave(ctx, sc, probe[:, c0:c1], lens[:, c0:c1], ctx["ct"][:, c0:c1],
+            qi, s, p = self._wave(ctx, sc, probe[:, c0:c1], lens[:, c0:c1], ctx.ct[:, c0:c1],
                                   best_s[:, -1], mask, starts)
             best_s, best_p = merge_ragged(best_s, best_p, qi, s, p, k)
             c0 = c1
@@ -273,7 +270,7 @@ class PanoramaScan:
         are compacted at every level. The partial score (base, then each level's part added in level
         order) is carried beside it for _wave_exact."""
         level_fn = sc["level"]
-        qt, yt, stats = sc["qt"], sc["yt"], ctx["stats"]
+        qt, yt, stats = sc["qt"], sc["yt"], ctx.stats
         L, dl = self.n_levels, self.d // self.n_levels
         stats.total_dims += qi.shape[0] * self.d
         if mask is not None:  # filtered-out rows are never scanned and never set the threshold
@@ -350,18 +347,20 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
         return fields
 
     # ---- scanner --------------------------------------------------------------------------
-    def _query_context(self, q, probe) -> dict:
-        return self._pano_ctx(super()._query_context(q, probe), q)
+    state_type = PanoramaPQState
+
+    def prepare(self, q, probe, coarse) -> PanoramaPQState:
+        return self._pano_ctx(super().prepare(q, probe, coarse), q)
 
     def _pruning_kernel(self) -> bool:
         return kernels.available(self.device)
 
     def _kernel_prune(self, ctx, q, stats):
-        return {"tails": self.invlists.data["tails"], "qtail": ctx["qtail"][q], "coef": self._coef(), "stats": stats}
+        return {"tails": self.invlists.data["tails"], "qtail": ctx.qtail[q], "coef": self._coef(), "stats": stats}
 
     def _scan_kernel(self, ctx, probe, k, mask, max_codes):
-        out = self._scan_triton(ctx, probe, k, mask, max_codes)
-        ctx["stats"].add_counts(ctx["kernel_stats"], self.d // self.n_levels)  # levels -> dims, read lazily
+        out = self.scan_kernel(ctx, probe, k, mask, max_codes)
+        ctx.stats.add_counts(ctx.kernel_stats, self.d // self.n_levels)  # levels -> dims, read lazily
         return out
 
     def _base(self, ctx, pos, ct):
@@ -369,7 +368,7 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
 
     def _lut(self, ctx):
         # The waves read a few entries per (query, row) pair: the GEMM's own (M, nq, ksub) layout, no copy.
-        t = ctx["tables"]
+        t = ctx.tables
         return t.view(-1), t.stride(1), t.stride(0)
 
     def _pairs_fns(self, ctx):

@@ -2,15 +2,18 @@
 full vectors (float16 by default: half the bytes, ~1e-3 relative error) re-score them exactly."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 
 from .. import io as _io
 from .. import kernels
+from ..search.common import SCORE_BUDGET
 from ..topk import topk_first
-from .base import Index, IndexRefineSearchParameters, SearchParams, _params, check_k_factor
+from .base import Index, SearchParams, _params
 from .flat import IndexFlat
 from .ivf import IndexIVF
-from .scan import _SCORE_BUDGET
 
 
 def _scores(q, vectors, rows, valid, metric) -> torch.Tensor:
@@ -23,16 +26,38 @@ def _scores(q, vectors, rows, valid, metric) -> torch.Tensor:
 
 
 def _scores_torch(q, vectors, rows, valid, metric) -> torch.Tensor:
-    """_scores by gathering the rows, in query chunks of at most _SCORE_BUDGET gathered elements."""
+    """_scores by gathering the rows, in query chunks of at most SCORE_BUDGET gathered elements."""
     nq, kk = rows.shape
     out = torch.empty((nq, kk), device=q.device)
-    step = max(1, _SCORE_BUDGET // max(1, kk * q.shape[1]))
+    step = max(1, SCORE_BUDGET // max(1, kk * q.shape[1]))
     for i in range(0, nq, step):
         qc = q[i : i + step]
         x = vectors.index_select(0, rows[i : i + step].reshape(-1)).view(qc.shape[0], kk, -1).float()
         out[i : i + step] = (-(x - qc[:, None, :]).pow(2).sum(-1) if metric == "l2"
                              else torch.einsum("qkd,qd->qk", x, qc))
     return out.masked_fill_(~valid, float("-inf"))
+
+
+@dataclass
+class IndexRefineSearchParameters(SearchParams):
+    """Faiss's IndexRefineSearchParameters: ``k_factor`` overrides the refine index's for this call;
+    ``base_index_params`` (a SearchParams) go to the base search instead of these."""
+    k_factor: float | None = None
+    base_index_params: SearchParams | None = None
+
+    def check(self) -> None:
+        if self.k_factor is not None:
+            check_k_factor(self.k_factor, "params.k_factor")
+        if self.base_index_params is not None:
+            _params(self.base_index_params)  # its own checks, before anything runs
+
+
+def check_k_factor(value, name: str = "k_factor") -> float:
+    """A refine factor: a number >= 1 (Faiss's IndexRefine k_factor)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not value >= 1:
+        raise ValueError(f"{name} must be a number >= 1, got {value!r}")
+    return float(value)
+
 
 
 class IndexRefine(Index):

@@ -19,6 +19,7 @@ class StoredIndex(Index):
     def __init__(self, d, metric="l2", *, device=None, dtype=torch.float32, nlist: int = 1):
         super().__init__(d, metric, device=device, dtype=dtype)
         self.invlists = InvertedLists(nlist, self._fields(), self.device)
+        self.scanner = self  # index types whose scanner is its own object replace this
 
     @property
     def ntotal(self) -> int:

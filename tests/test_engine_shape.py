@@ -1,0 +1,66 @@
+"""The engine's parts as objects: a shareable coarse quantizer, typed per-query state that receives the
+coarse scores, IndexFlat without IVF settings."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import torch_ivf as ti
+from conftest import clustered
+
+
+@pytest.fixture(scope="module")
+def data():
+    x = clustered(2100, 32, centres=20, seed=11)
+    return x[:2000], x[2000:]
+
+
+def test_ivf_indexes_share_the_quantizer_object_as_in_faiss(data):
+    xb, xq = data
+    q = ti.IndexFlatL2(32)
+    a = ti.IndexIVFFlat(q, 32, 16, ti.METRIC_L2)
+    assert a.quantizer is q and not a.is_trained
+    a.train(xb)  # training the IVF index trains (fills) the quantizer it was given
+    assert q.ntotal == 16 and torch.equal(a.centroids, q.reconstruct_n(0, 16))
+    b = ti.IndexIVFFlat(q, 32, 16, ti.METRIC_L2)
+    assert b.is_trained and b.quantizer is q
+    a.add(xb)
+    b.add(xb)
+    a.nprobe = b.nprobe = 4
+    for x, y in zip(a.search(xq, 10), b.search(xq, 10)):
+        np.testing.assert_array_equal(x, y)
+    pq = ti.IndexIVFPQ(q, 32, 16, 8, 8)  # another codec on the same trained quantizer
+    pq.train(xb)
+    assert q.ntotal == 16 and torch.equal(pq.centroids, a.centroids)
+
+
+def test_quantizer_with_wrong_size_is_refused():
+    q = ti.IndexFlatL2(8)
+    q.add(np.zeros((3, 8), np.float32))
+    with pytest.raises(ValueError, match="nlist"):
+        ti.IndexIVFFlat(q, 8, 4)
+    with pytest.raises(ValueError, match="d=16"):
+        ti.IndexIVFFlat(ti.IndexFlatL2(8), 16, 4)
+
+
+@pytest.mark.parametrize("description", ["IVF16,Flat", "IVF16,PQ8", "IVF16,PQ8Panorama4", "IVF16,FlatPanorama4"])
+def test_query_state_is_typed_and_takes_the_coarse_scores(data, description):
+    xb, xq = data
+    index = ti.index_factory(32, description)
+    index.train(xb)
+    q = torch.from_numpy(xq)
+    probe, coarse = index.coarse.probe(q, 4)
+    state = index.scanner.prepare(q, probe, coarse)
+    assert dataclasses.is_dataclass(state) and state.coarse is coarse
+    if hasattr(state, "ct") and getattr(index, "by_residual", False):  # IVFPQ: no second coarse GEMM
+        assert torch.equal(state.ct, coarse.gather(1, probe))
+
+
+def test_flat_has_no_ivf_settings():
+    flat = ti.IndexFlat(8)
+    for name in ("nprobe", "search_mode", "max_codes", "seed", "niter", "nlist", "centroids"):
+        assert not hasattr(flat, name), name
+    assert not isinstance(flat, ti.IndexIVF)

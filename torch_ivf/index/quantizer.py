@@ -1,0 +1,78 @@
+"""The coarse quantizer: which list a vector goes to and which lists a query probes (Faiss's
+Level1Quantizer). Its nlist centroids live in a flat index, the ``quantizer`` Faiss code passes to
+an IVF constructor; an IVF index built on one uses that very object, so training the IVF index
+fills it and indexes built on one trained quantizer share its centroids."""
+from __future__ import annotations
+
+import torch
+
+from ..distances import nearest_centroids
+from ..kmeans import kmeans
+from .flat import IndexFlat
+
+
+class CoarseQuantizer:
+    """``CoarseQuantizer(d, nlist, metric, device, index=None)``; metric "l2" or "ip" (cosine IVF
+    indexes probe by inner product of unit vectors). ``index``: the flat index that holds (or will
+    hold) the centroids; any other object with d / ntotal / reconstruct_batch is copied."""
+
+    def __init__(self, d: int, nlist: int, metric: str, device, index=None):
+        self.d, self.nlist, self.metric = d, nlist, metric
+        if index is not None:
+            if getattr(index, "d", None) != d:
+                raise ValueError(f"quantizer must have d={d}, got {getattr(index, 'd', None)!r}")
+            if getattr(index, "ntotal", None) not in (0, nlist, None):
+                raise ValueError(f"quantizer holds {index.ntotal} centroids, expected 0 or nlist={nlist}")
+        if isinstance(index, IndexFlat):
+            self.index = index.to(device) if index.device != torch.device(device) else index
+        else:
+            self.index = IndexFlat(d, metric, device=device)
+            if index is not None and index.ntotal == nlist:
+                self.set_centroids(torch.as_tensor(index.reconstruct_batch(torch.arange(nlist))).float().to(device))
+        self._cache = None
+
+    @property
+    def is_trained(self) -> bool:
+        return self.index.ntotal == self.nlist
+
+    @property
+    def centroids(self) -> torch.Tensor:
+        """(nlist, d) float32 centroids, or (0, d) before training (read back once per change)."""
+        lists = self.index.invlists
+        key = (id(lists), lists.version)
+        if self._cache is None or self._cache[0] != key:
+            c = (self.index.reconstruct_batch(torch.arange(self.nlist)).float() if self.is_trained
+                 else torch.empty(0, self.d, device=self.index.device))
+            self._cache = (key, c)
+        return self._cache[1]
+
+    def set_centroids(self, centroids: torch.Tensor) -> None:
+        """Replace the centroids ((nlist, d), or (0, d) to untrain)."""
+        self.index.reset()
+        if centroids.numel():
+            self.index.add(centroids)
+
+    def train(self, x: torch.Tensor, *, niter: int, seed: int) -> None:
+        """Seeded k-means on x (spherical for inner product)."""
+        self.set_centroids(kmeans(x, self.nlist, niter=niter, seed=seed, spherical=self.metric != "l2").to(self.index.device))
+
+    def assign(self, x: torch.Tensor) -> torch.Tensor:
+        """The nearest list of each row of x."""
+        return nearest_centroids(x, self.centroids, self.metric)
+
+    def scores(self, q: torch.Tensor) -> torch.Tensor:
+        """(nq, nlist) probe scores, larger is better: 2q.c - ||c||^2 (ranks lists like -||q - c||^2)
+        or q.c. Residual scanners add them to their list scores, so a search computes them once."""
+        c = self.centroids
+        s = q @ c.T
+        if self.metric == "l2":
+            s = 2 * s - (c * c).sum(1)[None, :]
+        return s
+
+    def probe(self, q: torch.Tensor, nprobe: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(lists to probe (nq, nprobe), best first; scores of every list (nq, nlist))."""
+        s = self.scores(q)
+        return s.topk(nprobe, dim=1).indices, s
+
+    def to(self, device) -> None:
+        self.index.to(device)

@@ -1,0 +1,31 @@
+"""The one place that chooses a search path for a batch: "grouped" (per-list GEMMs, or bucketed batched
+GEMMs on GPUs) or "matrix" (a codec's Triton scan, else a padded torch gather)."""
+from __future__ import annotations
+
+from .. import kernels
+
+SEARCH_MODES = ("auto", "grouped", "csr", "matrix")
+# Threshold of "auto" without kernels: fitted on the H100 runs in benchmarks/results
+MATRIX_GATHER = 1 << 26  # elements
+
+
+def choose_path(index, nq: int, nprobe: int) -> str:
+    """"auto": the cheaper path by measurements (benchmarks/results).
+
+    CPUs: always grouped (per-list GEMMs beat the gather at every nq measured). GPUs with Triton:
+    the codec's Triton scan (matrix; for IVFFlat it beat torch's bucketed GEMMs at every nq timed
+    on the H200, benchmarks/pq/README.md). GPUs without it (DirectML, no Triton): matrix while the
+    gathered rows stay small, else grouped; codecs without a batched list scan (PQ) always take
+    matrix on GPUs (H100: 6.8k -> 17-400k QPS)."""
+    if index.search_mode != "auto":
+        return index.search_mode
+    if index.wave_scan:
+        # Panorama's wave scan: its launches scale with waves x levels, not with lists, which is what
+        # a GPU needs; on the CPU its flat pair batches beat the per-list loop 3-7x (MiniLM 80k, nprobe 8-64).
+        return "matrix"
+    if index.device.type == "cpu":
+        return "grouped"
+    if not index.scanner.batched_lists or (index.scanner.kernel_scan and kernels.available(index.device)):
+        return "matrix"
+    gathered = nq * nprobe * index.invlists.max_size * index.scanner.gather_cost()
+    return "matrix" if gathered <= MATRIX_GATHER else "grouped"

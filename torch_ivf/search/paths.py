@@ -1,0 +1,63 @@
+"""How an IVF index searches: coarse probe, the scanner's per-query state, the path choose_path picks,
+then scan results mapped to Faiss's (D, I). The index is its own scanner unless it holds one."""
+from __future__ import annotations
+
+import torch
+
+from .. import kernels
+from .choose import choose_path
+from .common import faiss_results
+from .graphs import GRAPH_MAX_NQ, replay_graph
+from .grouped import GroupedScan
+from .matrix import MatrixScan
+from .scanner import Scanner
+
+
+class IVFScan(Scanner, GroupedScan, MatrixScan):
+    """Search half of IndexIVF; relies on its invlists, coarse quantizer and ``scanner`` (the index
+    itself, which then implements the Scanner methods, or a Scanner object)."""
+
+    wave_scan = False  # Panorama: "auto" takes its wave-ordered matrix scan on every device
+
+    # ---- search -------------------------------------------------------------------------
+    def _pick_mode(self, nq: int, nprobe: int) -> str:
+        return choose_path(self, nq, nprobe)
+
+    def _search(self, q: torch.Tensor, k: int, params):
+        nq = q.shape[0]
+        mask = self._allowed_mask(params.allowed)
+        if self.ntotal == 0 or nq == 0:
+            return (torch.full((nq, k), self.missing_distance, device=self.device),
+                    torch.full((nq, k), -1, dtype=torch.int64, device=self.device))
+        nprobe = min(params.nprobe if params.nprobe is not None else self.nprobe, self.nlist)
+        if nprobe <= 0:
+            raise ValueError(f"params.nprobe must be a positive int, got {params.nprobe!r}")
+        max_codes = self.max_codes if params.max_codes is None else int(params.max_codes)
+        mode = self._pick_mode(nq, nprobe)
+        if mode == "matrix" and mask is None and self._graph_ok(nq):
+            return self._search_graphed(q, k, nprobe, max_codes, mode)
+        return self._search_core(q, k, nprobe, max_codes, mask, mode)
+
+    def _search_core(self, q, k, nprobe, max_codes, mask, mode):
+        qt = self._transform(q)
+        probe, coarse = self.coarse.probe(qt, nprobe)
+        ctx = self.scanner.prepare(qt, probe, coarse)
+        if mode == "matrix":
+            scores, pos = self._scan_matrix(ctx, probe, k, mask, max_codes)
+        else:
+            scores, pos = self._scan_grouped(ctx, probe, k, mask, max_codes)
+        return faiss_results(self, ctx, scores, pos)
+
+    # ---- CUDA graphs for small batches ---------------------------------------------------
+    def _graph_ok(self, nq: int) -> bool:
+        return self.scanner.graph_safe and self.device.type == "cuda" and nq <= GRAPH_MAX_NQ
+
+    def _search_graphed(self, q, k, nprobe, max_codes, mode):
+        key = (q.shape[0], k, nprobe, max_codes, mode, self.invlists.version, self.centroids.data_ptr(), kernels.enabled)
+        return replay_graph(self, key, q, lambda x: self._search_core(x, k, nprobe, max_codes, None, mode))
+
+    def _filter(self, scores: torch.Tensor, pos: torch.Tensor, mask) -> torch.Tensor:
+        if mask is None:
+            return scores
+        return scores.masked_fill(~self._allowed_at(mask, pos), float("-inf"))
+

@@ -1,0 +1,50 @@
+"""The scanner contract: how one query batch scores rows of the inverted lists. The search paths
+(grouped.py, matrix.py) call only these; a scanner may be its own object (IndexScalarQuantizer's)
+or the index itself (IVFFlat, IVFPQ and Panorama implement them as methods).
+
+Scores are always "larger is better"; ``distances`` turns them into what Faiss returns.
+"""
+from __future__ import annotations
+
+import torch
+
+from .state import QueryState
+
+
+class Scanner:
+    batched_lists = False  # implements score_lists: the bucketed GPU scan of the grouped path
+    kernel_scan = False  # implements scan_kernel: a Triton matrix scan on GPUs with Triton
+    graph_safe = False  # its matrix scan never syncs with the host, so CUDA graphs may capture it
+    state_type = QueryState
+
+    def prepare(self, q: torch.Tensor, probe: torch.Tensor | None, coarse: torch.Tensor | None) -> QueryState:
+        """The per-query state for transformed queries q (nq, d), their probed lists (nq, nprobe) and
+        the coarse quantizer's probe scores of every list (nq, nlist); None, None for IndexFlat."""
+        raise NotImplementedError
+
+    def score_block(self, ctx: QueryState, qsel: torch.Tensor, list_id: int, start: int, end: int) -> torch.Tensor:
+        """Scores (len(qsel), end - start) of queries qsel against slab rows [start, end) of one list."""
+        raise NotImplementedError
+
+    def score_lists(self, ctx: QueryState, qsel: torch.Tensor, pos: torch.Tensor, lists: torch.Tensor,
+                    row_ok: torch.Tensor):
+        """Optional: (scores (B, C, S), pair term (B, C, 1) or None) of queries qsel (B, C) against slab
+        rows pos (B, S) of lists (B,); rows where row_ok is False must score -inf. The pair term is
+        constant along S, so it is added after the top-k."""
+        raise NotImplementedError
+
+    def score_gathered(self, ctx: QueryState, qsel: torch.Tensor, pos: torch.Tensor, lists: torch.Tensor) -> torch.Tensor:
+        """Scores (b, R) of queries qsel (b,) against slab rows pos (b, R) of lists ``lists`` (b, R)."""
+        raise NotImplementedError
+
+    def scan_kernel(self, ctx: QueryState, probe: torch.Tensor, k: int, mask, max_codes: int):
+        """Optional: the Triton matrix scan, per-query top-k (scores, slab positions) (nq, k)."""
+        raise NotImplementedError
+
+    def gather_cost(self) -> int:
+        """Elements materialised per gathered row (d for flat codes, M for PQ)."""
+        return self.d
+
+    def distances(self, ctx: QueryState, scores: torch.Tensor) -> torch.Tensor:
+        """Faiss distances from scan scores (identity for ip/cosine)."""
+        return scores
