@@ -88,6 +88,14 @@ class InvertedLists:
         """The whole slab of one field (rows indexed by slab position; kernels take it as is)."""
         return self.data[name]
 
+    def fields(self) -> dict[str, torch.Tensor]:
+        """Every field's slab by name (labels included), for kernels that take several."""
+        return dict(self.data)
+
+    def nbytes(self) -> int:
+        """Bytes held by the slabs (capacity included)."""
+        return sum(t.numel() * t.element_size() for t in self.data.values())
+
     def block(self, name: str, start: int, end: int) -> torch.Tensor:
         """Slab rows [start, end) of one field: a view, no copy."""
         return self.data[name][start:end]

@@ -50,7 +50,7 @@ class FlatCodes(Scanner):
         return v + self.centroids[lists] if self.by_residual else v
 
     def _decode(self, pos, lists) -> torch.Tensor:
-        v = self.invlists.data["vectors"][pos].float()
+        v = self.invlists.field("vectors")[pos].float()
         return v + self.centroids[lists] if self.by_residual else v
 
     @property
@@ -75,10 +75,10 @@ class FlatCodes(Scanner):
         return s
 
     def _bias(self, rows):
-        return self.invlists.data["bias"][rows] if self.metric == "l2" else None
+        return self.invlists.field("bias")[rows] if self.metric == "l2" else None
 
     def score_block(self, ctx, qsel, list_id, start, end):
-        x = self.invlists.data["vectors"][start:end].float()
+        x = self.invlists.field("vectors")[start:end].float()
         q = ctx.q[qsel]
         if self.metric == "l2":  # one addmm instead of GEMM + two passes (1.85x on a CPU at nq=19600)
             s = torch.addmm(self._bias(slice(start, end))[None, :], q, x.T, beta=-1, alpha=self._scale)
@@ -90,7 +90,7 @@ class FlatCodes(Scanner):
     graph_safe = True
 
     def score_lists(self, ctx, qsel, pos, lists, row_ok):
-        x = self.invlists.data["vectors"][pos].float()  # (B, S, d)
+        x = self.invlists.field("vectors")[pos].float()  # (B, S, d)
         # One fused kernel: scale * Q X^T - bias, with bias = +inf on padding rows so they score -inf.
         bias = self._bias(pos) if self.metric == "l2" else torch.zeros(pos.shape, device=pos.device)
         bias = bias.masked_fill(~row_ok, float("inf"))
@@ -99,7 +99,7 @@ class FlatCodes(Scanner):
         return s, pair
 
     def score_gathered(self, ctx, qsel, pos, lists):
-        x = self.invlists.data["vectors"][pos].float()  # (b, R, d)
+        x = self.invlists.field("vectors")[pos].float()  # (b, R, d)
         dots = torch.bmm(x, ctx.q[qsel][:, :, None]).squeeze(2)
         return self._finish(ctx, dots, self._bias(pos), qsel[:, None], lists)
 
@@ -114,7 +114,7 @@ class FlatCodes(Scanner):
         lens = sizes[probe]
         before = torch.cumsum(lens, 1) - lens if max_codes else probe  # max_codes counts rows so far
         ct = ctx.coarse.gather(1, probe).contiguous() if self.by_residual else None
-        data, q, P = self.invlists.data, ctx.q.contiguous(), probe.shape[1]
+        data, q, P = self.invlists.fields(), ctx.q.contiguous(), probe.shape[1]
         best_s, best_p = [], []
         step = max(1, SCORE_BUDGET // (P * k))  # bounds the (queries, P * KOUT) output
         for c in range(0, q.shape[0], step):

@@ -53,12 +53,12 @@ class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
 
     def _base(self, ctx, pos, ct):
         if self.metric == "l2":
-            return ct - self.invlists.data["bias"][pos]
+            return ct - self.invlists.field("bias")[pos]
         return ct + torch.zeros_like(pos, dtype=torch.float32)
 
     def _pairs_fns(self, ctx):
         dl, coef = self.d // self.n_levels, self._coef()
-        vec, q = self.invlists.data["vectors"], ctx.q
+        vec, q = self.invlists.field("vectors"), ctx.q
 
         def level_part(qi, pos, j):  # qi, pos broadcastable
             sl = slice(j * dl, (j + 1) * dl)

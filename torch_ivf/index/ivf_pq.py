@@ -103,7 +103,7 @@ class IndexIVFPQ(IndexIVF):
 
     def _code_rows(self, pos) -> torch.Tensor:
         """uint8 codes (..., M) of slab rows pos, whatever the stored layout."""
-        return take_rows(self.invlists.data["codes"], pos)
+        return take_rows(self.invlists.field("codes"), pos)
 
     def _fields_from_codes(self, codes, lists) -> dict:
         """Stored fields for given codes (used by encode and by from_faiss)."""
@@ -201,7 +201,7 @@ class IndexIVFPQ(IndexIVF):
 
     def pair_scores(self, ctx, qi, pos, ct):
         """Exact ADC scores for broadcastable (query, slab row) index tensors; ct the coarse terms."""
-        return (ct - self.invlists.data["init"][pos]) + self._table_sums(ctx, qi, self._code_rows(pos))
+        return (ct - self.invlists.field("init")[pos]) + self._table_sums(ctx, qi, self._code_rows(pos))
 
     def score_block(self, ctx, qsel, list_id, start, end):
         col = (ctx.probe[qsel] == list_id).int().argmax(1)
@@ -247,7 +247,7 @@ class IndexIVFPQ(IndexIVF):
         from ..kernels.pq_scan import RUNNING_MAX_K, pq_scan
         nq, P = probe.shape
         starts, sizes = self.invlists.device_meta()
-        data = self.invlists.data
+        data = self.invlists.fields()
         lens = sizes[probe]
         served = busy_lists(self.nlist, probe)
         lens_busy = torch.where(served[probe], lens, 0)

@@ -112,7 +112,7 @@ class PanoramaScan:
         (b, R); thr (b, R) (+inf where a row must not be scored). Level 0 and the first bound run
         dense (no index bookkeeping); the few survivors continue pairwise."""
         level_part, exact = self._pairs_fns(ctx)
-        ytail, qtail, coef = self.invlists.data["tails"], ctx.qtail, self._coef()
+        ytail, qtail, coef = self.invlists.field("tails"), ctx.qtail, self._coef()
         stats, dl = ctx.stats, self.d // self.n_levels
         qb = qsel[:, None]
         base = self._base(ctx, pos, ct)
@@ -224,7 +224,7 @@ class PanoramaScan:
         lens = scanned_rows(sizes[probe], max_codes)  # rows past max_codes are not scanned
         # level-major (L, n) copies: the bound reads one level of every pair at once
         sc = {"qt": (self._coef() * ctx.qtail).t().contiguous(),
-              "yt": self.invlists.data["tails"].t().float().contiguous(), "level": self._pairs_fns(ctx)[0], "k": k}
+              "yt": self.invlists.field("tails").t().float().contiguous(), "level": self._pairs_fns(ctx)[0], "k": k}
         best_s = torch.full((nq, k), float("-inf"), device=self.device)
         best_p = torch.zeros((nq, k), dtype=torch.int64, device=self.device)
         c0 = 0
@@ -337,7 +337,7 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
         return {**super()._fields(), "codes": ((self.n_levels, self.M // self.n_levels), torch.uint8, True)}
 
     def _code_rows(self, pos) -> torch.Tensor:
-        return take_rows(self.invlists.data["codes"], pos).flatten(-2)
+        return take_rows(self.invlists.field("codes"), pos).flatten(-2)
 
     def _fields_from_codes(self, codes, lists) -> dict:
         fields = super()._fields_from_codes(codes, lists)
@@ -356,7 +356,7 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
         return kernels.available(self.device)
 
     def _kernel_prune(self, ctx, q, stats):
-        return {"tails": self.invlists.data["tails"], "qtail": ctx.qtail[q], "coef": self._coef(), "stats": stats}
+        return {"tails": self.invlists.field("tails"), "qtail": ctx.qtail[q], "coef": self._coef(), "stats": stats}
 
     def _scan_kernel(self, ctx, probe, k, mask, max_codes):
         out = self.scan_kernel(ctx, probe, k, mask, max_codes)
@@ -364,7 +364,7 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
         return out
 
     def _base(self, ctx, pos, ct):
-        return ct - self.invlists.data["init"][pos]
+        return ct - self.invlists.field("init")[pos]
 
     def _lut(self, ctx):
         # The waves read a few entries per (query, row) pair: the GEMM's own (M, nq, ksub) layout, no copy.
@@ -373,7 +373,7 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
 
     def _pairs_fns(self, ctx):
         ml = self.M // self.n_levels
-        codes = self.invlists.data["codes"]
+        codes = self.invlists.field("codes")
 
         def level_part(qi, pos, j):  # qi, pos broadcastable
             return self._table_sums(ctx, qi, take_rows(codes[:, j], pos), j * ml)
