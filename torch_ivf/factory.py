@@ -3,7 +3,7 @@
     [IDMap[2],] [transform,] [IVF{nlist},] codec [,refine]
 
 transform: "PanoramaT" (a learned PanoramaTransform; Panorama codecs only). codec: "Flat", "PQ{M}[x{nbits}][np]",
-"PQ{M}[x{nbits}]Panorama{L}", "FlatPanorama{L}". refine: "RFlat" (float16 vectors), "Refine(Flat)"
+"PQ{M}[x{nbits}]Panorama{L}", "FlatPanorama{L}", "SQ8" / "SQ6" / "SQ4" / "SQfp16" / "SQbf16". refine: "RFlat" (float16 vectors), "Refine(Flat)"
 (float32), "Refine(SQfp16)" (float16). Each codec is one entry of ``_CODECS``.
 """
 from __future__ import annotations
@@ -17,7 +17,9 @@ from .index.ivf_flat import IndexIVFFlat
 from .index.ivf_flat_panorama import IndexIVFFlatPanorama
 from .index.ivf_pq import IndexIVFPQ
 from .index.ivf_pq_panorama import IndexIVFPQPanorama
+from .index.ivf_sq import IndexIVFScalarQuantizer, IndexScalarQuantizer
 from .index.refine import IndexRefine
+from .sq import QT_4bit, QT_6bit, QT_8bit, QT_bf16, QT_fp16
 
 _REFINES = {"RFlat": torch.float16, "Refine(Flat)": torch.float32, "Refine(SQfp16)": torch.float16}
 _TRANSFORMS = ("PanoramaT",)
@@ -52,12 +54,24 @@ def _flat_panorama(m, d, nlist, metric, transform, kw):
     return IndexIVFFlatPanorama(d, nlist, int(m.group(1)), metric, transform=transform, **kw)
 
 
+_SQ_TYPES = {"8": QT_8bit, "6": QT_6bit, "4": QT_4bit, "fp16": QT_fp16, "bf16": QT_bf16}
+
+
+def _sq(m, d, nlist, metric, transform, kw):
+    if transform:
+        raise _Unsupported
+    qtype = _SQ_TYPES[m.group(1)]
+    return IndexScalarQuantizer(d, qtype, metric, **kw) if nlist is None else \
+        IndexIVFScalarQuantizer(d, nlist, qtype, metric, **kw)
+
+
 # codec stage: (pattern, builder(match, d, nlist or None, metric, transform, kwargs))
 _CODECS = [
     (re.compile(r"Flat"), _flat),
     (re.compile(r"PQ(\d+)(?:x(\d+))?(?:np)?"), _pq),
     (re.compile(r"PQ(\d+)(?:x(\d+))?Panorama(\d+)"), _pq_panorama),
     (re.compile(r"FlatPanorama(\d+)"), _flat_panorama),
+    (re.compile(r"SQ(8|6|4|fp16|bf16)"), _sq),
 ]
 
 

@@ -11,7 +11,39 @@ from .flat_codes import FlatCodes
 from .stored import StoredIndex
 
 
-class IndexFlat(FlatCodes, StoredIndex):
+class FlatSearch(StoredIndex):
+    """Exhaustive search over one list (IndexFlat, IndexScalarQuantizer): every query scans every row."""
+
+    def _assign(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
+
+    def load_state_tensors(self, tensors: dict) -> None:
+        # files of earlier versions also hold a (1, d) "centroids" tensor: nothing reads it
+        super().load_state_tensors({k: v for k, v in tensors.items() if k != "centroids"})
+
+    # ---- search ---------------------------------------------------------------------------
+    def _search(self, q: torch.Tensor, k: int, params: SearchParams):
+        nq = q.shape[0]
+        mask = self._allowed_mask(params.allowed)
+        if self.ntotal == 0 or nq == 0:
+            return (torch.full((nq, k), self.missing_distance, device=self.device),
+                    torch.full((nq, k), -1, dtype=torch.int64, device=self.device))
+        if mask is None and self.device.type == "cuda" and nq <= GRAPH_MAX_NQ:
+            key = (nq, k, self.invlists.version, kernels.enabled)
+            return replay_graph(self, key, q, lambda x: self._search_core(x, k))
+        return self._search_core(q, k, mask=mask)
+
+    def _search_core(self, q, k, nprobe=None, max_codes=None, mask=None, mode=None):
+        """One list, every query scans it: no pairs to group, no host sync. nprobe, max_codes and mode
+        mean nothing here; they are accepted so that a call written for IVF's _search_core runs."""
+        ctx = self.scanner.prepare(q, None, None)
+        start, size = int(self.invlists.starts[0]), int(self.invlists.sizes[0])
+        qsel = torch.arange(q.shape[0], device=self.device)
+        scores, pos = pad_k(*scan_list(self, ctx, qsel, 0, start, size, k, mask), k)
+        return faiss_results(self, ctx, scores, pos)
+
+
+class IndexFlat(FlatCodes, FlatSearch):
     """``IndexFlat(d, metric="l2", *, device=None, dtype=torch.float32)``: exact search.
 
     Args:
@@ -43,34 +75,6 @@ class IndexFlat(FlatCodes, StoredIndex):
     def train(self, x) -> None:
         """Nothing to learn; input is still validated, as Faiss accepts train() on flat indexes."""
         self._vectors(x)
-
-    def _assign(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
-
-    def load_state_tensors(self, tensors: dict) -> None:
-        # files of earlier versions also hold a (1, d) "centroids" tensor: nothing reads it
-        super().load_state_tensors({k: v for k, v in tensors.items() if k != "centroids"})
-
-    # ---- search ---------------------------------------------------------------------------
-    def _search(self, q: torch.Tensor, k: int, params: SearchParams):
-        nq = q.shape[0]
-        mask = self._allowed_mask(params.allowed)
-        if self.ntotal == 0 or nq == 0:
-            return (torch.full((nq, k), self.missing_distance, device=self.device),
-                    torch.full((nq, k), -1, dtype=torch.int64, device=self.device))
-        if mask is None and self.device.type == "cuda" and nq <= GRAPH_MAX_NQ:
-            key = (nq, k, self.invlists.version, kernels.enabled)
-            return replay_graph(self, key, q, lambda x: self._search_core(x, k))
-        return self._search_core(q, k, mask=mask)
-
-    def _search_core(self, q, k, nprobe=None, max_codes=None, mask=None, mode=None):
-        """One list, every query scans it: no pairs to group, no host sync. nprobe, max_codes and mode
-        mean nothing here; they are accepted so that a call written for IVF's _search_core runs."""
-        ctx = self.scanner.prepare(q, None, None)
-        start, size = int(self.invlists.starts[0]), int(self.invlists.sizes[0])
-        qsel = torch.arange(q.shape[0], device=self.device)
-        scores, pos = pad_k(*scan_list(self, ctx, qsel, 0, start, size, k, mask), k)
-        return faiss_results(self, ctx, scores, pos)
 
 
 class IndexFlatL2(IndexFlat):

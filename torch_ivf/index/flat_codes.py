@@ -30,27 +30,46 @@ class FlatCodes(Scanner):
             fields["bias"] = ((), torch.float32)
         return fields
 
-    def _encode(self, x, lists) -> dict:
-        c = self.centroids[lists] if self.by_residual else None
-        stored = (x - c if c is not None else x).to(self.dtype)
-        out = {"vectors": stored}
-        if self.metric == "l2":
-            v = stored.float()  # the bias of the *stored* (rounded) values keeps distances consistent
-            out["bias"] = v.pow(2).sum(1) + (2 * (c * v).sum(1) if c is not None else 0)
-        return out
+    # ---- what a subclass with other codes (scalar quantizers) replaces ---------------------
+    def _quantize(self, r: torch.Tensor) -> tuple[dict, torch.Tensor]:
+        """(stored fields, float32 values they decode to) of vectors or residuals r."""
+        stored = r.to(self.dtype)
+        return {"vectors": stored}, stored.float()
+
+    def _stored(self, pos) -> torch.Tensor:
+        """float32 decoded rows (vectors or residuals) at slab rows pos (a slice or any-shape tensor)."""
+        return self.invlists.field("vectors")[pos].float()
 
     def _sa_bytes(self) -> int:
         return self.d * torch.finfo(self.dtype).bits // 8
 
+    def _payload(self, fields: dict) -> torch.Tensor:
+        """The standalone code bytes (n, _sa_bytes) of quantized fields."""
+        return fields["vectors"].contiguous().view(torch.uint8)
+
+    def _unpayload(self, payload: torch.Tensor) -> torch.Tensor:
+        return payload.contiguous().view(self.dtype).float()
+
+    # ---- codec ----------------------------------------------------------------------------
+    def _encode(self, x, lists) -> dict:
+        c = self.centroids[lists] if self.by_residual else None
+        out, v = self._quantize(x - c if c is not None else x)
+        return self._with_bias(out, v, c)
+
+    def _with_bias(self, fields: dict, v: torch.Tensor, c) -> dict:
+        if self.metric == "l2":  # the bias of the *stored* (rounded) values keeps distances consistent
+            fields["bias"] = v.pow(2).sum(1) + (2 * (c * v).sum(1) if c is not None else 0)
+        return fields
+
     def _sa_payload(self, x, lists):
-        return FlatCodes._encode(self, x, lists)["vectors"].contiguous().view(torch.uint8)
+        return self._payload(self._quantize(x - self.centroids[lists] if self.by_residual else x)[0])
 
     def _sa_vectors(self, payload, lists):
-        v = payload.contiguous().view(self.dtype).float()
+        v = self._unpayload(payload)
         return v + self.centroids[lists] if self.by_residual else v
 
     def _decode(self, pos, lists) -> torch.Tensor:
-        v = self.invlists.field("vectors")[pos].float()
+        v = self._stored(pos)
         return v + self.centroids[lists] if self.by_residual else v
 
     @property
@@ -78,7 +97,7 @@ class FlatCodes(Scanner):
         return self.invlists.field("bias")[rows] if self.metric == "l2" else None
 
     def score_block(self, ctx, qsel, list_id, start, end):
-        x = self.invlists.field("vectors")[start:end].float()
+        x = self._stored(slice(start, end))
         q = ctx.q[qsel]
         if self.metric == "l2":  # one addmm instead of GEMM + two passes (1.85x on a CPU at nq=19600)
             s = torch.addmm(self._bias(slice(start, end))[None, :], q, x.T, beta=-1, alpha=self._scale)
@@ -90,7 +109,7 @@ class FlatCodes(Scanner):
     graph_safe = True
 
     def score_lists(self, ctx, qsel, pos, lists, row_ok):
-        x = self.invlists.field("vectors")[pos].float()  # (B, S, d)
+        x = self._stored(pos)  # (B, S, d)
         # One fused kernel: scale * Q X^T - bias, with bias = +inf on padding rows so they score -inf.
         bias = self._bias(pos) if self.metric == "l2" else torch.zeros(pos.shape, device=pos.device)
         bias = bias.masked_fill(~row_ok, float("inf"))
@@ -99,7 +118,7 @@ class FlatCodes(Scanner):
         return s, pair
 
     def score_gathered(self, ctx, qsel, pos, lists):
-        x = self.invlists.field("vectors")[pos].float()  # (b, R, d)
+        x = self._stored(pos)  # (b, R, d)
         dots = torch.bmm(x, ctx.q[qsel][:, :, None]).squeeze(2)
         return self._finish(ctx, dots, self._bias(pos), qsel[:, None], lists)
 

@@ -120,7 +120,7 @@ class IndexIVF(IVFScan, StoredIndex):
     def _fit(self, x: torch.Tensor) -> None:
         """Train the pre-transform (if any), the coarse centroids and the codec."""
         xt = self._transform(x)
-        if not self.is_trained:
+        if not self.coarse.is_trained:  # a quantizer given trained keeps its centroids, as in Faiss
             self.coarse.train(xt, niter=self.niter, seed=self.seed)
         self._train_codec(xt, self._assign(xt))
 

@@ -135,15 +135,6 @@ class IndexIVFPQ(IndexIVF):
             self.pq.set_centroids(tensors["pq_centroids"])
         self.pq.to(self.device)
 
-    def _fit(self, x) -> None:
-        # The base decides "centroids given?" by is_trained, which here also needs the PQ: ask directly.
-        xt = self._transform(x)
-        if self.centroids.shape[0] != self.nlist:
-            self.centroids = torch.empty(0, self.d, device=self.device)
-            super()._fit(x)
-        else:
-            self._train_codec(xt, self._assign(xt))
-
     def config(self) -> dict:
         return {**super().config(), "M": self.M, "nbits": self.nbits, "by_residual": self.by_residual,
                 "pq_niter": self.pq_niter, "pq_max_train": self.pq_max_train}

@@ -1,0 +1,151 @@
+"""Scalar-quantizer indexes (Faiss's IndexScalarQuantizer and IndexIVFScalarQuantizer): flat codes'
+scanner over rows decoded from 4- to 16-bit codes (torch_ivf.sq), so every search path, filter and
+tie rule of IndexFlat / IndexIVFFlat applies unchanged."""
+from __future__ import annotations
+
+import torch
+
+from ..sq import QT_8bit, ScalarQuantizer
+from .flat import FlatSearch
+from .flat_codes import FlatCodes
+from .ivf import IndexIVF, split_quantizer_args
+
+
+class SQCodes(FlatCodes):
+    """Codec: stored field ``codes`` (code_size bytes, Faiss's layout) and, for l2, ``bias``
+    (||r||^2 + 2<c, r> of the decoded residual r, as for flat codes). Scanner: flat codes' GEMM forms
+    over decoded rows; no Triton kernel (the torch path decodes a block, then one GEMM)."""
+
+    kernel_scan = False
+    lossless = False  # codes cannot be re-assigned without the original vectors
+
+    @property
+    def qtype(self) -> int:
+        return self.sq.qtype
+
+    @property
+    def code_size(self) -> int:
+        """Bytes per stored code (Faiss's code_size)."""
+        return self.sq.code_size
+
+    def _fields(self) -> dict:
+        fields = {"codes": ((self.sq.code_size,), torch.uint8)}
+        if self.metric == "l2":
+            fields["bias"] = ((), torch.float32)
+        return fields
+
+    def _quantize(self, r):
+        codes = self.sq.encode(r)
+        return {"codes": codes}, self.sq.decode_codes(codes)
+
+    def _fields_from_codes(self, codes: torch.Tensor, lists: torch.Tensor) -> dict:
+        """Stored fields for given codes (from_faiss)."""
+        c = self.centroids[lists] if self.by_residual else None
+        return self._with_bias({"codes": codes}, self.sq.decode_codes(codes), c)
+
+    def _stored(self, pos):
+        return self.sq.decode_codes(self.invlists.field("codes")[pos])
+
+    def _sa_bytes(self) -> int:
+        return self.sq.code_size
+
+    def _payload(self, fields):
+        return fields["codes"]
+
+    def _unpayload(self, payload):
+        return self.sq.decode_codes(payload)
+
+    def gather_cost(self) -> int:
+        return 2 * self.d  # the gathered codes and the decoded rows
+
+    def _codec_tensors(self) -> dict:
+        return {"sq_trained": self.sq.trained}
+
+    def _load_codec_tensors(self, tensors) -> None:
+        if "sq_trained" in tensors and tensors["sq_trained"].numel():
+            self.sq.set_trained(tensors["sq_trained"])
+        self.sq.to(self.device)
+
+    def _train_sq(self, x: torch.Tensor) -> None:
+        if self.ntotal:
+            raise ValueError(f"{type(self).__name__} holds {self.ntotal} encoded vectors that cannot be "
+                             "re-encoded; call reset() before training again")
+        self.sq.train(x)
+
+
+class IndexScalarQuantizer(SQCodes, FlatSearch):
+    """``IndexScalarQuantizer(d, qtype=QT_8bit, metric="l2", *, device=None)``: exhaustive search over
+    scalar-quantized vectors (Faiss's IndexScalarQuantizer).
+
+    Args:
+        d: vector dimension.
+        qtype: ScalarQuantizer.QT_8bit, QT_6bit, QT_4bit, QT_8bit_uniform, QT_4bit_uniform, QT_fp16 or
+            QT_bf16 (Faiss's constants; their names as strings work too).
+        metric: "l2", "ip", "cosine" or METRIC_L2 / METRIC_INNER_PRODUCT.
+        device: torch device of the codes (default CPU).
+    """
+
+    by_residual = False
+    graph_safe = True
+
+    def __init__(self, d, qtype=QT_8bit, metric="l2", *, device=None):
+        self.sq = ScalarQuantizer(d, qtype, device=device)
+        super().__init__(d, metric, device=device)
+
+    @property
+    def is_trained(self) -> bool:
+        return self.sq.is_trained
+
+    def train(self, x) -> None:
+        """Learn the quantizer's ranges from x (n, d) (nothing to learn for fp16 / bf16)."""
+        x, _ = self._vectors(x)
+        self._train_sq(x)
+
+    def config(self) -> dict:
+        return {"d": self.d, "qtype": self.qtype, "metric": self.metric}
+
+
+class IndexIVFScalarQuantizer(SQCodes, IndexIVF):
+    """``IndexIVFScalarQuantizer(d, nlist, qtype=QT_8bit, metric="l2", by_residual=True, *, nprobe=1, ...)``
+    or Faiss's ``IndexIVFScalarQuantizer(quantizer, d, nlist, qtype, metric, by_residual)``.
+
+    Args:
+        quantizer: (Faiss form) a flat index holding, or to be trained to hold, the nlist centroids;
+            it is shared, not copied.
+        d: vector dimension.
+        nlist: number of inverted lists.
+        qtype: ScalarQuantizer.QT_8bit, QT_6bit, QT_4bit, QT_8bit_uniform, QT_4bit_uniform, QT_fp16 or QT_bf16.
+        metric: "l2", "ip", "cosine" or METRIC_L2 / METRIC_INNER_PRODUCT.
+        by_residual: encode x - centroid (True, Faiss's default) or x itself.
+        nprobe, device, search_mode, max_codes, seed, niter: as for IndexIVFFlat.
+    """
+
+    graph_safe = True
+
+    def __init__(self, *args, **kwargs):
+        args, kwargs = split_quantizer_args(args, kwargs)
+        self._init_sq(*args, **kwargs)
+
+    def _init_sq(self, d, nlist, qtype=QT_8bit, metric="l2", by_residual=True, **kwargs):
+        if not isinstance(by_residual, bool):
+            raise TypeError(f"by_residual must be a bool, got {type(by_residual).__name__}")
+        if "dtype" in kwargs and kwargs["dtype"] not in (torch.float32, "float32"):
+            raise ValueError("dtype must be float32 for IndexIVFScalarQuantizer (the codes set the precision)")
+        self.sq = ScalarQuantizer(d, qtype, device=kwargs.get("device"))
+        self._by_residual = by_residual
+        super().__init__(d, nlist, metric, **kwargs)
+
+    @property
+    def by_residual(self) -> bool:
+        return self._by_residual
+
+    @property
+    def is_trained(self) -> bool:
+        return self.coarse.is_trained and self.sq.is_trained
+
+    def _train_codec(self, x, lists) -> None:
+        self._train_sq(x - self.centroids[lists] if self.by_residual else x)
+
+    def config(self) -> dict:
+        cfg = {k: v for k, v in super().config().items() if k != "dtype"}
+        return {**cfg, "qtype": self.qtype, "by_residual": self.by_residual}
