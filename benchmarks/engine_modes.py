@@ -17,28 +17,12 @@ import torch
 
 import torch_ivf as ti
 
-
-def clustered(n, d, centres, seed, device):
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    c = torch.randn(centres, d, generator=g) * 3
-    spread = torch.rand(centres, generator=g) * 1.5 + 0.5
-    which = torch.randint(centres, (n,), generator=g)
-    x = c[which] + torch.randn(n, d, generator=g) * spread[which, None]
-    return x.to(device)
-
-
-def exact(xb, xq, k):
-    out = []
-    xn = (xb * xb).sum(1)
-    for i in range(0, len(xq), 1024):
-        s = 2 * xq[i:i + 1024] @ xb.T - xn
-        out.append(s.topk(k, dim=1).indices)
-    return torch.cat(out)
+from .common import recall_at_k
+from .datasets import exact_knn, make_clustered
 
 
 def recall(I, G):
-    I, G = I.cpu(), G.cpu()
-    return float(sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(I, G)) / G.numel())
+    return recall_at_k(I.cpu().numpy() if hasattr(I, "cpu") else I, G, 10)
 
 
 def timed(fn, reps):
@@ -94,19 +78,19 @@ def main():
         print(json.dumps(row), flush=True)
         sink.write(json.dumps(row) + "\n")
 
-    X = clustered(a.n + 19600, a.d, 4000, 0, dev)
-    xb, xq = X[: a.n].contiguous(), X[a.n:].contiguous()
-    G = exact(xb, xq, 10)
+    xb_np, xq_np, extra_np = make_clustered(a.n, a.d, 19600, n_centres=4000, seed=0)
+    xb, xq = torch.from_numpy(xb_np).to(dev), torch.from_numpy(xq_np).to(dev)
+    G = exact_knn(xb_np, xq_np, 10, "l2", device="cuda")[1]
     for dtype in (torch.float32, torch.float16):
         index = ti.IndexIVFFlat(a.d, a.nlist, nprobe=a.nprobe, device=dev, dtype=dtype)
         t = time.perf_counter(); index.train(xb); torch.cuda.synchronize(); tt = time.perf_counter() - t
         t = time.perf_counter(); index.add(xb); torch.cuda.synchronize(); ta = time.perf_counter() - t
-        extra = clustered(10_000, a.d, 4000, 5, dev)
+        extra = torch.from_numpy(extra_np).to(dev)
         adds = []
-        for i in range(5):
+        for i in range(3):
             t = time.perf_counter(); index.add(extra[i * 1000:(i + 1) * 1000]); torch.cuda.synchronize()
             adds.append(time.perf_counter() - t)
-        index.remove_ids(torch.arange(a.n, a.n + 5000, device=dev))
+        index.remove_ids(torch.arange(a.n, a.n + 3000, device=dev))
         mem = index.invlists.nbytes()
         emit(kind="build", dtype=str(dtype), train_s=tt, add_1m_s=ta, add_1000_ms=[x * 1e3 for x in adds],
              bytes_per_vector_capacity=mem / index.ntotal, raw=a.d * (4 if dtype == torch.float32 else 2))
@@ -151,7 +135,7 @@ def main():
                             str(a.nprobe), "10"], capture_output=True, text=True, timeout=400)
         for line in p.stdout.splitlines():
             row = json.loads(line)
-            row["recall"] = recall(torch.from_numpy(np.load(row.pop("ids"))), G[: row["nq"]])
+            row["recall"] = recall(np.load(row.pop("ids")), G[: row["nq"]])
             emit(kind="search", **row)
         if p.returncode:
             print(p.stderr[-3000:])

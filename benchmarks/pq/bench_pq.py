@@ -12,7 +12,6 @@ transformed vectors), so their results must be identical; the row records whethe
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import math
 import os
@@ -24,7 +23,7 @@ import torch
 
 import torch_ivf as ti
 from benchmarks.common import machine_info, recall_at_k, recall_tie_aware, tensor_bytes
-from benchmarks.datasets import make_clustered
+from benchmarks.datasets import DatasetUnavailable, exact_knn, make_clustered, make_minilm
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 K = 10
@@ -35,30 +34,13 @@ def log(msg):
 
 
 def load_minilm(data_dir, nq, n_base, shards):
-    dirs = [data_dir] if data_dir else [os.path.join(HERE, "..", "..", "..", "shared", "data"), os.path.join(HERE, ".data")]
-    for d in dirs:
-        files = sorted(glob.glob(os.path.join(d, "manpages-minilm-*.npy")))[:shards]
-        if files:
-            break
-    else:
+    if data_dir:
+        os.environ["BENCH_DATA_DIR"] = data_dir
+    try:
+        xb, xq, _, files = make_minilm(nq, max_shards=shards)
+    except DatasetUnavailable:
         return None
-    x = np.concatenate([np.load(f) for f in files]).astype(np.float32)
-    perm = np.random.default_rng(0).permutation(len(x))
-    xq, xb = x[np.sort(perm[:nq])], x[np.sort(perm[nq:])]
-    return xb[:n_base] if n_base else xb, xq, "ip", [os.path.basename(f) for f in files]
-
-
-def exact_gt(xb, xq, metric, device):
-    b = torch.from_numpy(xb).to(device)
-    q = torch.from_numpy(xq).to(device)
-    s = q @ b.T
-    if metric == "l2":
-        s = 2 * s - b.pow(2).sum(1)[None]
-    top = s.topk(K, dim=1)
-    I = top.indices.cpu().numpy()
-    Dv = top.values.double().cpu().numpy()
-    D = (q.pow(2).sum(1)[:, None].double().cpu().numpy() - Dv) if metric == "l2" else Dv
-    return D, I
+    return xb[:n_base] if n_base else xb, xq, "ip", files
 
 
 def timed_search(fn, sync, repeats):
@@ -91,7 +73,7 @@ def run_dataset(name, xb, xq, metric, args, out, info):
     n, d = xb.shape
     nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
     M, L = d // args.dsub, 8
-    gtD, gtI = exact_gt(xb, xq, metric, dev)
+    gtD, gtI = exact_knn(xb, xq, K, metric, device=dev)
     rng = np.random.default_rng(1)
     xt = xb[rng.choice(n, min(n, args.n_train), replace=False)]
     common = dict(niter=args.niter, device=dev)

@@ -66,7 +66,8 @@ def _params(params) -> SearchParams:
 
 
 class Index:
-    """Base of every index. Subclasses implement _train, _add, _search_prepared, ..."""
+    """Base of every index: metric, input coercion, search / range_search and output formatting.
+    Subclasses implement train, add, add_with_ids, remove_ids, reconstruct_batch and ``_search``."""
 
     def __init__(self, d: int, metric="l2", *, device=None, dtype=torch.float32):
         if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0:
@@ -174,8 +175,18 @@ class Index:
 
     # ---- public API ------------------------------------------------------------------------
     def search(self, x, k, *, params: SearchParams | None = None, D=None, I=None):
-        """(distances, labels), each (nq, k). As in Faiss, D / I may be given to be filled in and returned
-        (float32 / int64 arrays or tensors of that shape)."""
+        """k nearest stored vectors of each query: (D, I), each (nq, k).
+
+        Args:
+            x: queries (nq, d) or (d,), numpy or tensor, any real dtype and device.
+            k: results per query (a positive int).
+            params: SearchParams / SearchParametersIVF (nprobe, max_codes, allowed mask or labels, sel:
+                an IDSelector) or IndexRefineSearchParameters, for this call only.
+            D, I: optional float32 / int64 arrays or tensors of shape (nq, k) to fill in and return.
+
+        Returns D (squared L2 ascending; inner product or cosine descending) and I (labels; -1 with D
+        the float32 extreme where fewer than k results exist), numpy for numpy input, else tensors on
+        the index device."""
         k = self._check_k(k)
         params = _params(params)
         if not self.is_trained:
@@ -194,7 +205,14 @@ class Index:
         return (D if D is not None else out[0]), (I if I is not None else out[1])
 
     def range_search(self, x, radius: float, *, params: SearchParams | None = None):
-        """(lims, D, I) of every result within radius (l2: D < radius; ip/cosine: D > radius)."""
+        """Every stored vector within ``radius`` of each query (l2: D < radius; ip/cosine: D > radius).
+
+        Args:
+            x: queries (nq, d).
+            radius: the distance (l2) or similarity (ip, cosine) threshold.
+            params: as for search.
+
+        Returns (lims (nq + 1,), D, I): the results of query i are D[lims[i]:lims[i + 1]], as in Faiss."""
         params = _params(params)
         q, was_numpy = self._vectors(x)
         nq = q.shape[0]

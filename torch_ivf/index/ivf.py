@@ -20,6 +20,21 @@ from .stored import StoredIndex
 
 
 class IndexIVF(IVFScan, StoredIndex):
+    """Shared IVF machinery: a coarse quantizer, inverted lists, a codec and a scanner.
+
+    Args:
+        d: vector dimension.
+        nlist: number of inverted lists (coarse centroids).
+        metric: "l2", "ip", "cosine" or METRIC_L2 / METRIC_INNER_PRODUCT.
+        nprobe: lists scanned per query (clamped to nlist at search time, as in Faiss).
+        device: torch device of the index (default CPU).
+        dtype: storage dtype of flat codes (float32, float16, bfloat16).
+        search_mode: "auto" (choose by device and batch), "grouped" (alias "csr") or "matrix".
+        max_codes: rows visited per query in coarse order (0: unlimited), as Faiss's max_codes.
+        seed, niter: k-means seed and iterations of the coarse quantizer.
+        quantizer: a flat index holding (or to be trained to hold) the centroids; shared, not copied.
+    """
+
     lossless = True  # re-training may re-assign stored vectors only if decode() gives them back
 
     def __init__(self, d, nlist, metric="l2", *, nprobe=1, device=None, dtype=torch.float32,
@@ -102,6 +117,8 @@ class IndexIVF(IVFScan, StoredIndex):
         return self.coarse.probe(q, nprobe)
 
     def train(self, x) -> None:
+        """Train the coarse quantizer (unless it is trained already) and the codec on x (n >= nlist, d).
+        Vectors already stored are re-assigned where the codec is lossless; lossy codecs refuse."""
         x, _ = self._vectors(x)
         if x.shape[0] < self.nlist:
             raise ValueError(f"x must have at least nlist={self.nlist} rows to train, got {x.shape[0]}")

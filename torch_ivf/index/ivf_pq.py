@@ -45,7 +45,19 @@ def lut_sum(lut: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 class IndexIVFPQ(IndexIVF):
     """``IndexIVFPQ(d, nlist, M, nbits=8, metric="l2", *, by_residual=True, nprobe=1, ...)`` or Faiss's
-    ``IndexIVFPQ(quantizer, d, nlist, M, nbits, metric)``."""
+    ``IndexIVFPQ(quantizer, d, nlist, M, nbits, metric)``: IVF over product-quantized residuals.
+
+    Args:
+        quantizer: (Faiss form) a flat index of the nlist centroids (shared, not copied).
+        d: vector dimension; M must divide it.
+        nlist: number of inverted lists.
+        M: sub-quantizers (bytes per code at nbits=8).
+        nbits: bits per sub-quantizer code, 1..8.
+        metric: "l2", "ip", "cosine" or METRIC_L2 / METRIC_INNER_PRODUCT.
+        by_residual: encode x - centroid (Faiss's default) or x.
+        pq_niter, pq_max_train: PQ k-means iterations and training-set cap.
+        nprobe, device, search_mode, max_codes, seed, niter: as for IndexIVFFlat.
+    """
 
     lossless = False  # codes cannot be re-assigned to new centroids without the original vectors
 
