@@ -64,3 +64,15 @@ def test_flat_has_no_ivf_settings():
     for name in ("nprobe", "search_mode", "max_codes", "seed", "niter", "nlist", "centroids"):
         assert not hasattr(flat, name), name
     assert not isinstance(flat, ti.IndexIVF)
+
+
+def test_nprobe_positional_in_ivf_search(data):
+    xb, xq = data
+    index = ti.IndexIVFFlat(32, 16)
+    index.train(xb)
+    index.add(xb)
+    for a, b in zip(index.search(xq, 5, 8), index.search(xq, 5, params=ti.SearchParams(nprobe=8))):
+        np.testing.assert_array_equal(a, b)
+    assert index.nprobe == 1
+    with pytest.raises(ValueError, match="nprobe"):
+        index.search(xq, 5, 0)

@@ -8,12 +8,14 @@ hooks (how a group of queries scores a block of one list). Scores inside the sca
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
 from ..search.choose import SEARCH_MODES
 from ..search.paths import IVFScan
-from .base import _RANGE_BUDGET
+from .base import _RANGE_BUDGET, SearchParams, _params
 from .flat import IndexFlat
 from .quantizer import CoarseQuantizer
 from .stored import StoredIndex
@@ -49,6 +51,15 @@ class IndexIVF(IVFScan, StoredIndex):
         self.seed = int(seed)
         self.niter = int(niter)
         self.coarse = CoarseQuantizer(self.d, self.nlist, self.coarse_metric, self.device, quantizer)
+
+    def search(self, x, k, nprobe=None, *, params: SearchParams | None = None, D=None, I=None):
+        """As Index.search; ``nprobe`` (a positive int) overrides the index's and params' for this call:
+        ``index.search(xq, 10, 32)``."""
+        if nprobe is not None:
+            if isinstance(nprobe, bool) or not isinstance(nprobe, (int, np.integer)) or nprobe <= 0:
+                raise ValueError(f"nprobe must be a positive int, got {nprobe!r}")
+            params = replace(_params(params), nprobe=int(nprobe))
+        return super().search(x, k, params=params, D=D, I=I)
 
     # ---- validated settings --------------------------------------------------------------
     @property
