@@ -212,3 +212,78 @@ def test_langchain_indexing_api_incremental_cleanup():
     changed = [Document(page_content="page 0 rewritten", metadata={"source": "s0"})]
     out = index(changed, manager, store, cleanup="incremental", source_id_key="source", key_encoder="sha256")
     assert out["num_added"] == 1 and out["num_deleted"] == 3 and len(store.collection) == 4
+
+
+# ---- keyword and hybrid retrieval ---------------------------------------------------------------
+def _with_identifier() -> TorchIVFVectorStore:
+    s = TorchIVFVectorStore.from_documents(docs(), WordHashEmbeddings(), device="cpu")
+    s.add_texts(["connect fails with ECONNREFUSED when nobody listens"], [{"topic": "net", "i": 99}], ids=["err"])
+    return s
+
+
+def test_retrieval_mode_default_and_per_call_override():
+    s = _with_identifier()
+    assert s.retrieval_mode == "dense"
+    assert s.similarity_search("ECONNREFUSED", k=1, retrieval_mode="keyword")[0].id == "err"
+    assert s.similarity_search("ECONNREFUSED", k=1, retrieval_mode="sparse")[0].id == "err"
+    hybrid = s.similarity_search_with_score("ECONNREFUSED", k=3, retrieval_mode="hybrid", alpha=0.3)
+    assert hybrid[0][0].id == "err" and all(0.0 <= sc <= 1.0 for _, sc in hybrid)
+    # alpha=1 is the dense ranking, whatever the mode says
+    assert [d.id for d in s.similarity_search("note cooking", k=4, retrieval_mode="hybrid", alpha=1.0)] == \
+        [d.id for d in s.similarity_search("note cooking", k=4)]
+    kw_store = TorchIVFVectorStore(WordHashEmbeddings(), device="cpu", retrieval_mode="keyword",
+                                   collection=s.collection)
+    assert kw_store.similarity_search("ECONNREFUSED", k=1)[0].id == "err"
+    assert kw_store.similarity_search("ECONNREFUSED", k=2, retrieval_mode="dense")[0].id is not None
+
+
+def test_keyword_search_applies_filters_inside():
+    s = _with_identifier()
+    got = s.similarity_search("python", k=5, retrieval_mode="keyword", filter={"i": {"$lt": 20}})
+    assert len(got) == 3 and all(d.metadata["i"] < 20 and "python" in d.page_content for d in got)
+    assert s.similarity_search("ECONNREFUSED", k=3, retrieval_mode="keyword", filter={"topic": "python"}) == []
+    hyb = s.similarity_search("ECONNREFUSED", k=5, retrieval_mode="hybrid", filter={"topic": "python"})
+    assert len(hyb) == 5 and all(d.metadata["topic"] == "python" for d in hyb)
+
+
+def test_retriever_and_async_twins_take_retrieval_mode():
+    s = _with_identifier()
+    r = s.as_retriever(search_kwargs={"k": 1, "retrieval_mode": "keyword"})
+    assert [d.id for d in r.invoke("ECONNREFUSED")] == ["err"]
+    r2 = s.as_retriever(search_type="similarity_score_threshold",
+                        search_kwargs={"k": 2, "retrieval_mode": "hybrid", "alpha": 0.2, "score_threshold": 0.0})
+    assert r2.invoke("ECONNREFUSED")[0].id == "err"
+    hybrid_store = TorchIVFVectorStore(WordHashEmbeddings(), retrieval_mode="hybrid", alpha=0.2,
+                                       collection=s.collection)
+    assert hybrid_store.as_retriever(k=1).invoke("ECONNREFUSED")[0].id == "err"
+
+
+async def test_async_keyword_and_hybrid():
+    s = _with_identifier()
+    assert (await s.asimilarity_search("ECONNREFUSED", k=1, retrieval_mode="keyword"))[0].id == "err"
+    scored = await s.asimilarity_search_with_relevance_scores("ECONNREFUSED", k=1, retrieval_mode="hybrid",
+                                                              alpha=0.2)
+    assert scored[0][0].id == "err"
+    assert (await s.as_retriever(search_kwargs={"k": 1, "retrieval_mode": "keyword"}).ainvoke("ECONNREFUSED"))[0].id == "err"
+
+
+def test_bad_retrieval_mode_and_vector_or_mmr_keyword_raise():
+    with pytest.raises(ValueError, match="mode"):
+        TorchIVFVectorStore(WordHashEmbeddings(), retrieval_mode="bm25")
+    with pytest.raises(ValueError, match="alpha"):
+        TorchIVFVectorStore(WordHashEmbeddings(), alpha=2)
+    s = _with_identifier()
+    with pytest.raises(ValueError, match="mode"):
+        s.similarity_search("x", k=1, retrieval_mode="fuzzy")
+    with pytest.raises(ValueError, match="query text"):
+        s.similarity_search_by_vector(WordHashEmbeddings().embed_query("x"), k=1, retrieval_mode="keyword")
+    with pytest.raises(ValueError, match="dense only"):
+        s.max_marginal_relevance_search("x", k=1, retrieval_mode="hybrid")
+
+
+def test_load_local_takes_retrieval_mode(tmp_path):
+    s = _with_identifier()
+    s.save_local(str(tmp_path))
+    again = TorchIVFVectorStore.load_local(str(tmp_path), WordHashEmbeddings(), device="cpu",
+                                           retrieval_mode="keyword")
+    assert again.similarity_search("ECONNREFUSED", k=1)[0].id == "err"

@@ -127,6 +127,8 @@ def test_add_without_embedding_is_rejected_before_any_change(store):
 
 def test_unsupported_mode_and_missing_embedding_raise(store):
     with pytest.raises(ValueError, match="mode"):
+        store.query(VectorStoreQuery(query_embedding=hash_vector("x"), mode=VectorStoreQueryMode.SVM))
+    with pytest.raises(ValueError, match="query_str"):
         store.query(VectorStoreQuery(query_embedding=hash_vector("x"), mode=VectorStoreQueryMode.HYBRID))
     with pytest.raises(ValueError, match="query_embedding"):
         store.query(VectorStoreQuery(query_embedding=None))
@@ -362,3 +364,39 @@ async def test_async_query_does_not_block_the_event_loop(store, monkeypatch):
 
     monkeypatch.setattr(TorchIVFVectorStore, "query", slow_query)
     assert await ticks_during(store.aquery(q("node"))) == 10
+
+
+# ---- keyword and hybrid query modes --------------------------------------------------------------
+@pytest.mark.parametrize("mode", [VectorStoreQueryMode.TEXT_SEARCH, VectorStoreQueryMode.SPARSE])
+def test_text_search_and_sparse_modes_need_no_embedding(store, mode):
+    res = store.query(VectorStoreQuery(query_str="number 17", mode=mode, similarity_top_k=3))
+    assert res.ids[0] == "node-17" and len(res.ids) == 3
+    assert all(0.0 <= s <= 1.0 for s in res.similarities)
+    res = store.query(VectorStoreQuery(query_str="number", mode=mode, similarity_top_k=2, sparse_top_k=6))
+    assert len(res.ids) == 6  # sparse_top_k sets the keyword result count
+
+
+def test_sparse_with_metadata_filters(store):
+    filters = MetadataFilters(filters=[MetadataFilter(key="colour", value="blue")])
+    res = store.query(VectorStoreQuery(query_str="talks things", mode=VectorStoreQueryMode.SPARSE,
+                                       similarity_top_k=20, filters=filters))
+    assert len(res.ids) == 10 and all(n.metadata["colour"] == "blue" for n in res.nodes)
+
+
+def test_hybrid_mode_alpha_and_hybrid_top_k(store):
+    emb = hash_vector("node talks about things")
+    base = dict(query_embedding=emb, query_str="17", mode=VectorStoreQueryMode.HYBRID, similarity_top_k=4)
+    res = store.query(VectorStoreQuery(**base, alpha=0.2))
+    assert res.ids[0] == "node-17" and len(res.ids) == 4
+    assert len(store.query(VectorStoreQuery(**base, alpha=0.2, hybrid_top_k=7)).ids) == 7
+    dense = store.query(VectorStoreQuery(query_embedding=emb, similarity_top_k=4))
+    assert store.query(VectorStoreQuery(**base, alpha=1.0)).ids == dense.ids
+    filters = MetadataFilters(filters=[MetadataFilter(key="colour", value="red")])
+    res = store.query(VectorStoreQuery(**base, alpha=0.5, filters=filters, hybrid_top_k=10))
+    assert len(res.ids) == 10 and all(n.metadata["colour"] == "red" for n in res.nodes)
+
+
+async def test_async_sparse_query(store):
+    res = await store.aquery(VectorStoreQuery(query_str="number 23", mode=VectorStoreQueryMode.TEXT_SEARCH,
+                                              similarity_top_k=1))
+    assert res.ids == ["node-23"]

@@ -17,18 +17,28 @@ from langchain_core.vectorstores import VectorStore, VectorStoreRetriever
 from pydantic import model_validator
 
 from torch_ivf.collection import Collection, as_embedder
+from torch_ivf.collection.fusion import check_alpha, check_mode
 from torch_ivf.collection.records import Hit
 
-_SEARCH_KWARGS = {"filter", "score_threshold", "nprobe"}
+_SEARCH_KWARGS = {"filter", "score_threshold", "nprobe", "alpha"}
 # Options some LangChain callers pass to every search type; harmless for plain similarity.
 _IGNORED_KWARGS = {"fetch_k", "lambda_mult"}
 
 
 def _search_options(kwargs: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(kwargs) - _SEARCH_KWARGS - _IGNORED_KWARGS
+    unknown = set(kwargs) - _SEARCH_KWARGS - _IGNORED_KWARGS - {"retrieval_mode"}
     if unknown:
         raise TypeError(f"unexpected search argument(s): {', '.join(sorted(unknown))}")
     return {key: kwargs[key] for key in _SEARCH_KWARGS if key in kwargs}
+
+
+def _mmr_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    if check_mode(kwargs.get("retrieval_mode", "dense")) != "dense":
+        raise ValueError("max marginal relevance search is dense only: drop retrieval_mode or pass 'dense'")
+    options = _search_options(kwargs)
+    options.pop("score_threshold", None)
+    options.pop("alpha", None)
+    return options
 
 
 def _document(hit: Hit) -> Document:
@@ -42,17 +52,26 @@ class TorchIVFVectorStore(VectorStore):
     scan, so ``k`` results come back whenever ``k`` documents match. Scores from every search are
     relevance in [0, 1] (higher is better) for every metric; ``score_threshold`` compares against
     them. ``save_local``/``load_local`` use safetensors + JSON (no pickle).
+
+    ``retrieval_mode``: ``"dense"`` (embeddings, the default), ``"keyword"`` (BM25 over the stored
+    texts; ``"sparse"`` is accepted too) or ``"hybrid"`` (``alpha * dense + (1 - alpha) * keyword``,
+    see :meth:`torch_ivf.collection.Collection.search`). Every search call, the retriever's
+    ``search_kwargs`` and the async twins take ``retrieval_mode=`` and ``alpha=`` overrides.
+    Keyword and hybrid search need the query text, so the ``*_by_vector`` methods are dense only.
     """
 
     def __init__(self, embedding: Embeddings, *, index: str = "auto", metric: str | None = None,
                  distance_strategy: Any = None, device: Any = None, nprobe: int | None = None,
                  batch_size: int = 64, progress: bool | None = None,
+                 retrieval_mode: str = "dense", alpha: float = 0.5,
                  collection: Collection | None = None):
         if embedding is None:
             raise ValueError("embedding is required (a LangChain Embeddings instance)")
         if metric is not None and distance_strategy is not None:
             raise ValueError("pass metric or distance_strategy, not both")
         chosen = metric if metric is not None else distance_strategy
+        self.retrieval_mode = check_mode(retrieval_mode)
+        self.alpha = check_alpha(alpha)
         self._embedding = embedding
         if collection is not None:
             if not isinstance(collection, Collection):
@@ -98,15 +117,28 @@ class TorchIVFVectorStore(VectorStore):
                 for r in self.collection.get(ids)]
 
     # ---- searching ----------------------------------------------------------------------------
+    def _mode(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        options = _search_options(kwargs)
+        options["mode"] = check_mode(kwargs.get("retrieval_mode", self.retrieval_mode))
+        options.setdefault("alpha", self.alpha)
+        return options
+
     def similarity_search_with_score_by_vector(self, embedding: list[float], k: int = 4,
                                                **kwargs: Any) -> list[tuple[Document, float]]:
+        """Dense search by vector (keyword and hybrid search need the text: use the text methods)."""
+        if check_mode(kwargs.get("retrieval_mode", "dense")) != "dense":
+            raise ValueError("retrieval_mode 'keyword'/'hybrid' needs the query text: call "
+                             "similarity_search(_with_score) with the text instead of a vector")
         hits = self.collection.search(embedding, k, **_search_options(kwargs))
         return [(_document(h), h.score) for h in hits]
 
     def similarity_search_with_score(self, query: str, k: int = 4,
                                      **kwargs: Any) -> list[tuple[Document, float]]:
-        """Documents with relevance in [0, 1] (higher is better), whatever the metric."""
-        hits = self.collection.search(query, k, **_search_options(kwargs))
+        """Documents with relevance in [0, 1] (higher is better), whatever the metric and mode.
+
+        ``retrieval_mode=`` and ``alpha=`` override the store's defaults for this call.
+        """
+        hits = self.collection.search(query, k, **self._mode(kwargs))
         return [(_document(h), h.score) for h in hits]
 
     def similarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
@@ -129,16 +161,15 @@ class TorchIVFVectorStore(VectorStore):
 
     def max_marginal_relevance_search(self, query: str, k: int = 4, fetch_k: int = 20,
                                       lambda_mult: float = 0.5, **kwargs: Any) -> list[Document]:
-        options = _search_options(kwargs)
-        options.pop("score_threshold", None)
+        """MMR over the dense candidates (the store's retrieval_mode does not apply)."""
+        options = _mmr_options(kwargs)
         hits = self.collection.mmr(query, k, fetch_k=fetch_k, lambda_mult=lambda_mult, **options)
         return [_document(h) for h in hits]
 
     def max_marginal_relevance_search_by_vector(self, embedding: list[float], k: int = 4,
                                                 fetch_k: int = 20, lambda_mult: float = 0.5,
                                                 **kwargs: Any) -> list[Document]:
-        options = _search_options(kwargs)
-        options.pop("score_threshold", None)
+        options = _mmr_options(kwargs)
         hits = self.collection.mmr(embedding, k, fetch_k=fetch_k, lambda_mult=lambda_mult, **options)
         return [_document(h) for h in hits]
 
@@ -171,11 +202,13 @@ class TorchIVFVectorStore(VectorStore):
     @classmethod
     def load_local(cls, folder_path: str | Path, embeddings: Embeddings, index_name: str = "index",
                    *, device: Any = None, allow_dangerous_deserialization: bool | None = None,
+                   retrieval_mode: str = "dense", alpha: float = 0.5,
                    **kwargs: Any) -> "TorchIVFVectorStore":
         """Load a store written by :meth:`save_local`. Nothing is unpickled, so no
-        ``allow_dangerous_deserialization`` is needed (it is accepted and ignored for drop-in use)."""
+        ``allow_dangerous_deserialization`` is needed (it is accepted and ignored for drop-in use).
+        The keyword index is rebuilt from the stored texts on the first keyword or hybrid search."""
         collection = Collection.load(Path(folder_path) / index_name, embeddings, device=device, **kwargs)
-        return cls(embeddings, collection=collection)
+        return cls(embeddings, collection=collection, retrieval_mode=retrieval_mode, alpha=alpha)
 
 
 class TorchIVFRetriever(VectorStoreRetriever):

@@ -19,7 +19,9 @@ import torch
 from . import persist
 from .embeddings import Embedder, as_embedder, default_device, embed_in_batches
 from .filters import compile_filter, filter_cache_key
+from .fusion import blend, check_alpha, check_mode
 from .indexing import IndexPlan, is_ivf
+from .keyword import KeywordIndex
 from .mmr import mmr_select
 from .records import Hit, Record, RecordTable, copy_metadata
 from .scores import check_metric, index_metric, relevance
@@ -28,6 +30,7 @@ Filter = Mapping[str, Any] | Callable[[Mapping[str, Any]], bool] | None
 
 _MASK_CACHE_SIZE = 16
 _TRAIN_POINTS_PER_LIST = 256  # k-means sample size per list (Faiss's default cap)
+_HYBRID_MIN_FETCH = 40  # hybrid candidates per ranking: at least this many, or 4k
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -77,6 +80,7 @@ class Collection:
         self._version = 0
         # filter key -> [version, mask, count, exact index over just the matches (built on demand)]
         self._masks: OrderedDict[str, list] = OrderedDict()
+        self._keyword: KeywordIndex | None = None  # built from the stored texts on first keyword search
         self._lock = threading.RLock()
 
     # ---- sizes and introspection ------------------------------------------------------------
@@ -172,6 +176,8 @@ class Collection:
             if self._index is None:
                 self._index = self.plan.new_flat(self.dim)
             self._index.add_with_ids(vectors[rows].to(self.device), labels.to(self.device))
+            if self._keyword is not None:
+                self._keyword.add(labels.tolist(), [rec.text for rec in records])
             self._changed()
             self._maybe_reindex()
         return list(ids)
@@ -197,6 +203,7 @@ class Collection:
         with self._lock:
             self._table.clear()
             self._index = None
+            self._keyword = None
             self._trained_n = 0
             self._changed()
 
@@ -227,25 +234,53 @@ class Collection:
             return self._reconstruct(labels).cpu()
 
     # ---- searching ----------------------------------------------------------------------------
-    def search(self, query: str | Any, k: int = 4, *, filter: Filter = None,
-               ids: Iterable[str] | None = None, score_threshold: float | None = None,
-               nprobe: int | None = None) -> list[Hit]:
+    def search(self, query: str | Any, k: int = 4, *, mode: str = "dense", alpha: float = 0.5,
+               text: str | None = None, filter: Filter = None, ids: Iterable[str] | None = None,
+               score_threshold: float | None = None, nprobe: int | None = None,
+               fetch_k: int | None = None) -> list[Hit]:
         """Top-k documents for a text or vector query; ``score`` is relevance in [0, 1].
 
-        ``filter`` and ``ids`` restrict the search inside the index scan: k hits come back
-        whenever k documents match.
+        ``mode``:
+          * ``"dense"`` (default): nearest embeddings; score from the metric (see ``scores``).
+          * ``"keyword"`` (or ``"sparse"``): BM25 over the stored texts; only documents that
+            contain a query term are returned; score = BM25 / its bound for the query (in [0, 1)).
+          * ``"hybrid"``: ``alpha * dense + (1 - alpha) * keyword`` over the union of each
+            ranking's top ``fetch_k`` (default ``max(4 k, 40)``), both scores computed exactly for
+            every candidate. ``alpha=1`` is exactly dense, ``alpha=0`` exactly keyword.
+
+        ``query`` is a text, or a vector; keyword and hybrid search need the text, so with a
+        vector pass it as ``text``. ``filter`` and ``ids`` restrict every mode inside the scan:
+        dense and hybrid return k hits whenever k documents match, keyword whenever k matching
+        documents contain a query term. ``distance`` of a hit is the dense index's raw value
+        (NaN in keyword mode, where no embedding is compared).
         """
         k = _positive_int(k, "k")
+        mode = check_mode(mode)
+        alpha = check_alpha(alpha)
+        if mode == "hybrid" and alpha in (0.0, 1.0):
+            mode = "dense" if alpha == 1.0 else "keyword"
         if score_threshold is not None and not isinstance(score_threshold, (int, float)):
             raise TypeError(f"score_threshold must be a number, got {type(score_threshold).__name__}")
         if nprobe is not None:
             nprobe = _positive_int(nprobe, "nprobe")
+        fetch_k = max(k * 4, _HYBRID_MIN_FETCH) if fetch_k is None else max(_positive_int(fetch_k, "fetch_k"), k)
+        if text is not None and not isinstance(text, str):
+            raise TypeError(f"text must be a string, got {type(text).__name__}")
+        words = query if isinstance(query, str) else text
+        if mode != "dense" and words is None:
+            raise ValueError(f"mode={mode!r} needs the query text: pass a string query, or text= with a vector")
         predicate_key = filter_cache_key(filter)
         predicate = compile_filter(filter)
         id_list = None if ids is None else _str_list(ids, "ids")
-        q = self._query_vector(query)
+        q = None if mode == "keyword" else self._query_vector(query)
         with self._lock:
-            hits = self._search_locked(q, k, predicate, predicate_key, id_list, nprobe)
+            if mode == "dense":
+                hits = self._search_locked(q, k, predicate, predicate_key, id_list, nprobe)
+            elif mode == "keyword":
+                hits = self._keyword_locked(words, k, predicate, predicate_key, id_list)
+            else:
+                hits = self._hybrid_locked(q, words, k, alpha, fetch_k, predicate, predicate_key,
+                                           id_list, nprobe)
         if score_threshold is not None:
             hits = [h for h in hits if h.score >= score_threshold]
         return hits
@@ -357,6 +392,63 @@ class Collection:
     def _drop_labels(self, labels: list[int]) -> None:
         if labels and self._index is not None:
             self._index.remove_ids(torch.tensor(labels, dtype=torch.int64, device=self.device))
+        if labels and self._keyword is not None:
+            self._keyword.remove(labels)
+
+    def _keyword_index(self) -> KeywordIndex:
+        if self._keyword is None:
+            kw = KeywordIndex(self.device)
+            kw.add(self._table.by_label.keys(), (r.text for r in self._table.by_label.values()))
+            self._keyword = kw
+        return self._keyword
+
+    def _hit(self, label: int, score: float, distance: float) -> Hit | None:
+        rec = self._table.by_label.get(label) if label >= 0 else None
+        if rec is None:
+            return None
+        return Hit(rec.id, rec.text, copy_metadata(rec.metadata), score, distance, label)
+
+    def _keyword_locked(self, words, k, predicate, key, id_list) -> list[Hit]:
+        if not len(self._table):
+            return []
+        mask, allowed = self._allowed(predicate, key, id_list)
+        if allowed == 0:
+            return []
+        labels, rel = self._keyword_index().top(words, k, mask)
+        return [h for h in (self._hit(lb, s, float("nan")) for lb, s in zip(labels, rel)) if h is not None]
+
+    def _hybrid_locked(self, q, words, k, alpha, fetch_k, predicate, key, id_list, nprobe) -> list[Hit]:
+        if not len(self._table):
+            return []
+        restriction = self._allowed(predicate, key, id_list)
+        dense = self._search_locked(q, fetch_k, predicate, key, id_list, nprobe, restriction)
+        if not dense:
+            return []
+        mask = restriction[0]
+        keyword = self._keyword_index()
+        kw_rel, kw_labels = keyword.scores(words, mask)
+        seen = {h.label for h in dense}
+        top = torch.topk(kw_rel, min(fetch_k, int((kw_rel > 0).sum()))).indices
+        extra = [lb for lb in kw_labels[top].tolist() if lb not in seen]
+        labels = [h.label for h in dense] + extra
+        dense_rel = [h.score for h in dense]
+        distances = [h.distance for h in dense]
+        if extra:
+            raw = self._raw_distance(q, extra)
+            distances += raw.tolist()
+            dense_rel += relevance(raw, self.plan.metric).tolist()
+        kw = keyword.lookup(kw_rel, labels).cpu()
+        order, fused = blend(torch.tensor(dense_rel), kw, alpha, k)
+        hits = (self._hit(labels[i], s, distances[i]) for i, s in zip(order, fused))
+        return [h for h in hits if h is not None]
+
+    def _raw_distance(self, q: torch.Tensor, labels: list[int]) -> torch.Tensor:
+        """The index's raw value (inner product or squared L2) between ``q`` and stored vectors."""
+        vecs = self._reconstruct(labels).to(torch.float32)
+        q = q.to(vecs.device, torch.float32)
+        if self.plan.metric == "l2":
+            return ((vecs - q) ** 2).sum(dim=1).cpu()
+        return (vecs @ q).cpu()
 
     def _reconstruct(self, labels: list[int]) -> torch.Tensor:
         return self._index.reconstruct_batch(torch.tensor(labels, dtype=torch.int64, device=self.device))
@@ -399,22 +491,18 @@ class Collection:
                 self._masks.popitem(last=False)
         return mask, len(labels)
 
-    def _search_locked(self, q, k, predicate, key, id_list, nprobe) -> list[Hit]:
+    def _search_locked(self, q, k, predicate, key, id_list, nprobe, restriction=None) -> list[Hit]:
         if self._index is None or not len(self._table):
             return []
-        mask, allowed = self._allowed(predicate, key, id_list)
+        mask, allowed = restriction or self._allowed(predicate, key, id_list)
         k = min(k, allowed)
         if k == 0:
             return []
         cache_key = key if id_list is None else None
         D, I = self._search_index(q.to(self.device).reshape(1, -1), k, mask, allowed, nprobe, cache_key)
         rel = relevance(D[0], self.plan.metric).tolist()
-        hits = []
-        for label, dist, score in zip(I[0].tolist(), D[0].tolist(), rel):
-            rec = self._table.by_label.get(label) if label >= 0 else None
-            if rec is not None:
-                hits.append(Hit(rec.id, rec.text, copy_metadata(rec.metadata), score, dist, label))
-        return hits
+        hits = (self._hit(label, score, dist) for label, dist, score in zip(I[0].tolist(), D[0].tolist(), rel))
+        return [h for h in hits if h is not None]
 
     def _search_index(self, q, k, mask, allowed, nprobe, cache_key=None):
         from torch_ivf import SearchParams

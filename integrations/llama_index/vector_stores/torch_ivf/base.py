@@ -39,6 +39,8 @@ _NAMESPACE_SEP = "__"
 # therefore never tries to parse it as its own format.
 _DIR_SUFFIX = ".torch_ivf"
 MMR_PREFETCH_FACTOR = 4
+_MODES = (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR, VectorStoreQueryMode.TEXT_SEARCH,
+          VectorStoreQueryMode.SPARSE, VectorStoreQueryMode.HYBRID)
 
 
 def _store_dir(persist_path: str) -> str:
@@ -133,10 +135,26 @@ class TorchIVFVectorStore(BasePydanticVectorStore):
         return [metadata_dict_to_node(r.metadata, text=r.text) for r in records]
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        """Top-k (or MMR) with filters, doc_ids and node_ids applied inside the index scan."""
-        if query.mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR):
-            raise ValueError(f"query.mode {query.mode!r} is not supported (default or mmr)")
-        if query.query_embedding is None:
+        """Top-k with filters, doc_ids and node_ids applied inside the search, in any of these modes:
+
+        * DEFAULT: dense, ``similarity_top_k`` nearest embeddings.
+        * MMR: ``mmr_threshold`` (lambda, default 0.5) over ``mmr_prefetch_k`` dense candidates.
+        * TEXT_SEARCH / SPARSE: BM25 over the stored texts for ``query_str``, top ``sparse_top_k``
+          (default ``similarity_top_k``); no embedding needed.
+        * HYBRID: ``alpha * dense + (1 - alpha) * keyword`` (``alpha`` default 0.5; 1 = dense only),
+          candidates from the dense top ``similarity_top_k`` and the keyword top ``sparse_top_k``
+          (at least 4 x the result count), ``hybrid_top_k`` results (default ``similarity_top_k``).
+
+        Similarities are relevance in [0, 1] in every mode.
+        """
+        mode = query.mode
+        if mode not in _MODES:
+            raise ValueError(f"query.mode {mode!r} is not supported (default, mmr, text_search, sparse, hybrid)")
+        keyword = mode in (VectorStoreQueryMode.TEXT_SEARCH, VectorStoreQueryMode.SPARSE)
+        if mode in (VectorStoreQueryMode.TEXT_SEARCH, VectorStoreQueryMode.SPARSE, VectorStoreQueryMode.HYBRID):
+            if not query.query_str:
+                raise ValueError(f"query.query_str is required for mode {mode.value!r}")
+        if not keyword and query.query_embedding is None:
             raise ValueError("query.query_embedding is required")
         k = int(query.similarity_top_k)
         where = to_filter_dict(query.filters)
@@ -152,6 +170,15 @@ class TorchIVFVectorStore(BasePydanticVectorStore):
             hits = self._collection.mmr(query.query_embedding, k, fetch_k=fetch_k,
                                         lambda_mult=0.5 if lam is None else lam,
                                         filter=where, ids=node_ids)
+        elif keyword:
+            hits = self._collection.search(query.query_str, int(query.sparse_top_k or k), mode="keyword",
+                                           filter=where, ids=node_ids)
+        elif mode == VectorStoreQueryMode.HYBRID:
+            top = int(query.hybrid_top_k or k)
+            hits = self._collection.search(
+                query.query_embedding, top, mode="hybrid", text=query.query_str,
+                alpha=0.5 if query.alpha is None else query.alpha, filter=where, ids=node_ids,
+                fetch_k=max(k, int(query.sparse_top_k or 0), 4 * top))
         else:
             hits = self._collection.search(query.query_embedding, k, filter=where, ids=node_ids)
         nodes = [metadata_dict_to_node(h.metadata, text=h.text) for h in hits]
