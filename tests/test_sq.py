@@ -209,3 +209,21 @@ def test_collection_spec_sq8(tmp_path):
     c.save(tmp_path / "c")
     again = Collection.load(tmp_path / "c", device="cpu")
     assert [h.id for h in again.search(x[7], k=5)] == [h.id for h in c.search(x[7], k=5)]
+
+
+@pytest.mark.parametrize("qtype", [SQ.QT_8bit, SQ.QT_6bit, SQ.QT_4bit, SQ.QT_8bit_uniform])
+def test_decode_is_within_half_a_bin(qtype):
+    from hypothesis import given, settings, strategies as st
+
+    @settings(max_examples=25, deadline=None)
+    @given(st.integers(1, 19), st.integers(0, 2**31 - 1))
+    def check(d, seed):
+        x = np.random.default_rng(seed).standard_normal((64, d)).astype(np.float32) * 5
+        sq = SQ(d, qtype)
+        sq.train(x)
+        err = np.abs(sq.decode(sq.compute_codes(x)) - x)
+        n = sq.trained.numel() // 2
+        step = (sq.trained[n:].numpy() / ((1 << sq.bits) - 1)).astype(np.float64)
+        assert np.all(err <= 0.5 * step + 1e-5 * (1 + np.abs(x)))  # truncated to a bin, decoded to its middle
+
+    check()
