@@ -8,6 +8,7 @@ TORCH_IVF_WRITE_GOLDEN=1 pytest tests/test_golden.py
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 from pathlib import Path
@@ -65,12 +66,16 @@ CASES = {
 
 
 def _machine() -> str:
-    model = ""
+    """CPU model and instruction-set flags (the kernels torch picks), torch and numpy versions."""
+    info = {}
     try:
-        model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+        for line in open("/proc/cpuinfo"):
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return f"{platform.machine()}|{model}|torch {torch.__version__}|numpy {np.__version__}"
+    flags = hashlib.sha1(info.get("flags", "").encode()).hexdigest()[:12]
+    return f"{platform.machine()}|{info.get('model name', '')}|flags {flags}|torch {torch.__version__}|numpy {np.__version__}"
 
 
 def _data():
