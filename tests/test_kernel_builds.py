@@ -12,7 +12,7 @@ from triton.compiler import ASTSource  # noqa: E402
 from torch_ivf import kernels  # noqa: E402
 
 _POINTERS = {"CODES": "*u8", "MASK": "*u8", "VALID": "*i1", "X": "*fp16", "ORDER": "*i32", "FIRST": "*i32",
-             "COUNT": "*i32", "TILE_END": "*i32", "OUT_R": "*i32", "SURV_ROW": "*i32", "SURV_AT": "*i32",
+             "COUNT": "*i32", "TILE_END": "*i32", "CHUNKS": "*i32", "SLOT": "*i32", "OUT_R": "*i32", "SURV_ROW": "*i32", "SURV_AT": "*i32",
              "STARTS": "*i64", "SIZES": "*i64", "PROBE": "*i64", "OFF": "*i64", "OFFL": "*i64", "BEFORE": "*i64",
              "LABELS": "*i64", "ROWS": "*i64", "INDICES": "*i64", "STATS": "*i64"}
 
@@ -33,10 +33,14 @@ def _cases(precision):
     pq = dict(HAS_MASK=True, HAS_MAXC=True, WORDS=True)
     return [
         (flat_scan._flat_lists, dict(SCALE=2.0, HAS_BIAS=True, HAS_CT=True, HAS_MASK=True, HAS_MAXC=True, KOUT=16,
-                                     BLOCK_Q=32, BLOCK_N=64, BLOCK_D=16, PRECISION=precision), 4),
+                                     BLOCK_Q=32, BLOCK_N=64, BLOCK_D=16, PRECISION=precision, CHUNKED=False), 4),
+        (flat_scan._flat_lists, dict(SCALE=1.0, HAS_BIAS=False, HAS_CT=False, HAS_MASK=False, HAS_MAXC=False, KOUT=16,
+                                     BLOCK_Q=16, BLOCK_N=64, BLOCK_D=16, PRECISION=precision, CHUNKED=True), 4),
         (pq_lists._pq_lists, dict(DSUB=4, KSUB=256, LAYOUT_W=12, HAS_MASK=True, HAS_MAXC=True, BLOCK_Q=32,
                                   BLOCK_N=64, BLOCK_D=16, PRECISION=precision), 4),
-        (pq_scan._pq_scan, dict(M=96, LAYOUT_W=96, LISTS=16, BLOCK_N=128, **pq), 4),
+        (pq_scan._pq_scan, dict(M=96, LAYOUT_W=96, LISTS=16, BLOCK_N=128, SPLIT=False, **pq), 4),
+        (pq_scan._pq_scan, dict(M=96, LAYOUT_W=96, LISTS=16, BLOCK_N=64, SPLIT=True, **pq), 4),
+        (pq_scan._pq_tiles_pruned, dict(L=8, ML=12, LAYOUT_W=12, LISTS=32, BLOCK_N=64, **pq), 4),
         (pq_scan._pq_scan_pruned, dict(L=8, ML=12, LAYOUT_W=12, LISTS=8, RUNNING=True, KTH=9, BLOCK_N=32, **pq), 1),
         (pq_scan._pq_scan_pruned, dict(L=8, ML=12, LAYOUT_W=12, LISTS=16, RUNNING=False, KTH=0, BLOCK_N=64, **pq), 2),
         (refine_scores._refine_scores, dict(L2=True, BLOCK_N=16, BLOCK_D=128), 4),

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..search import cost
 from ..selectors import IDSelector
 
 METRIC_INNER_PRODUCT = 0  # Faiss's numbering, so faiss.METRIC_* constants can be passed through
@@ -196,7 +197,9 @@ class Index:
             if buf is not None and (tuple(buf.shape) != (q.shape[0], k) or buf.dtype not in dtypes):
                 raise ValueError(f"{name} must be a {dtypes[0].__name__} array of shape ({q.shape[0]}, {k}), "
                                  f"got {getattr(buf, 'dtype', type(buf).__name__)} {tuple(getattr(buf, 'shape', ()))}")
-        out = self._out(was_numpy, *self._search(q, k, params))
+        with cost.cpu_threads_for(self.device, q.shape[0]):  # the library's thread count, restored after
+            found = self._search(q, k, params)
+        out = self._out(was_numpy, *found)
         for buf, res in ((D, out[0]), (I, out[1])):
             if isinstance(buf, torch.Tensor):
                 buf.copy_(torch.as_tensor(res))

@@ -5,7 +5,7 @@ import torch
 
 from .. import kernels
 from ..search.common import faiss_results, pad_k, scan_list
-from ..search.graphs import GRAPH_MAX_NQ, replay_graph
+from ..search import graphs
 from .base import SearchParams
 from .flat_codes import FlatCodes
 from .stored import StoredIndex
@@ -28,9 +28,9 @@ class FlatSearch(StoredIndex):
         if self.ntotal == 0 or nq == 0:
             return (torch.full((nq, k), self.missing_distance, device=self.device),
                     torch.full((nq, k), -1, dtype=torch.int64, device=self.device))
-        if mask is None and self.device.type == "cuda" and nq <= GRAPH_MAX_NQ:
+        if mask is None and graphs.usable(self.device, nq):
             key = (nq, k, self.invlists.version, kernels.enabled)
-            return replay_graph(self, key, q, lambda x: self._search_core(x, k))
+            return graphs.replay_graph(self, key, q, lambda x: self._search_core(x, k))
         return self._search_core(q, k, mask=mask)
 
     def _search_core(self, q, k, nprobe=None, max_codes=None, mask=None, mode=None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import kernels
+from ..search import cost
 from ..search.common import SCORE_BUDGET, pad_k
 from ..search.scanner import Scanner
 from ..search.state import QueryState
@@ -107,6 +108,7 @@ class FlatCodes(Scanner):
 
     batched_lists = True
     graph_safe = True
+    graph_safe_kernels = True
 
     def score_lists(self, ctx, qsel, pos, lists, row_ok):
         x = self._stored(pos)  # (B, S, d)
@@ -125,7 +127,8 @@ class FlatCodes(Scanner):
     kernel_scan = True
 
     def scan_kernel(self, ctx, probe, k, mask, max_codes):
-        """kernels.flat_scan: each probed list's best rows per query, then one top-k per query."""
+        """kernels.flat_scan: each probed list's (or row chunk's, cost.flat_chunk_rows) best rows per
+        query, then one top-k per query."""
         from ..kernels import flat_scan
         if k > flat_scan.MAX_K:  # the torch gather: like the kernel, no host sync (CUDA graphs capture it)
             return self._scan_padded(ctx, probe, k, mask, max_codes)
@@ -133,18 +136,18 @@ class FlatCodes(Scanner):
         lens = sizes[probe]
         before = torch.cumsum(lens, 1) - lens if max_codes else probe  # max_codes counts rows so far
         ct = ctx.coarse.gather(1, probe).contiguous() if self.by_residual else None
-        data, q, P = self.invlists.fields(), ctx.q.contiguous(), probe.shape[1]
+        data, q, P, inv = self.invlists.fields(), ctx.q.contiguous(), probe.shape[1], self.invlists
         best_s, best_p = [], []
         step = max(1, SCORE_BUDGET // (P * k))  # bounds the (queries, P * KOUT) output
         for c in range(0, q.shape[0], step):
             b = slice(c, c + step)
+            chunk = cost.flat_chunk_rows(q[b].shape[0], P, self.nlist, inv.ntotal, inv.max_size, self.device)
             s, rows = flat_scan.flat_scan(q[b], data["vectors"], data.get("bias"), None if ct is None else ct[b],
                                           starts, sizes, probe[b].contiguous(), before[b].contiguous(),
-                                          data["labels"], mask, max_codes, self._scale, k)
+                                          data["labels"], mask, max_codes, self._scale, k, chunk, inv.sizes)
             values, idx = kernels.topk(s, min(k, s.shape[1]))
-            pos = starts[probe[b].gather(1, idx // (s.shape[1] // P))] + rows.gather(1, idx)
             best_s.append(values)
-            best_p.append(torch.where(torch.isneginf(values), 0, pos))
+            best_p.append(torch.where(torch.isneginf(values), 0, rows.gather(1, idx).long()))
         return pad_k(torch.cat(best_s), torch.cat(best_p), k)
 
     def distances(self, ctx, scores):

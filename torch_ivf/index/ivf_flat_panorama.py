@@ -22,7 +22,8 @@ class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
     ``IndexIVFFlatPanorama(quantizer, d, nlist, n_levels, metric)``."""
 
     batched_lists = False  # the bucketed GPU scan would score every row: keep the pruned per-list scan
-    graph_safe = False  # the wave scan syncs with the host (sizes of each wave)
+    graph_safe = False  # the torch wave scan syncs with the host (sizes of each wave)
+    graph_safe_kernels = True  # IVFFlat's list kernel does not
 
     def __init__(self, *args, **kwargs):
         args, kwargs = split_quantizer_args(args, kwargs)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import kernels
+from ..search import cost
 from ..arrays import take_rows
 from ..pq import ProductQuantizer
 from ..search.common import SCORE_BUDGET, scanned_rows
@@ -225,6 +226,8 @@ class IndexIVFPQ(IndexIVF):
         return self.M
 
     kernel_scan = True
+    graph_safe = True  # neither the torch gather nor the kernels wait for the host
+    graph_safe_kernels = True
 
     def _pruning_kernel(self) -> bool:
         """True where scan_kernel prunes (Panorama), with inputs from _kernel_prune."""
@@ -252,22 +255,24 @@ class IndexIVFPQ(IndexIVF):
         starts, sizes = self.invlists.device_meta()
         data = self.invlists.fields()
         lens = sizes[probe]
-        served = busy_lists(self.nlist, probe)
-        lens_busy = torch.where(served[probe], lens, 0)
+        # a list is busy when >= MIN_QUERIES queries probe it: impossible with fewer queries (no kernel then)
+        served = busy_lists(self.nlist, probe) if nq >= MIN_QUERIES else None
+        lens_busy = torch.where(served[probe], lens, 0) if served is not None else torch.zeros_like(lens)
         lens_rest = lens - lens_busy
         lens_row = torch.cat([lens_busy, lens_rest], 1)  # (nq, 2P): a query's row holds busy lists, then the rest
         ends = torch.cumsum(lens_row, 1)
         off = ends - lens_row
         before = torch.cumsum(lens, 1) - lens if max_codes else None  # max_codes counts in coarse order
-        sizes_rest = torch.where(served, 0, sizes)
-        running = k <= RUNNING_MAX_K
+        sizes_rest = torch.where(served, 0, sizes) if served is not None else sizes
+        width = max(1, int(self.invlists.sizes.topk(P).values.sum()))  # host bound: a query's P largest lists
+        span = cost.pq_span(nq, P, width, self.device)  # > 0: (query, row span) programs (small batches)
+        running = k <= RUNNING_MAX_K and not span
         waves, c0, w = [], 0, 1
         while c0 < P:
             waves.append((c0, min(P, c0 + w)))
             c0, w = waves[-1][1], _WAVE_GROWTH * w
         if not self._pruning_kernel() or running or nq * P >= MIN_QUERIES * self.nlist:
             waves = [(0, P)]  # (the last case: most lists are busy, so thresholds would prune the few left)
-        width = max(1, int(self.invlists.sizes.topk(P).values.sum()))  # host bound: a query's P largest lists
         best_s = torch.empty((nq, k), device=self.device)
         best_p = torch.empty((nq, k), dtype=torch.int64, device=self.device)
         thr = torch.full((nq,), float("-inf"), device=self.device)
@@ -278,19 +283,25 @@ class IndexIVFPQ(IndexIVF):
             b = q.stop - q.start
             out = torch.full((b, width), float("-inf"), device=self.device)
             bq = None if before is None else before[q]
-            pq_lists(out, ctx.q_scaled[q], self.pq.centroids, data["codes"], data["init"], ctx.ct[q], starts,
-                     sizes, probe[q], served, off[q, :P], before=bq, max_codes=max_codes, labels=data["labels"],
-                     mask=mask)
+            if served is not None:
+                pq_lists(out, ctx.q_scaled[q], self.pq.centroids, data["codes"], data["init"], ctx.ct[q], starts,
+                         sizes, probe[q], served, off[q, :P], before=bq, max_codes=max_codes,
+                         labels=data["labels"], mask=mask)
             prune = self._kernel_prune(ctx, q, stats)
-            surv = torch.empty((2, b, width), dtype=torch.int32, device=self.device) if prune else None
-            if prune:  # the busy lists are scanned in full
+            surv = torch.empty((2, b, width), dtype=torch.int32, device=self.device) if prune and not span else None
+            if prune and served is not None:  # the busy lists are scanned in full
                 stats.add_(scanned_rows(lens, max_codes)[q].mul(served[probe[q]]).sum() * prune["tails"].shape[1])
             for c0, c1 in waves:
-                if prune:
+                wave_prune = prune
+                if prune and span and c0 == 0:  # the split scan's first wave sets the threshold unpruned
+                    wave_prune = None
+                    rest = lens_rest[q, c0:c1]
+                    stats.add_(scanned_rows(lens, max_codes)[q, c0:c1].mul(rest > 0).sum() * prune["tails"].shape[1])
+                elif prune:
                     prune.update({"k": k} if running else {"thr": thr[q]})
                 pq_scan(out, ctx.tables[:, q], data["codes"], data["init"], ctx.ct[q], starts, sizes_rest,
                         probe[q], off[q, P:], cols=(c0, c1), before=bq, max_codes=max_codes, labels=data["labels"],
-                        mask=mask, prune=prune, surv=surv)
+                        mask=mask, prune=wave_prune, surv=surv, span=span)
                 if prune and c1 < P and width >= k:  # the k-th best so far: -inf while fewer exist
                     thr[q] = kernels.topk(out, k)[0][:, -1]
             values, idx = kernels.topk(out, min(k, width))

@@ -36,6 +36,8 @@ class PanoramaScan:
     """
 
     wave_scan = True
+    graph_safe = False  # the torch wave scan syncs with the host (sizes of each wave); the kernels do not
+    graph_safe_kernels = True
 
     # ---- levels, transform and tail norms (shared by both Panorama indexes) ------------------
     def _init_levels(self, n_levels, transform, cap, norm_dtype, divided: tuple[str, object]) -> None:

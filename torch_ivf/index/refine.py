@@ -9,10 +9,12 @@ import torch
 
 from .. import io as _io
 from .. import kernels
+from ..panorama import panorama_stats
+from ..search import graphs
 from ..search.common import SCORE_BUDGET
 from ..topk import topk_first
 from .base import Index, SearchParams, _params
-from .flat import IndexFlat
+from .flat import FlatSearch, IndexFlat
 from .ivf import IndexIVF
 
 
@@ -169,6 +171,19 @@ class IndexRefine(Index):
             if params.base_index_params is not None:
                 base_params = _params(params.base_index_params)
         kk = max(k, int(k * k_factor))
+        base = self.base
+        if params.allowed is None and base_params.allowed is None and _base_graph_ok(base, q.shape[0], base_params):
+            # small batches: the base search and the re-ranking replay as one graph
+            key = (q.shape[0], k, kk, base_params.nprobe, base_params.max_codes, getattr(base, "nprobe", None),
+                   getattr(base, "max_codes", None), getattr(base, "search_mode", None), base.invlists.version,
+                   self.refine.invlists.version, kernels.enabled)
+            out = graphs.replay_graph(self, key, q, lambda x: self._refined(x, k, kk, base_params), stats_owner=base)
+            if "panorama_stats" in base.__dict__:
+                panorama_stats.add(base.panorama_stats)  # the base's own search did not run (replayed)
+            return out
+        return self._refined(q, k, kk, base_params)
+
+    def _refined(self, q, k, kk, base_params):
         _, cand = self.base._search(q, kk, base_params)
         # The refine IndexFlat stores plain vectors (one list, no residual), so a slab row is the vector.
         # Labels it lacks (-1 above all) come back not found and score -inf: no host sync.
@@ -202,6 +217,16 @@ class IndexRefine(Index):
         self.refine.load_state_tensors({k[7:]: v for k, v in tensors.items() if k.startswith("refine.")})
         if "next_labels" in tensors:
             self.base.next_label, self.refine.next_label = (int(v) for v in tensors["next_labels"])
+
+
+def _base_graph_ok(base, nq: int, params) -> bool:
+    """The base's search can be captured: an exhaustive one, or an IVF whose path for this batch is
+    a capturable matrix scan."""
+    if isinstance(base, FlatSearch):
+        return graphs.usable(base.device, nq)
+    if not isinstance(base, IndexIVF) or not base._graph_ok(nq):
+        return False
+    return base._pick_mode(nq, min(params.nprobe or base.nprobe, base.nlist)) == "matrix"
 
 
 class IndexRefineFlat(IndexRefine):

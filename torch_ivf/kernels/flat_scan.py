@@ -8,6 +8,10 @@ bound by those re-reads), and only KOUT candidates per (query, list) leave the c
 longest lists, 5-40x the mean on skewed data). Scores take FlatCodes' form
 s = scale * q.v - bias + pair; dot products split each float32 into TF32 high and low parts (tf32x3),
 so they agree with float32 GEMMs to rounding, not bitwise.
+
+Small batches split each list into row chunks (``chunk_rows``), one program per (list, query block,
+chunk), each keeping its own KOUT best: the output then holds KOUT candidates per (query, probed
+list, chunk), chunks of a query's lists back to back, and the caller's top-k is the second stage.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import triton
 import triton.language as tl
 
 from . import dot_precision
-from .list_pairs import group_pairs, program_pairs
+from .list_pairs import chunk_plan, group_pairs, program_pairs
 
 # (rows per tile, dimensions per step, warps, dot precision); queries per program follow the mean
 # queries per list. Best of those timed (benchmarks/flat_tiles.py, H200): "tf32x3" (three TF32 tensor
@@ -35,12 +39,13 @@ def _key(s, row):
 
 
 @triton.jit
-def _flat_lists(Q, X, BIAS, CT, STARTS, SIZES, ORDER, FIRST, COUNT, TILE_END, OFF, LABELS, MASK, OUT_S, OUT_R,
-                nlist, P, d, max_codes, stride_q, stride_x,
+def _flat_lists(Q, X, BIAS, CT, STARTS, SIZES, ORDER, FIRST, COUNT, TILE_END, CHUNKS, SLOT, OFF, LABELS, MASK,
+                OUT_S, OUT_R, nlist, P, d, max_codes, stride_q, stride_x, width, chunk_rows,
                 SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_CT: tl.constexpr, HAS_MASK: tl.constexpr,
-                HAS_MAXC: tl.constexpr, KOUT: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr,
-                BLOCK_D: tl.constexpr, PRECISION: tl.constexpr):
-    lst, pair, qm = program_pairs(tl.program_id(0), ORDER, FIRST, COUNT, TILE_END, nlist, BLOCK_Q)
+                HAS_MAXC: tl.constexpr, CHUNKED: tl.constexpr, KOUT: tl.constexpr, BLOCK_Q: tl.constexpr,
+                BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr):
+    lst, pair, qm, chunk = program_pairs(tl.program_id(0), ORDER, FIRST, COUNT, TILE_END, CHUNKS, nlist, BLOCK_Q,
+                                         CHUNKED)
     if lst < nlist:
         qi = (pair // P).to(tl.int64)
         if HAS_MAXC:
@@ -49,11 +54,19 @@ def _flat_lists(Q, X, BIAS, CT, STARTS, SIZES, ORDER, FIRST, COUNT, TILE_END, OF
             ct = tl.load(CT + pair, mask=qm, other=0.0)
         start = tl.load(STARTS + lst)
         size = tl.load(SIZES + lst)
+        if CHUNKED:
+            row0 = chunk * chunk_rows
+            row1 = tl.minimum(size, row0 + chunk_rows)
+            slot = tl.load(SLOT + pair, mask=qm, other=0) + chunk  # the query's chunks sit back to back
+        else:
+            row0 = 0
+            row1 = size
+            slot = pair % P
         zero = tl.zeros([BLOCK_Q, BLOCK_N], tl.int32)
         best = _key(tl.full([BLOCK_Q, BLOCK_N], float("-inf"), tl.float32), zero)  # kept sorted descending
-        for r0 in range(0, size, BLOCK_N):
+        for r0 in range(row0, row1, BLOCK_N):
             rows = r0 + tl.arange(0, BLOCK_N)
-            rm = rows < size
+            rm = rows < row1
             acc = tl.zeros([BLOCK_Q, BLOCK_N], dtype=tl.float32)
             for d0 in range(0, d, BLOCK_D):
                 dims = d0 + tl.arange(0, BLOCK_D)
@@ -78,19 +91,20 @@ def _flat_lists(Q, X, BIAS, CT, STARTS, SIZES, ORDER, FIRST, COUNT, TILE_END, OF
             best = tl.sort(tl.maximum(best, tl.sort(keys, dim=1)), dim=1, descending=True)
         b = (best >> 32).to(tl.int32)
         s = (b ^ ((b >> 31) & 0x7FFFFFFF)).to(tl.float32, bitcast=True)
-        row = 0x7FFFFFFF - (best & 0xFFFFFFFF).to(tl.int32)
+        row = (0x7FFFFFFF - (best & 0xFFFFFFFF).to(tl.int32)) + start.to(tl.int32)  # slab row
         cols = tl.arange(0, BLOCK_N)
-        at = pair.to(tl.int64)[:, None] * KOUT + cols[None, :]
+        at = qi[:, None] * width + slot.to(tl.int64)[:, None] * KOUT + cols[None, :]
         keep = qm[:, None] & (cols[None, :] < KOUT)
         tl.store(OUT_S + at, s, mask=keep)
         tl.store(OUT_R + at, row, mask=keep)
 
 
-def flat_scan(q, vectors, bias, ct, starts, sizes, probe, off, labels, mask, max_codes, scale, k):
-    """(scores, rows) (nq, nprobe * KOUT): per probed list, its best KOUT >= k rows (row numbers within
-    the list) in descending order, -inf where the list has fewer (or rows filtered out / past
-    max_codes, when max_codes > 0; off (nq, nprobe): candidates of earlier probes). bias (rows,) or
-    None; ct (nq, nprobe) or None."""
+def flat_scan(q, vectors, bias, ct, starts, sizes, probe, off, labels, mask, max_codes, scale, k, chunk_rows=0,
+              sizes_host=None):
+    """(scores, slab rows int32) (nq, width): per probed list (or per row chunk of it, chunk_rows > 0;
+    sizes_host: the host copy of sizes, for the bounds), its best KOUT >= k rows in descending order,
+    -inf where it has fewer (or rows filtered out / past max_codes, when max_codes > 0; off (nq, nprobe):
+    candidates of earlier probes). bias (rows,) or None; ct (nq, nprobe) or None."""
     nq, P = probe.shape
     nlist = sizes.shape[0]
     block_n, block_d, warps, precision = TILES
@@ -99,15 +113,28 @@ def flat_scan(q, vectors, bias, ct, starts, sizes, probe, off, labels, mask, max
     block_n = max(block_n, kout)
     per_list = nq * P / nlist
     block_q = 16 if per_list <= 16 else 32 if per_list <= 48 else 64  # few empty query slots per program
-    order, first, count, tile_end, n_tiles = group_pairs(probe.reshape(-1), nlist, block_q)
-    out_s = torch.empty((nq, P * kout), device=q.device)
-    out_r = torch.empty((nq, P * kout), dtype=torch.int32, device=q.device)
-    _flat_lists[(n_tiles,)](
+    chunked = chunk_rows > 0
+    if chunked:
+        chunk_rows = triton.cdiv(chunk_rows, block_n) * block_n
+        chunks, per_query, bound = chunk_plan(sizes_host, nq, P, chunk_rows, block_q, q.device)
+        per_pair = chunks[probe]
+        slot = (torch.cumsum(per_pair, 1, dtype=torch.int32) - per_pair).reshape(-1)
+        order, first, count, tile_end, n_tiles = group_pairs(probe.reshape(-1), nlist, block_q, chunks, bound)
+        width = max(per_query, 1) * kout
+        out_s = torch.full((nq, width), float("-inf"), device=q.device)
+        out_r = torch.zeros((nq, width), dtype=torch.int32, device=q.device)
+    else:
+        chunks = slot = sizes
+        order, first, count, tile_end, n_tiles = group_pairs(probe.reshape(-1), nlist, block_q)
+        width = P * kout
+        out_s = torch.empty((nq, width), device=q.device)
+        out_r = torch.empty((nq, width), dtype=torch.int32, device=q.device)
+    _flat_lists[(max(n_tiles, 1),)](
         q, vectors, bias if bias is not None else out_s, ct if ct is not None else out_s, starts, sizes, order,
-        first, count, tile_end, off, labels, mask.view(torch.uint8) if mask is not None else out_s, out_s, out_r,
-        nlist, P, q.shape[1], max_codes, q.stride(0), vectors.stride(0),
+        first, count, tile_end, chunks, slot, off, labels, mask.view(torch.uint8) if mask is not None else out_s,
+        out_s, out_r, nlist, P, q.shape[1], max_codes, q.stride(0), vectors.stride(0), width, max(chunk_rows, 1),
         SCALE=scale, HAS_BIAS=bias is not None, HAS_CT=ct is not None, HAS_MASK=mask is not None,
-        HAS_MAXC=max_codes > 0, KOUT=kout, BLOCK_Q=block_q, BLOCK_N=block_n, BLOCK_D=block_d, PRECISION=precision,
-        num_warps=warps,
+        HAS_MAXC=max_codes > 0, CHUNKED=chunked, KOUT=kout, BLOCK_Q=block_q, BLOCK_N=block_n, BLOCK_D=block_d,
+        PRECISION=precision, num_warps=warps,
     )
     return out_s, out_r

@@ -41,7 +41,7 @@ def _pq_lists(Q, CB, CODES, INIT, CT, STARTS, SIZES, ORDER, FIRST, COUNT, TILE_E
               DSUB: tl.constexpr, KSUB: tl.constexpr, LAYOUT_W: tl.constexpr, HAS_MASK: tl.constexpr,
               HAS_MAXC: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
               PRECISION: tl.constexpr):
-    lst, pair, qm = program_pairs(tl.program_id(0), ORDER, FIRST, COUNT, TILE_END, nlist, BLOCK_Q)
+    lst, pair, qm, chunk = program_pairs(tl.program_id(0), ORDER, FIRST, COUNT, TILE_END, COUNT, nlist, BLOCK_Q, False)
     if lst < nlist:
         qi = (pair // P).to(tl.int64)
         ct = tl.load(CT + pair, mask=qm, other=0.0)

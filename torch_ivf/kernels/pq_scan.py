@@ -30,6 +30,7 @@ _REL_SLACK = tl.constexpr(1e-5)  # as torch_ivf.panorama: rounding allowance rel
 PLAIN = (128, 4, 16)
 WAVES = (64, 2, 16)
 RUNNING = (32, 1, 8)
+SPLIT = (64, 4)  # small batches' (query, row span) programs: rows per tile, warps
 RUNNING_MAX_K = 32  # top-k of the running scan lives in one tile; larger k take the waves (measured faster)
 
 
@@ -85,16 +86,23 @@ def _tile(j, qi, W, w0, ends, PROBE, OFF, STARTS, CT, INIT, BEFORE, LABELS, MASK
 
 @triton.jit
 def _pq_scan(LUT, CODES, INIT, CT, STARTS, SIZES, PROBE, OFF, BEFORE, LABELS, MASK, OUT,
-             W, width, max_codes, lut_sq, lut_sm, stride_row, stride_level,
+             W, width, max_codes, lut_sq, lut_sm, stride_row, stride_level, span,
              M: tl.constexpr, LAYOUT_W: tl.constexpr, LISTS: tl.constexpr, HAS_MASK: tl.constexpr,
-             HAS_MAXC: tl.constexpr, WORDS: tl.constexpr, BLOCK_N: tl.constexpr):
+             HAS_MAXC: tl.constexpr, WORDS: tl.constexpr, SPLIT: tl.constexpr, BLOCK_N: tl.constexpr):
     qi = tl.program_id(0)
-    w0 = tl.program_id(1) * LISTS
-    o0, o1, ends = _group(qi, W, PROBE, OFF, SIZES, w0, LISTS, LISTS)
+    if SPLIT:  # program (query, span of its row): every list of the query, rows j0 .. j0 + span
+        w0 = 0
+        o0, o1, ends = _group(qi, W, PROBE, OFF, SIZES, 0, W, LISTS)
+        j0 = o0 + tl.program_id(1) * span
+        j_end = tl.minimum(o1, j0 + span)
+    else:  # program (query, group of LISTS lists): the group's rows
+        w0 = tl.program_id(1) * LISTS
+        o0, o1, ends = _group(qi, W, PROBE, OFF, SIZES, w0, LISTS, LISTS)
+        j0 = o0
+        j_end = o1
     out = OUT + qi.to(tl.int64) * width
     lut = LUT + qi.to(tl.int64) * lut_sq
-    j0 = o0
-    while j0 < o1:
+    while j0 < j_end:
         j = j0 + tl.arange(0, BLOCK_N)
         r, live, s = _tile(j, qi, W, w0, ends, PROBE, OFF, STARTS, CT, INIT, BEFORE, LABELS, MASK, max_codes, o1,
                            HAS_MASK, HAS_MAXC)
@@ -209,8 +217,53 @@ def _pq_scan_pruned(LUT, CODES, INIT, TAILS, QTAIL, CT, STARTS, SIZES, PROBE, OF
     tl.atomic_add(STATS + 1, (n_rows * L).to(tl.int64))
 
 
+@triton.jit
+def _pq_tiles_pruned(LUT, CODES, INIT, TAILS, QTAIL, CT, STARTS, SIZES, PROBE, OFF, BEFORE, LABELS, MASK, THR,
+                     STATS, OUT, W, width, max_codes, coef, lut_sq, lut_sm, stride_row, stride_level, span,
+                     L: tl.constexpr, ML: tl.constexpr, LAYOUT_W: tl.constexpr, LISTS: tl.constexpr,
+                     HAS_MASK: tl.constexpr, HAS_MAXC: tl.constexpr, WORDS: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Small batches: program (query, span of its row) against a fixed threshold (THR, from a first
+    wave), every tile pruned level by level without compaction: no program walks a whole list, so a
+    single query still spreads over the GPU. Survivors get _pq_scan's additions, in its order."""
+    qi = tl.program_id(0)
+    o0, o1, ends = _group(qi, W, PROBE, OFF, SIZES, 0, W, LISTS)
+    j0 = o0 + tl.program_id(1) * span
+    j_end = tl.minimum(o1, j0 + span)
+    out = OUT + qi.to(tl.int64) * width
+    lut = LUT + qi.to(tl.int64) * lut_sq
+    thr = tl.load(THR + qi)
+    thr_mag = tl.abs(thr)
+    q0 = tl.load(QTAIL + qi * L)
+    n_rows = 0
+    scanned = 0
+    while j0 < j_end:
+        j = j0 + tl.arange(0, BLOCK_N)
+        r, live, s = _tile(j, qi, W, 0, ends, PROBE, OFF, STARTS, CT, INIT, BEFORE, LABELS, MASK, max_codes, o1,
+                           HAS_MASK, HAS_MAXC)
+        n_rows += tl.sum(live.to(tl.int32), 0)
+        # allowance relative to every term's magnitude (the table terms sum to at most coef q0 y0)
+        slack = _REL_SLACK * (tl.abs(s) + coef * q0 * tl.load(TAILS + r * L, mask=live, other=0.0).to(tl.float32)
+                              + thr_mag) + 1e-30
+        n_live = tl.sum(live.to(tl.int32), 0)
+        for lv in tl.static_range(L):
+            if n_live > 0:
+                yj = tl.load(TAILS + r * L + lv, mask=live, other=0.0).to(tl.float32)
+                live = live & (s + coef * tl.load(QTAIL + qi * L + lv) * yj + slack >= thr)
+                n_live = tl.sum(live.to(tl.int32), 0)
+                scanned += n_live
+                if n_live > 0:
+                    s = _add_levels(s, live, lut, lut_sm, CODES, r, stride_row, stride_level, lv * ML, ML, LAYOUT_W,
+                                    WORDS)
+        live = live & (s + slack >= thr)
+        tl.store(out + j, tl.where(live, s, float("-inf")), mask=j < o1)
+        j0 += BLOCK_N
+    tl.atomic_add(STATS, scanned.to(tl.int64))
+    tl.atomic_add(STATS + 1, (n_rows * L).to(tl.int64))
+
+
+
 def pq_scan(out, tables, codes, init, ct, starts, sizes, probe, off, *, cols, before=None, max_codes=0,
-            labels=None, mask=None, prune=None, surv=None):
+            labels=None, mask=None, prune=None, surv=None, span=0):
     """Scores of probe columns ``cols`` = (c0, c1) into out (nq, width), a compact layout: the rows of
     pair (q, c) start at off[q, c] (off (nq, nprobe)). Rows filtered out, past max_codes or pruned get
     -inf; out must start as -inf. ``surv`` (2, nq, width) int32 scratch for the pruned scan.
@@ -219,7 +272,9 @@ def pq_scan(out, tables, codes, init, ct, starts, sizes, probe, off, *, cols, be
     or the level-major (rows, L, M/L) view; init (rows,); ct (nq, nprobe) coarse terms; before
     (nq, nprobe) candidates of earlier probes (max_codes only). prune: None, or dict(tails (rows, L),
     qtail (nq, L), coef, stats (2,) int64 accumulating [levels scanned, levels unpruned], and either
-    thr (nq,) the threshold of earlier waves, or k for the running top-k scan of all columns)."""
+    thr (nq,) the threshold of earlier waves, or k for the running top-k scan of all columns).
+    span > 0: programs over (query, span rows of its row) instead of (query, group of lists), so one
+    query spreads over many programs (small batches); with prune, thr must be given."""
     nq = probe.shape[0]
     c0, c1 = cols
     M = tables.shape[0]
@@ -232,16 +287,29 @@ def pq_scan(out, tables, codes, init, ct, starts, sizes, probe, off, *, cols, be
     # 32-bit code loads where every code group of 4 is 4-byte aligned (M, or M / levels, divisible by 4)
     words = codes.shape[-1] % 4 == 0 and codes.data_ptr() % 4 == 0 and all(st % 4 == 0 for st in codes.stride()[:-1])
     common = dict(LAYOUT_W=codes.shape[-1], HAS_MASK=mask is not None, HAS_MAXC=before is not None, WORDS=words)
+    if span:
+        block, warps = SPLIT
+        span = triton.cdiv(span, block) * block
+        lists = triton.next_power_of_2(c1 - c0)  # one group: every list of the columns
+        grid = (nq, triton.cdiv(out.shape[1], span))
     if prune is None:
-        block, warps, lists = PLAIN
-        _pq_scan[(nq, triton.cdiv(c1 - c0, lists))](tables, codes, init, ct_w, starts, sizes, probe_w, off, before_w,
-                                                     *args, out, c1 - c0, out.shape[1], max_codes, *strides, M=M,
-                                                     LISTS=lists, BLOCK_N=block, num_warps=warps, **common)
+        if not span:
+            block, warps, lists = PLAIN
+            grid = (nq, triton.cdiv(c1 - c0, lists))
+        _pq_scan[grid](tables, codes, init, ct_w, starts, sizes, probe_w, off, before_w, *args, out, c1 - c0,
+                       out.shape[1], max_codes, *strides, span, M=M, LISTS=lists, SPLIT=span > 0, BLOCK_N=block,
+                       num_warps=warps, **common)
+        return out
+    L = prune["tails"].shape[1]
+    if span:
+        _pq_tiles_pruned[grid](tables, codes, init, prune["tails"], prune["qtail"], ct_w, starts, sizes, probe_w, off,
+                               before_w, *args, prune["thr"], prune["stats"], out, c1 - c0, out.shape[1], max_codes,
+                               float(prune["coef"]), *strides, span, L=L, ML=M // L, LISTS=lists, BLOCK_N=block,
+                               num_warps=warps, **common)
         return out
     running = "k" in prune
     block, warps, lists = RUNNING if running else WAVES
     grid = (nq,) if running else (nq, triton.cdiv(c1 - c0, lists))
-    L = prune["tails"].shape[1]
     _pq_scan_pruned[grid](tables, codes, init, prune["tails"], prune["qtail"], ct_w, starts, sizes, probe_w, off,
                           before_w, *args, prune.get("thr", out), prune["stats"], out, surv[0], surv[1],
                           c1 - c0, out.shape[1], max_codes, float(prune["coef"]), *strides,

@@ -7,7 +7,7 @@ import torch
 from .. import kernels
 from .choose import choose_path
 from .common import faiss_results
-from .graphs import GRAPH_MAX_NQ, replay_graph
+from . import graphs
 from .grouped import GroupedScan
 from .matrix import MatrixScan
 from .scanner import Scanner
@@ -50,11 +50,13 @@ class IVFScan(Scanner, GroupedScan, MatrixScan):
 
     # ---- CUDA graphs for small batches ---------------------------------------------------
     def _graph_ok(self, nq: int) -> bool:
-        return self.scanner.graph_safe and self.device.type == "cuda" and nq <= GRAPH_MAX_NQ
+        scanner = self.scanner
+        kernel = scanner.kernel_scan and kernels.available(self.device)
+        return (scanner.graph_safe_kernels if kernel else scanner.graph_safe) and graphs.usable(self.device, nq)
 
     def _search_graphed(self, q, k, nprobe, max_codes, mode):
         key = (q.shape[0], k, nprobe, max_codes, mode, self.invlists.version, self.centroids.data_ptr(), kernels.enabled)
-        return replay_graph(self, key, q, lambda x: self._search_core(x, k, nprobe, max_codes, None, mode))
+        return graphs.replay_graph(self, key, q, lambda x: self._search_core(x, k, nprobe, max_codes, None, mode))
 
     def _filter(self, scores: torch.Tensor, pos: torch.Tensor, mask) -> torch.Tensor:
         if mask is None:

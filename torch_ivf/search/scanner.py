@@ -14,7 +14,8 @@ from .state import QueryState
 class Scanner:
     batched_lists = False  # implements score_lists: the bucketed GPU scan of the grouped path
     kernel_scan = False  # implements scan_kernel: a Triton matrix scan on GPUs with Triton
-    graph_safe = False  # its matrix scan never syncs with the host, so CUDA graphs may capture it
+    graph_safe = False  # its torch matrix scan never syncs with the host, so CUDA graphs may capture it
+    graph_safe_kernels = False  # ... and its Triton scan (kernel_scan) neither
     state_type = QueryState
 
     def prepare(self, q: torch.Tensor, probe: torch.Tensor | None, coarse: torch.Tensor | None) -> QueryState:

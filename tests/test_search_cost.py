@@ -1,0 +1,81 @@
+"""The search cost model: thread counts chosen and restored, chunk and span choices, stored figures."""
+import json
+
+import pytest
+import torch
+
+import torch_ivf as ti
+from torch_ivf.search import cost, graphs
+
+CPU = torch.device("cpu")
+
+
+def test_small_cpu_batches_run_on_one_thread_and_the_setting_is_restored():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with cost.cpu_threads_for(CPU, 1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError):
+            with cost.cpu_threads_for(CPU, 1):
+                raise RuntimeError("boom")
+        assert torch.get_num_threads() == 2  # restored on errors too
+        with cost.cpu_threads_for(torch.device("meta"), 1):  # not a CPU search: untouched
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_search_leaves_the_thread_setting_alone():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        index = ti.IndexFlat(8)
+        index.add(torch.randn(50, 8))
+        index.search(torch.randn(1, 8), 3)
+        index.search(torch.randn(40, 8), 3)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_cpu_threads_never_exceed_the_callers_setting(monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(cost.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(cost.os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert cost.cpu_threads(1000) == 2
+    monkeypatch.setattr(cost.os, "getloadavg", lambda: (15.5, 0.0, 0.0))  # a busy machine
+    assert cost.cpu_threads(1000) == 1
+    assert cost.cpu_threads(1) == 1
+
+
+def test_flat_chunks_split_small_batches_only():
+    args = dict(P=16, nlist=1024, ntotal=1_000_000, max_size=10_000, device=CPU)
+    one = cost.flat_chunk_rows(1, **args)
+    assert cost.DEFAULTS["min_chunk_rows"] <= one < 10_000
+    sizes = [cost.flat_chunk_rows(nq, **args) or 10**9 for nq in (1, 16, 256, 4096, 100_000)]
+    assert sizes == sorted(sizes)  # larger batches, longer chunks, then whole lists
+    assert cost.flat_chunk_rows(100_000, **args) == 0
+
+
+def test_pq_span_only_on_gpus():
+    assert cost.pq_span(1, 16, 4000, CPU) == 0
+    assert not graphs.usable(CPU, 1)
+
+
+def test_stored_figures_override_defaults(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cost.figures.cache_clear()
+    try:
+        assert cost.figures(CPU) == cost.DEFAULTS
+        path = cost.save_figures(CPU, flat_programs_per_sm=4)
+        assert json.loads(path.read_text())["flat_programs_per_sm"] == 4
+        assert cost.figures(CPU)["flat_programs_per_sm"] == 4
+        with pytest.raises(ValueError, match="unknown cost figures"):
+            cost.save_figures(CPU, bogus=1)
+        path.write_text("not json")
+        cost.figures.cache_clear()
+        assert cost.figures(CPU) == cost.DEFAULTS  # an unreadable file is ignored
+    finally:
+        cost.figures.cache_clear()

@@ -1,0 +1,133 @@
+"""The cost model that picks a search's path: which scan, and how a GPU scan splits its work.
+
+Every figure here was measured (benchmarks/latency). Figures for one device can be stored with
+``save_figures`` (e.g. after running benchmarks/latency/sweep.py there): a JSON file per device
+name in the user's cache directory, read here when present, never required.
+
+GPU scans are list-major or query-major programs; what they need is enough programs to fill the
+device. A batch of nq queries probing P lists of mean size m has about nq * P * m rows to score:
+- IVFFlat's list-GEMM kernel gives each (list, query block) a program; below a few thousand such
+  programs it also splits lists into row chunks, so the longest probed list no longer runs alone;
+- the PQ look-up scan gives each (query, group of 16 lists) a program; with fewer queries than the
+  device runs programs at once it gives each (query, span of its rows) one instead.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+from pathlib import Path
+
+import torch
+
+# Programs a GPU scan should have in flight, per multiprocessor (H200: 132 SMs). Overridden by a
+# calibration file where one exists.
+DEFAULTS = {"flat_programs_per_sm": 32, "pq_programs_per_sm": 8, "min_chunk_rows": 128, "min_span_rows": 128}
+
+
+def cache_file(device: torch.device) -> Path:
+    """Where calibrate() stores this device's figures (one JSON file per device name)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "torch_ivf"
+    name = "".join(c if c.isalnum() else "-" for c in _device_name(device))
+    return base / f"cost-{name}.json"
+
+
+@functools.lru_cache(maxsize=None)
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return device.type
+
+
+@functools.lru_cache(maxsize=None)
+def _sms(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
+
+
+@functools.lru_cache(maxsize=None)
+def figures(device: torch.device) -> dict:
+    """DEFAULTS, updated by this device's calibration file when one exists (unreadable files ignored)."""
+    out = dict(DEFAULTS)
+    try:
+        stored = json.loads(cache_file(device).read_text())
+        out.update({k: v for k, v in stored.items() if k in DEFAULTS and isinstance(v, (int, float))})
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def save_figures(device: torch.device, **values) -> Path:
+    """Store figures (keys of DEFAULTS) for this device; later processes read them instead."""
+    unknown = set(values) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown cost figures {sorted(unknown)}; expected some of {sorted(DEFAULTS)}")
+    path = cache_file(device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**figures(device), **values}, indent=1))
+    figures.cache_clear()
+    return path
+
+
+def _pow2_at_least(x: float) -> int:
+    return 1 << max(0, int(x - 1).bit_length()) if x > 1 else 1
+
+
+def flat_chunk_rows(nq: int, P: int, nlist: int, ntotal: int, max_size: int, device: torch.device) -> int:
+    """Row chunk of IVFFlat's list kernel (0: whole lists). Unchunked, about min(nlist, nq P) + nq P / 16
+    programs read m = ntotal / nlist rows each; chunks of c rows give that many times m / c, and c is
+    the smallest power of two that keeps the programs near the target (so large batches stay whole)."""
+    f = figures(device)
+    pairs = nq * P
+    programs = min(nlist, pairs) + pairs / 16
+    rows = programs * max(1.0, ntotal / max(nlist, 1))
+    target = f["flat_programs_per_sm"] * _sms(device)
+    chunk = max(int(f["min_chunk_rows"]), _pow2_at_least(rows / target))
+    return 0 if chunk >= max_size else chunk
+
+
+def pq_span(nq: int, P: int, width: int, device: torch.device) -> int:
+    """Rows per program of the PQ look-up scans split over (query, span of its row), 0 for the
+    (query, group of lists) programs: split while the queries alone do not fill the device."""
+    f = figures(device)
+    target = f["pq_programs_per_sm"] * _sms(device)
+    if device.type != "cuda" or nq * max(1, -(-P // 16)) >= target:
+        return 0
+    span = max(int(f["min_span_rows"]), _pow2_at_least(nq * width / target))
+    return 0 if span >= width else span
+
+
+# ---- CPU threads ------------------------------------------------------------------------------
+# A search is tens to hundreds of small torch ops; each parallel op wakes every OpenMP thread. On the
+# 2-core machine with other processes busy (load ~8), IVFFlat 200k x 128 at nq = 1..256 ran 5-13x
+# slower with 2 threads than with 1 (benchmarks/latency/README.md), while faiss-cpu kept its speed.
+SMALL_BATCH = 4  # batches up to this size run on one thread: thread wake-ups cost more than they save
+
+
+def cpu_threads(nq: int) -> int:
+    """Threads for a CPU search of nq queries: one for small batches, else the caller's setting capped
+    by the cores that other processes leave idle (1-minute load average; this process counted once)."""
+    mine = torch.get_num_threads()
+    if nq <= SMALL_BATCH or mine == 1:
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+        idle = cores - os.getloadavg()[0] + 1
+    except (AttributeError, OSError):  # platforms without them: keep the caller's setting
+        return mine
+    return max(1, min(mine, int(idle)))
+
+
+@contextlib.contextmanager
+def cpu_threads_for(device: torch.device, nq: int):
+    """torch's intra-op threads set to cpu_threads(nq) for a CPU search, the caller's count restored
+    after (a user's global setting is never left changed)."""
+    saved = torch.get_num_threads()
+    want = cpu_threads(nq) if device.type == "cpu" else saved
+    if want != saved:
+        torch.set_num_threads(want)
+    try:
+        yield
+    finally:
+        if want != saved:
+            torch.set_num_threads(saved)
