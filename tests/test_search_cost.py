@@ -40,14 +40,10 @@ def test_search_leaves_the_thread_setting_alone():
         torch.set_num_threads(before)
 
 
-def test_cpu_threads_never_exceed_the_callers_setting(monkeypatch):
+def test_cpu_threads_depend_on_the_batch_only(monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    monkeypatch.setattr(cost.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
-    monkeypatch.setattr(cost.os, "sched_getaffinity", lambda pid: set(range(16)))
-    assert cost.cpu_threads(1000) == 2
-    monkeypatch.setattr(cost.os, "getloadavg", lambda: (15.5, 0.0, 0.0))  # a busy machine
-    assert cost.cpu_threads(1000) == 1
-    assert cost.cpu_threads(1) == 1
+    assert cost.cpu_threads(1) == cost.cpu_threads(cost.SMALL_BATCH) == 1
+    assert cost.cpu_threads(cost.SMALL_BATCH + 1) == 2
 
 
 def test_flat_chunks_split_small_batches_only():

@@ -99,23 +99,17 @@ def pq_span(nq: int, P: int, width: int, device: torch.device) -> int:
 
 # ---- CPU threads ------------------------------------------------------------------------------
 # A search is tens to hundreds of small torch ops; each parallel op wakes every OpenMP thread. On the
-# 2-core machine with other processes busy (load ~8), IVFFlat 200k x 128 at nq = 1..256 ran 5-13x
-# slower with 2 threads than with 1 (benchmarks/latency/README.md), while faiss-cpu kept its speed.
+# 2-core machine with other processes busy (load 4-8), IVFFlat 200k x 128 ran 2-50x slower with
+# torch's 2 threads than with 1 at nq = 1..1024 (benchmarks/latency/README.md), while faiss-cpu kept
+# its speed. The count depends on the batch only, never on the load: a float32 GEMM's rounding depends
+# on how it is split over threads, and a query's result must not depend on what else runs.
 SMALL_BATCH = 4  # batches up to this size run on one thread: thread wake-ups cost more than they save
 
 
 def cpu_threads(nq: int) -> int:
-    """Threads for a CPU search of nq queries: one for small batches, else the caller's setting capped
-    by the cores that other processes leave idle (1-minute load average; this process counted once)."""
-    mine = torch.get_num_threads()
-    if nq <= SMALL_BATCH or mine == 1:
-        return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-        idle = cores - os.getloadavg()[0] + 1
-    except (AttributeError, OSError):  # platforms without them: keep the caller's setting
-        return mine
-    return max(1, min(mine, int(idle)))
+    """Threads for a CPU search of nq queries: one for small batches, else the caller's setting (call
+    torch.set_num_threads(1) on a machine whose cores other processes keep busy)."""
+    return 1 if nq <= SMALL_BATCH else torch.get_num_threads()
 
 
 @contextlib.contextmanager
