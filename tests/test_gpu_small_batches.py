@@ -37,7 +37,7 @@ def test_graphed_small_batches_equal_uncaptured(name, nq, monkeypatch):
     assert captured and all(entry is not False for entry in captured.values())  # every capture succeeded
     monkeypatch.setattr(graphs, "GRAPH_MAX_NQ", 0)
     D2, I2 = index.search(q, 10)
-    assert_knn_equal(D1, I1, D2, I2, rtol=1e-5, atol=1e-4)
+    assert_knn_equal(D1.cpu(), I1.cpu(), D2.cpu(), I2.cpu(), rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("chunk", [64, 128, 0])
