@@ -3,9 +3,9 @@ replay of every index type return what the unsplit, uncaptured paths return."""
 import pytest
 import torch
 from conftest import assert_knn_equal, clustered
+from test_gpu import _assert_kernel_matches_torch
 
 import torch_ivf as ti
-from torch_ivf import kernels
 from torch_ivf.search import cost, graphs
 
 pytestmark = pytest.mark.gpu
@@ -43,19 +43,8 @@ def test_graphed_small_batches_equal_uncaptured(name, nq, monkeypatch):
 @pytest.mark.parametrize("chunk", [64, 128, 0])
 def test_flat_row_chunks_match_torch(chunk, monkeypatch):
     xb = clustered(6000, 32, seed=4)
-    xq = xb[:40] + 0.05
-    index = ti.IndexIVFFlat(32, 16, nprobe=6, device="cuda")
-    index.train(xb)
-    index.add(xb)
     monkeypatch.setattr(cost, "flat_chunk_rows", lambda *a: chunk)
-    for params in (ti.SearchParams(), ti.SearchParams(max_codes=700), ti.SearchParams(allowed=range(0, 6000, 2))):
-        D1, I1 = index.search(xq, 10, params=params)
-        kernels.enabled = False
-        try:
-            D2, I2 = index.search(xq, 10, params=params)
-        finally:
-            kernels.enabled = True
-        assert_knn_equal(D1, I1, D2, I2, rtol=1e-4, atol=1e-2)
+    _assert_kernel_matches_torch(ti.IndexIVFFlat(32, 16, nprobe=6, device="cuda"), xb, xb[:40] + 0.05)
 
 
 @pytest.mark.parametrize("span", [64, 256, 0])

@@ -19,6 +19,7 @@ import torch
 import torch_ivf as ti
 from benchmarks.datasets import make_clustered
 from benchmarks.pq.bench_pq import load_minilm
+from benchmarks.pq.gpu_profile import kernel_table
 from torch_ivf import kernels
 from torch_ivf.search import cost, graphs
 
@@ -42,15 +43,8 @@ def timed(fn, nq, budget_s=0.4, min_reps=5, max_reps=40):
 
 
 def kernel_ms(fn):
-    fn()
-    torch.cuda.synchronize()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        fn()
-        torch.cuda.synchronize()
-    ev = [e for e in prof.key_averages() if e.device_time_total > 0]
-    ev.sort(key=lambda e: -e.self_device_time_total)
-    return (round(sum(e.self_device_time_total for e in ev) / 1e3, 4),
-            [(e.key[:50], round(e.self_device_time_total / 1e3, 4), e.count) for e in ev[:8]])
+    total, top = kernel_table(fn, 8)
+    return round(total, 4), top
 
 
 class Forced:
