@@ -19,7 +19,19 @@ from .ivf_pq_panorama import PanoramaScan
 
 class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
     """``IndexIVFFlatPanorama(d, nlist, n_levels=8, metric="l2", *, transform=False, ...)`` or Faiss's
-    ``IndexIVFFlatPanorama(quantizer, d, nlist, n_levels, metric)``."""
+    ``IndexIVFFlatPanorama(quantizer, d, nlist, n_levels, metric)``: IndexIVFFlat's results with
+    candidates pruned level by level (Cauchy-Schwarz bound on the unscanned dimensions).
+
+    Args:
+        quantizer: (Faiss form) a flat index of the nlist centroids (shared, not copied).
+        d, nlist, metric: as for IndexIVFFlat (float32 storage only).
+        n_levels: levels the d dimensions are split into (must divide d).
+        transform: learn a PanoramaTransform first (off by default: flat codes lose nothing to
+            uneven energy, but pruning needs it front-loaded).
+        cap: the transform's cap on one level's energy, in multiples of the mean.
+        norm_dtype: "float32" or "float16" suffix norms.
+        nprobe, device, search_mode, max_codes, seed, niter: as for IndexIVFFlat.
+    """
 
     batched_lists = False  # the bucketed GPU scan would score every row: keep the pruned per-list scan
     graph_safe = False  # the torch wave scan syncs with the host (sizes of each wave)

@@ -320,9 +320,21 @@ class PanoramaScan:
 
 class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
     """``IndexIVFPQPanorama(d, nlist, M, nbits=8, n_levels=8, metric="l2", *, transform=True, ...)``
-    or with Faiss's leading quantizer. ``transform``: learn a PanoramaTransform (front-loads energy;
-    without it pruning is weak unless the data already is). ``norm_dtype="float16"`` halves the suffix
-    norm storage (rounded up, so the bound stays valid)."""
+    or with Faiss's leading quantizer: IndexIVFPQ's results (same codebooks: identical ids), most
+    candidates dropped after a few levels of look-ups.
+
+    Args:
+        quantizer: (Faiss form) a flat index of the nlist centroids (shared, not copied).
+        d, nlist, M, nbits, metric: as for IndexIVFPQ.
+        n_levels: levels the M sub-quantizers are split into (must divide M).
+        transform: learn a PanoramaTransform (front-loads energy; without it pruning is weak unless
+            the data already is).
+        cap: the transform's cap on one level's energy, in multiples of the mean.
+        norm_dtype: "float32" or "float16" suffix norms (half the storage, rounded up so the bound
+            stays valid).
+        by_residual, pq_niter, pq_max_train, nprobe, device, search_mode, max_codes, seed, niter: as
+            for IndexIVFPQ.
+    """
 
     def __init__(self, *args, **kwargs):
         args, kwargs = split_quantizer_args(args, kwargs)

@@ -64,7 +64,14 @@ def check_k_factor(value, name: str = "k_factor") -> float:
 
 class IndexRefine(Index):
     """``IndexRefine(base_index, k_factor=1.0, refine_dtype=torch.float16)``; factory suffix ",RFlat".
-    Faiss's ``IndexRefine(base_index, refine_index)`` form takes an empty IndexFlat (its dtype is kept)."""
+    Faiss's ``IndexRefine(base_index, refine_index)`` form takes an empty IndexFlat (its dtype is kept).
+
+    Args:
+        base: an empty torch_ivf index that proposes candidates (IVFPQ, SQ, ...).
+        k_factor: the base returns k * k_factor candidates, re-ranked by exact distance (>= 1).
+        refine_dtype: dtype of the full vectors kept for re-ranking (float16 halves their memory).
+
+    search(x, k) re-ranks; ``params`` may be IndexRefineSearchParameters (k_factor, base_index_params)."""
 
     def __init__(self, base=None, k_factor=1.0, refine_dtype=torch.float16, *, base_class=None,
                  base_config=None, device=None):
