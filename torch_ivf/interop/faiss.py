@@ -16,7 +16,8 @@ def _faiss():
     try:
         import faiss
     except ImportError as e:  # pragma: no cover - exercised only without faiss
-        raise ImportError("faiss is needed for this conversion: pip install 'torch-ivf[faiss]'") from e
+        raise ImportError("faiss is needed for this conversion: pip install faiss-cpu "
+                          "(the faiss extra of the torch-ivf checkout)") from e
     return faiss
 
 

@@ -8,6 +8,7 @@ persistence are the collection's; this module only translates LlamaIndex types.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -30,6 +31,7 @@ from torch_ivf.collection.persist import MANIFEST
 
 from .filters import to_filter_dict
 
+log = logging.getLogger("torch_ivf.llama_index")
 DEFAULT_PERSIST_DIR = "./storage"
 DEFAULT_NAMESPACE = "default"
 _PERSIST_FNAME = "vector_store.json"
@@ -79,6 +81,7 @@ class TorchIVFVectorStore(BasePydanticVectorStore):
         super().__init__(index=coll.plan.spec, metric=coll.metric, device=str(coll.device),
                          nprobe=coll.plan.nprobe, **kwargs)
         self._collection = coll
+        log.info("LlamaIndex TorchIVFVectorStore: %s", coll.describe())
 
     @classmethod
     def class_name(cls) -> str:
