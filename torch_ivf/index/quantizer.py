@@ -41,7 +41,7 @@ class CoarseQuantizer:
         lists = self.index.invlists
         key = (id(lists), lists.version)
         if self._cache is None or self._cache[0] != key:
-            c = (self.index.reconstruct_batch(torch.arange(self.nlist)).float() if self.is_trained
+            c = (torch.as_tensor(self.index.reconstruct_batch(torch.arange(self.nlist))).float() if self.is_trained
                  else torch.empty(0, self.d, device=self.index.device))
             self._cache = (key, c)
         return self._cache[1]

@@ -1,0 +1,101 @@
+"""torch_ivf.faiss against faiss-cpu on the same data: same ids, same order, same exception types."""
+import numpy as np
+import pytest
+
+import torch_ivf.faiss as tfaiss
+
+faiss = pytest.importorskip("faiss")
+
+
+@pytest.fixture(scope="module")
+def data():
+    rs = np.random.RandomState(0)
+    return rs.rand(1000, 16).astype("float32"), rs.rand(20, 16).astype("float32")
+
+
+@pytest.mark.parametrize("metric", [faiss.METRIC_L2, faiss.METRIC_INNER_PRODUCT])
+def test_flat_search_and_range_search_match_faiss(data, metric):
+    xb, xq = data
+    ours, ref = tfaiss.IndexFlat(16, metric), faiss.IndexFlat(16, metric)
+    ours.add(xb)
+    ref.add(xb)
+    np.testing.assert_array_equal(ours.search(xq, 5)[1], ref.search(xq, 5)[1])
+    r = 1.0 if metric == faiss.METRIC_L2 else 5.0
+    lims, _, ids = ours.range_search(xq, r)
+    rlims, _, rids = ref.range_search(xq, r)
+    np.testing.assert_array_equal(lims, rlims)
+    np.testing.assert_array_equal(np.sort(ids), np.sort(rids))
+
+
+def test_flat_remove_renumbers_and_reconstruct_is_numpy(data):
+    xb, xq = data
+    ours, ref = tfaiss.IndexFlatL2(16), faiss.IndexFlatL2(16)
+    for index in (ours, ref):
+        index.add(xb)
+        assert index.remove_ids(np.array([0, 5, 7])) == 3
+    np.testing.assert_array_equal(ours.search(xq, 5)[1], ref.search(xq, 5)[1])
+    rec = ours.reconstruct(10)
+    assert isinstance(rec, np.ndarray)
+    np.testing.assert_array_equal(rec, ref.reconstruct(10))
+    np.testing.assert_array_equal(ours.reconstruct_n(0, 4), ref.reconstruct_n(0, 4))
+
+
+def test_idmap_and_selectors_match_faiss(data):
+    xb, xq = data
+    ids = np.arange(len(xb), dtype=np.int64) * 3 + 1
+    ours, ref = tfaiss.index_factory(16, "IDMap,Flat"), faiss.index_factory(16, "IDMap,Flat")
+    for index in (ours, ref):
+        index.add_with_ids(xb, ids)
+    for sel_ours, sel_ref in ((tfaiss.IDSelectorRange(100, 900), faiss.IDSelectorRange(100, 900)),
+                              (tfaiss.IDSelectorBatch(ids[::2]), faiss.IDSelectorBatch(ids[::2]))):
+        got = ours.search(xq, 5, params=tfaiss.SearchParameters(sel=sel_ours))[1]
+        want = ref.search(xq, 5, params=faiss.SearchParameters(sel=sel_ref))[1]
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(ours.id_map, faiss.vector_to_array(ref.id_map))
+
+
+def test_ivf_shared_quantizer_and_serialize_round_trip(data):
+    xb, xq = data
+    q = tfaiss.IndexFlatL2(16)
+    index = tfaiss.IndexIVFFlat(q, 16, 8)
+    index.train(xb)
+    index.add(xb)
+    assert q.ntotal == 8  # training filled the caller's quantizer, as in Faiss
+    index.nprobe = 3
+    back = tfaiss.deserialize_index(tfaiss.serialize_index(index))
+    assert type(back) is tfaiss.IndexIVFFlat
+    np.testing.assert_array_equal(back.search(xq, 5)[1], index.search(xq, 5)[1])
+    with pytest.raises(RuntimeError):  # no direct map yet, as in Faiss
+        index.reconstruct(0)
+    index.make_direct_map()
+    np.testing.assert_allclose(index.reconstruct(3), xb[3], rtol=1e-6)
+
+
+@pytest.mark.parametrize("key", ["IVF3k,Flat", "IVF32,PQ4x4", "PQ8", "IVF32,Flat,RFlat", "Flat,IDMap2"])
+def test_factory_strings_build(key):
+    index = tfaiss.index_factory(16, key)
+    if key == "IVF3k,Flat":
+        assert index.nlist == 3072
+
+
+def test_errors_are_both_kinds(data):
+    xb, _ = data
+    ours, ref = tfaiss.IndexFlatL2(16), faiss.IndexFlatL2(16)
+    for index in (ours, ref):
+        with pytest.raises(AssertionError):
+            index.add(np.zeros((3, 5), "float32"))
+    with pytest.raises(ValueError):
+        ours.add(np.zeros((3, 5), "float32"))
+    for index in (ours, ref):
+        with pytest.raises(RuntimeError):
+            index.add_with_ids(xb[:2], np.array([1, 2]))
+    assert ours.ntotal == 0
+
+
+def test_knn_and_normalize_match_faiss(data):
+    xb, xq = data
+    np.testing.assert_array_equal(tfaiss.knn(xq, xb, 4)[1], faiss.knn(xq, xb, 4)[1])
+    a, b = xb[:10].copy(), xb[:10].copy()
+    tfaiss.normalize_L2(a)
+    faiss.normalize_L2(b)
+    np.testing.assert_allclose(a, b, rtol=1e-6)

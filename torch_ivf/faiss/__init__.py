@@ -1,0 +1,24 @@
+"""Faiss's Python API over torch_ivf: ``import torch_ivf.faiss as faiss`` and Faiss code runs unchanged
+for what torch_ivf implements (Flat, IVFFlat, IVFPQ, PQ, the Panorama indexes, refine, IDMap, the factory,
+I/O in torch_ivf's safe format, ParameterSpace, selectors, search parameters). See docs/faiss.md for
+what differs."""
+from types import ModuleType as _ModuleType
+
+from ..index.base import METRIC_INNER_PRODUCT, METRIC_L2
+from ..pq import ProductQuantizer
+from .errors import FaissTypeError, FaissValueError
+from .factory import index_factory
+from .idmap import IndexIDMap, IndexIDMap2
+from .indexes import (DirectMap, IndexFlat, IndexFlatIP, IndexFlatL2, IndexIVFFlat, IndexIVFFlatPanorama, IndexIVFPQ,
+                      IndexIVFPQPanorama, IndexPQ, IndexRefine, IndexRefineFlat)
+from .utils import (IDSelectorAll, IDSelectorBitmap, IDSelectorRange, IDSelectorXOr, IndexIVFStats, IVFSearchParameters,
+                    Kmeans, ParameterSpace, SearchParameters, SearchParametersIVF, SIMDConfig, SIMDLevel_ARM_NEON,
+                    SIMDLevel_ARM_SVE, SIMDLevel_AVX2, SIMDLevel_AVX512, SIMDLevel_AVX512_SPR, SIMDLevel_NONE,
+                    SIMDLevel_RISCV_RVV, clone_index, cvar, deserialize_index, downcast_index, eval_intersection,
+                    extract_index_ivf, knn, lrand, normalize_L2, omp_get_max_threads, omp_set_num_threads, rand,
+                    rand_smooth_vectors, randint, randn, read_index, serialize_index, try_extract_index_ivf,
+                    vector_to_array, write_index)
+from ..selectors import IDSelector, IDSelectorAnd, IDSelectorArray, IDSelectorBatch, IDSelectorNot, IDSelectorOr
+from ..index import Index, IndexIVF, IndexRefineSearchParameters
+
+__all__ = sorted(n for n, v in globals().items() if not n.startswith("_") and not isinstance(v, _ModuleType))

@@ -1,0 +1,374 @@
+"""Faiss-shaped index classes over torch_ivf's: Faiss's constructor forms, numpy results, a shared
+quantizer object, the direct-map API and Faiss's numbering of flat indexes. Each class is a subclass of
+the torch_ivf index of the same name, so everything torch_ivf offers still works on it."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import index as core
+from .. import io as _io
+from ..index.base import METRIC_INNER_PRODUCT, METRIC_L2
+from .errors import FaissValueError, wrap_methods
+from .stats import cvar
+
+_PUBLIC = ("__init__", "train", "add", "add_with_ids", "search", "range_search", "remove_ids", "reconstruct",
+           "reconstruct_n", "reconstruct_batch", "merge_from", "assign", "sa_encode", "sa_decode",
+           "search_and_reconstruct", "set_direct_map_type", "make_direct_map", "get_list_size")
+
+
+def _numpy(t):
+    return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+
+
+def _rows(x):
+    """Faiss's wrappers take any array-like of numbers (float64 too) and pass float32 rows on."""
+    if isinstance(x, (np.ndarray, torch.Tensor)):
+        return x
+    return np.asarray(x, dtype=np.float32)
+
+
+class DirectMap:
+    """Faiss's DirectMap types (``index.set_direct_map_type(faiss.DirectMap.Hashtable)``)."""
+    NoMap, Array, Hashtable = 0, 1, 2
+
+    def __init__(self, type_: int = 0):
+        self.type = type_
+
+
+class FaissIndex:
+    """Faiss's Python calling conventions on top of a torch_ivf index."""
+
+    _positional = False  # flat indexes number vectors by position, as Faiss does
+
+    def _faiss_setup(self) -> None:
+        """Faiss-side state; also run on indexes built by torch_ivf (read_index, the factory)."""
+
+    def train(self, x) -> None:
+        super().train(_rows(x))
+
+    def add(self, x) -> None:
+        super().add(_rows(x))
+
+    def add_with_ids(self, x, ids) -> None:
+        super().add_with_ids(_rows(x), ids)
+
+    def search(self, x, k, *, params=None, D=None, I=None):
+        return super().search(_rows(x), k, params=params, D=D, I=I)
+
+    def range_search(self, x, thresh, *, params=None):
+        return super().range_search(_rows(x), thresh, params=params)
+
+    def assign(self, x, k, labels=None):
+        I = self.search(x, k)[1]
+        if labels is not None:
+            labels[...] = I
+            return labels
+        return I
+
+    def reconstruct(self, key, x=None):
+        out = self.reconstruct_batch(np.array([int(key)]))[0]
+        if x is not None:
+            x[...] = out
+            return x
+        return out
+
+    def reconstruct_batch(self, key, x=None):
+        out = _numpy(super().reconstruct_batch(np.asarray(key, dtype=np.int64).reshape(-1))).astype(np.float32)
+        if x is not None:
+            x[...] = out
+            return x
+        return out
+
+    def reconstruct_n(self, n0=0, ni=-1, x=None):
+        ni = self.ntotal - n0 if ni == -1 else ni
+        return self.reconstruct_batch(np.arange(n0, n0 + ni), x)
+
+    def search_and_reconstruct(self, x, k, *, params=None, D=None, I=None, R=None):
+        D, I = self.search(x, k, params=params, D=D, I=I)
+        rec = np.zeros((I.shape[0], k, self.d), dtype=np.float32)
+        ok = I >= 0
+        if ok.any():
+            rec[ok] = self.reconstruct_batch(I[ok])
+        if R is not None:
+            R[...] = rec
+            return D, I, R
+        return D, I, rec
+
+    def is_faiss(self) -> bool:
+        return True
+
+
+class _Flat(FaissIndex):
+    """Vectors are numbered by position: remove_ids renumbers the ones after, add_with_ids is refused
+    (wrap the index in IndexIDMap for your own ids), as in Faiss."""
+
+    _positional = True
+
+    def add_with_ids(self, x, ids) -> None:
+        if self._positional:
+            raise FaissValueError(f"add_with_ids is not supported by {type(self).__name__}: "
+                                  "wrap it in IndexIDMap for your own ids")
+        super().add_with_ids(x, ids)
+
+    def remove_ids(self, sel) -> int:
+        n = core.IndexFlat.remove_ids(self, _selection(sel))
+        if self._positional and n:
+            labels = self.invlists.data["labels"]
+            pos, _ = self.invlists.live_positions()
+            labels[pos] = torch.arange(len(pos), device=labels.device)
+            self.invlists._changed()
+            self.next_label = len(pos)
+        return n
+
+    def get_xb(self):
+        """The stored vectors (ntotal, d), in storage order."""
+        return self.reconstruct_batch(_numpy(self.labels()))
+
+    @property
+    def xb(self):
+        return self.get_xb().reshape(-1)
+
+    @property
+    def codes(self):
+        return self.get_xb().view(np.uint8).reshape(-1)
+
+    @property
+    def code_size(self) -> int:
+        return self.d * 4
+
+
+class IndexFlat(_Flat, core.IndexFlat):
+    def __init__(self, d=None, metric=METRIC_L2, **kwargs):
+        core.IndexFlat.__init__(self, d, metric, **kwargs)
+
+
+class IndexFlatL2(_Flat, core.IndexFlatL2):
+    pass
+
+
+class IndexFlatIP(_Flat, core.IndexFlatIP):
+    pass
+
+
+def _selection(sel):
+    """remove_ids' argument: an IDSelector, or ids (any integer array-like)."""
+    from ..selectors import IDSelector
+    if isinstance(sel, IDSelector) or isinstance(sel, torch.Tensor):
+        return sel
+    return np.asarray(sel, dtype=np.int64).reshape(-1)
+
+
+class _IVF(FaissIndex):
+    """The coarse quantizer is an object shared with the caller (training fills it, a trained one is
+    used as given), and reconstruct needs a direct map, as in Faiss."""
+
+    def _faiss_setup(self, quantizer=None) -> None:
+        self._shared_q = quantizer
+        self.direct_map = DirectMap(DirectMap.NoMap)
+        self.parallel_mode = 0
+        self.own_fields = quantizer is None
+
+    @property
+    def quantizer(self):
+        q = getattr(self, "_shared_q", None)
+        if q is None:
+            q = self._shared_q = (IndexFlatL2(self.d) if self.coarse_metric == "l2" else IndexFlatIP(self.d))
+        if self.centroids.shape[0] == self.nlist and q.ntotal != self.nlist:
+            q.reset()
+            q.add(self.centroids.float().cpu().numpy())
+        return q
+
+    @quantizer.setter
+    def quantizer(self, q) -> None:
+        self._shared_q = q
+
+    @property
+    def quantizer_trains_alone(self) -> int:
+        return 0
+
+    def _take_shared(self) -> None:
+        q = getattr(self, "_shared_q", None)
+        if q is not None and self.centroids.shape[0] != self.nlist and q.ntotal == self.nlist:
+            self._take_quantizer(q)
+
+    def train(self, x) -> None:
+        self._take_shared()  # a quantizer trained after this index was made is used as it is (Faiss)
+        super().train(x)
+        self.quantizer  # noqa: B018  (fills the shared object)
+
+    def add(self, x) -> None:
+        self._take_shared()
+        super().add(x)
+
+    def search(self, x, k, *, params=None, D=None, I=None):
+        out = super().search(x, k, params=params, D=D, I=I)
+        if self.nlist > 1:
+            cvar.indexIVF_stats.add_search(self, self._vectors(_rows(x))[0], params)
+        return out
+
+    def add_with_ids(self, x, ids) -> None:
+        if self.direct_map.type == DirectMap.Array:
+            raise FaissValueError("add_with_ids is not supported with an Array direct map (use Hashtable)")
+        self._take_shared()
+        super().add_with_ids(x, ids)
+
+    def remove_ids(self, sel) -> int:
+        if self.direct_map.type == DirectMap.Array:
+            raise FaissValueError("remove_ids is not supported with an Array direct map (use Hashtable)")
+        return super().remove_ids(_selection(sel))
+
+    def set_direct_map_type(self, type_) -> None:
+        type_ = int(type_)
+        if type_ not in (DirectMap.NoMap, DirectMap.Array, DirectMap.Hashtable):
+            raise FaissValueError(f"direct map type must be NoMap, Array or Hashtable, got {type_}")
+        if type_ == DirectMap.Array and self.ntotal:
+            labels = np.sort(_numpy(self.labels()))
+            if not np.array_equal(labels, np.arange(self.ntotal)):
+                raise FaissValueError("an Array direct map needs ids 0..ntotal-1 (use Hashtable)")
+        self.direct_map.type = type_
+
+    def make_direct_map(self, new_maintain=True) -> None:
+        self.set_direct_map_type(DirectMap.Array if new_maintain else DirectMap.NoMap)
+
+    def reconstruct_batch(self, key, x=None):
+        if self.direct_map.type == DirectMap.NoMap:
+            raise FaissValueError("direct map not initialized: call make_direct_map() or "
+                                  "set_direct_map_type() before reconstruct")
+        return super().reconstruct_batch(key, x)
+
+    def reconstruct_n(self, n0=0, ni=-1, x=None):
+        """Vectors with ids n0 .. n0+ni-1 (Faiss reads them from the lists: no direct map needed)."""
+        ni = self.ntotal - n0 if ni == -1 else ni
+        out = _numpy(core.IndexIVF.reconstruct_batch(self, torch.arange(n0, n0 + ni))).astype(np.float32)
+        if x is not None:
+            x[...] = out
+            return x
+        return out
+
+    def merge_from(self, other, add_id=0) -> None:
+        super().merge_from(other, add_id)
+
+
+def _split_quantizer(args, kwargs):
+    if args and isinstance(args[0], core.Index):
+        return args[0], args[1:]
+    return kwargs.pop("quantizer", None), args
+
+
+class IndexIVFFlat(_IVF, core.IndexIVFFlat):
+    def __init__(self, *args, **kwargs):
+        q, args = _split_quantizer(args, kwargs)
+        core.IndexIVFFlat.__init__(self, *args, quantizer=q, **kwargs)
+        self._faiss_setup(q)
+
+
+class IndexIVFPQ(_IVF, core.IndexIVFPQ):
+    def __init__(self, *args, **kwargs):
+        q, args = _split_quantizer(args, kwargs)
+        core.IndexIVFPQ.__init__(self, *args, quantizer=q, **kwargs)
+        self._faiss_setup(q)
+
+
+class IndexIVFPQPanorama(_IVF, core.IndexIVFPQPanorama):
+    def __init__(self, *args, **kwargs):
+        q, args = _split_quantizer(args, kwargs)
+        core.IndexIVFPQPanorama.__init__(self, *args, quantizer=q, **kwargs)
+        self._faiss_setup(q)
+
+
+class IndexIVFFlatPanorama(_IVF, core.IndexIVFFlatPanorama):
+    """Faiss's ``IndexIVFFlatPanorama(quantizer, d, nlist, n_levels, metric, own_invlists, batch_size)``;
+    own_invlists and batch_size (Faiss's scan block) change nothing here."""
+
+    def __init__(self, *args, **kwargs):
+        q, args = _split_quantizer(args, kwargs)
+        own_invlists = kwargs.pop("own_invlists", True)
+        self.batch_size = int(kwargs.pop("batch_size", 128))
+        if len(args) > 4:
+            args, extra = args[:4], args[4:]
+            own_invlists = extra[0]
+            if len(extra) > 1:
+                self.batch_size = int(extra[1])
+        del own_invlists
+        core.IndexIVFFlatPanorama.__init__(self, *args, quantizer=q, **kwargs)
+        self._faiss_setup(q)
+
+
+class IndexPQ(_IVF, core.IndexIVFPQ):
+    """Faiss's ``IndexPQ(d, M, nbits, metric)``: a PQ code per vector, no coarse lists (one list,
+    codes of the vectors themselves). Reconstruct needs no direct map."""
+
+    def __init__(self, d=None, M=None, nbits=8, metric=METRIC_L2, **kwargs):
+        core.IndexIVFPQ.__init__(self, d, 1, M, nbits, metric, by_residual=False, **kwargs)
+        self._faiss_setup(None)
+
+    def _faiss_setup(self, quantizer=None) -> None:
+        super()._faiss_setup(quantizer)
+        self.direct_map.type = DirectMap.Array
+
+    def config(self) -> dict:
+        cfg = super().config()
+        del cfg["nlist"], cfg["by_residual"]
+        return cfg
+
+
+class IndexRefine(FaissIndex, core.IndexRefine):
+    """Faiss's ``IndexRefine(base_index, refine_index)``: the refine index is an empty flat index."""
+
+    def __init__(self, base=None, refine=None, *args, **kwargs):
+        if isinstance(base, _Flat):
+            base._positional = False
+        if refine is None:
+            core.IndexRefine.__init__(self, base, 1.0, torch.float32, *args, **kwargs)
+        else:
+            core.IndexRefine.__init__(self, base, refine, *args, **kwargs)
+        self._faiss_setup()
+
+    def _faiss_setup(self) -> None:
+        for part in (self.base, self.refine):
+            adopt(part)
+            if isinstance(part, _Flat):
+                part._positional = False
+
+
+class IndexRefineFlat(FaissIndex, core.IndexRefineFlat):
+    """Faiss's ``IndexRefineFlat(base_index)`` (float32 vectors re-score the candidates)."""
+
+    def __init__(self, base=None, k_factor=1.0, *args, **kwargs):
+        if isinstance(base, _Flat):
+            base._positional = False
+        core.IndexRefineFlat.__init__(self, base, k_factor, *args, **kwargs)
+        self._faiss_setup()
+
+    _faiss_setup = IndexRefine._faiss_setup
+
+
+_TWINS = {core.IndexFlat: IndexFlat, core.IndexFlatL2: IndexFlatL2, core.IndexFlatIP: IndexFlatIP,
+          core.IndexIVFFlat: IndexIVFFlat, core.IndexIVFPQ: IndexIVFPQ, core.IndexIVFPQPanorama: IndexIVFPQPanorama,
+          core.IndexIVFFlatPanorama: IndexIVFFlatPanorama, core.IndexRefine: IndexRefine,
+          core.IndexRefineFlat: IndexRefineFlat}
+
+
+def adopt(index):
+    """Give a torch_ivf index (from read_index, the factory, a refine wrapper) its Faiss-shaped class."""
+    if isinstance(index, FaissIndex) or not isinstance(index, core.Index):
+        return index
+    twin = _TWINS.get(type(index))
+    if twin is None:
+        return index
+    if twin is IndexIVFPQ and index.nlist == 1 and not index.by_residual:
+        twin = IndexPQ
+    index.__class__ = twin
+    index._faiss_setup()
+    return index
+
+
+for _cls in (IndexFlat, IndexFlatL2, IndexFlatIP, IndexIVFFlat, IndexIVFPQ, IndexIVFPQPanorama, IndexIVFFlatPanorama,
+             IndexPQ, IndexRefine, IndexRefineFlat):
+    wrap_methods(_cls, _PUBLIC)
+_io.register(IndexPQ)  # its own class on disk: Faiss's constructor, not IndexIVFPQ's
+
+__all__ = ["DirectMap", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "IndexIVFPQPanorama",
+           "IndexIVFFlatPanorama", "IndexPQ", "IndexRefine", "IndexRefineFlat", "adopt", "METRIC_L2",
+           "METRIC_INNER_PRODUCT"]
