@@ -7,6 +7,7 @@ from .index import (METRIC_INNER_PRODUCT, METRIC_L2, Index, IndexFlat, IndexFlat
 from .io import clone_index, read_index, write_index
 from . import kernels  # noqa: F401  (torch_ivf.kernels.enabled toggles the Triton paths)
 from .kmeans import kmeans
+from .shards import IndexReplicas, IndexShards
 from .parameters import ParameterError, ParameterSpace
 from .pq import ProductQuantizer
 from .sq import ScalarQuantizer
@@ -19,4 +20,5 @@ __all__ = ["Index", "IndexIVF", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "Inde
            "IDSelector", "IDSelectorRange", "IDSelectorBatch", "IDSelectorArray", "IDSelectorNot", "IDSelectorAnd", "IDSelectorOr",
            "METRIC_L2", "METRIC_INNER_PRODUCT", "extract_index_ivf", "index_factory", "read_index", "write_index", "kmeans",
            "ProductQuantizer", "PanoramaTransform", "ScalarQuantizer", "IndexScalarQuantizer",
-           "IndexIVFScalarQuantizer", "ParameterSpace", "ParameterError"]
+           "IndexIVFScalarQuantizer", "ParameterSpace", "ParameterError",
+           "IndexShards", "IndexReplicas"]
