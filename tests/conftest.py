@@ -108,3 +108,36 @@ async def ticks_during(awaitable, ticks: int = 10) -> int:
 
     await asyncio.gather(awaitable, ticker())
     return count
+
+
+def grid_data(n=1200, d=16, seed=0):
+    """(xb, xq) clustered on a 1/4 grid, with duplicate rows: every dot product and norm is exact in
+    float32 whatever a GEMM's blocking, so duplicates score exactly alike in any index (with raw
+    floats they differ in the last bit by column position). For the sharded-index tests."""
+    xb = np.round(clustered(n, d, centres=12, seed=seed) * 4) / 4
+    if n >= 30:  # duplicates across shard boundaries
+        xb[n // 3 + 1] = xb[n // 3 - 2]
+        xb[2 * n // 3 + 5] = xb[5]
+        xb[n - 1] = xb[5]
+    xq = np.concatenate([np.round(clustered(40, d, centres=12, seed=seed + 1) * 4) / 4, xb[[5, max(n // 3 - 2, 0)]]])
+    return xb.astype(np.float32), xq.astype(np.float32)
+
+
+def _by_distance_then_label(D, I, largest):
+    order = np.array([np.lexsort((i, -d if largest else d)) for d, i in zip(D, I)], dtype=np.int64).reshape(D.shape)
+    return np.take_along_axis(D, order, 1), np.take_along_axis(I, order, 1)
+
+
+def assert_same_knn(D, I, De, Ie, exact=True, largest=False):
+    """Merged results (D, I) equal one index's (De, Ie). One index keeps the first stored of equal
+    scores at its k-th cut but lists equal scores above it in torch.topk's order, so rows are compared
+    in (distance, label) order; with exact, the merged rows must already be in that order."""
+    D, I, De, Ie = (np.asarray(a) for a in (D, I, De, Ie))
+    Dc, Ic = _by_distance_then_label(D, I, largest)
+    Dec, Iec = _by_distance_then_label(De, Ie, largest)
+    np.testing.assert_array_equal(Ic, Iec)
+    if exact:
+        np.testing.assert_array_equal(Ic, I)
+        np.testing.assert_array_equal(Dc, Dec)
+    else:
+        np.testing.assert_allclose(Dc, Dec, rtol=1e-5, atol=1e-4)

@@ -6,42 +6,11 @@ import pytest
 import torch
 
 import torch_ivf as ti
-from conftest import clustered
+from conftest import assert_same_knn as assert_same
+from conftest import grid_data
 
 
-def _data(n=1200, d=16, seed=0):
-    # On a 1/4 grid every dot product and norm is exact in float32 whatever the GEMM's blocking, so
-    # duplicates score exactly alike in one index too (with raw floats they differ in the last bit by
-    # column position and one index orders them by that rounding, not by storage).
-    xb = np.round(clustered(n, d, centres=12, seed=seed) * 4) / 4
-    if n >= 30:  # duplicates across shard boundaries: ties that one index orders
-        xb[n // 3 + 1] = xb[n // 3 - 2]
-        xb[2 * n // 3 + 5] = xb[5]
-        xb[n - 1] = xb[5]
-    xq = np.concatenate([np.round(clustered(40, d, centres=12, seed=seed + 1) * 4) / 4, xb[[5, max(n // 3 - 2, 0)]]])
-    return xb, xq
-
-
-def _canon(D, I, largest=False):
-    """Rows ordered by (distance, label): one index keeps the first stored of equal scores at the
-    k-th cut but lists equal scores above it in torch.topk's order, so compare that order."""
-    D, I = np.asarray(D), np.asarray(I)
-    order = np.array([np.lexsort((i, -d if largest else d)) for d, i in zip(D, I)], dtype=np.int64).reshape(D.shape)
-    return np.take_along_axis(D, order, 1), np.take_along_axis(I, order, 1)
-
-
-def assert_same(D, I, De, Ie, exact=True, largest=False):
-    """Equal results; the merged ones already come in (distance, label) order among equal distances."""
-    D, I = np.asarray(D), np.asarray(I)
-    if exact:
-        np.testing.assert_array_equal(_canon(D, I, largest)[1], I)  # merged ties: earlier rows first
-    Dc, Ic = _canon(D, I, largest)
-    Dec, Iec = _canon(De, Ie, largest)
-    np.testing.assert_array_equal(Ic, Iec)
-    if exact:
-        np.testing.assert_array_equal(Dc, Dec)
-    else:
-        np.testing.assert_allclose(Dc, Dec, rtol=1e-5, atol=1e-4)
+_data = grid_data
 
 
 def _flat_shards(n, d, metric="l2", **kw):

@@ -44,14 +44,14 @@ def merge_topk(D: torch.Tensor, I: torch.Tensor, k: int, largest: bool):
     return torch.where(I < 0, torch.full_like(D, missing), D), I
 
 
-def _queries(x, d: int) -> tuple[torch.Tensor, bool]:
+def _rows(x, d: int, name: str = "x") -> tuple[torch.Tensor, bool]:
     """Float32 (n, d) tensor left on the caller's device (numpy: the CPU), and whether x was numpy."""
     if isinstance(x, torch.Tensor) and x.ndim == 1 and x.shape[0] == d:
         x = x[None, :]
     device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
-    x, was_numpy = float_rows(x, d, device)
+    x, was_numpy = float_rows(x, d, device, name)
     if x.numel() and not bool(torch.isfinite(x).all()):  # before any sub-index changes
-        raise ValueError("x contains NaN or Inf")
+        raise ValueError(f"{name} contains NaN or Inf")
     return x, was_numpy
 
 
@@ -132,7 +132,7 @@ class _Group:
         """Train the first sub-index on x; the others, where they are empty and of the same kind, take
         its trained state (identical centroids), else train on x themselves."""
         self._require()
-        _queries(x, self.d)
+        _rows(x, self.d)
         first = self.indexes[0]
         first.train(x)
         for ix in self.indexes[1:]:
@@ -185,7 +185,7 @@ class IndexShards(_Group):
     def add(self, x) -> None:
         """Rows split contiguously across the shards, labels next_label, next_label + 1, ..."""
         self._require(trained=True)
-        xv, _ = _queries(x, self.d)
+        xv, _ = _rows(x, self.d)
         labels = torch.arange(self.next_label, self.next_label + xv.shape[0], dtype=torch.int64)
         self._add(xv, labels)
 
@@ -196,7 +196,7 @@ class IndexShards(_Group):
             raise ValueError("add_with_ids needs IndexShards(..., successive_ids=False): with successive ids "
                              "the shards' labels are shifted, so given ids would not be kept")
         self._require(trained=True)
-        xv, _ = _queries(x, self.d)
+        xv, _ = _rows(x, self.d)
         ids = Index._ids(self.indexes[0], ids, xv.shape[0]).cpu()
         for ix in self.indexes:
             if ix.ntotal and hasattr(ix, "labels") and bool(torch.isin(ids, ix.labels().cpu()).any()):
@@ -214,7 +214,7 @@ class IndexShards(_Group):
         """(D, I) on the queries' device (numpy in, numpy out): every shard's top-k merged as one index
         over all rows would return them."""
         k, params = self._checked(k, params)
-        q, was_numpy = _queries(x, self.d)
+        q, was_numpy = _rows(x, self.d)
 
         def one(i, ix):
             p = params
@@ -277,13 +277,13 @@ class IndexReplicas(_Group):
 
     def add(self, x) -> None:
         self._require(trained=True)
-        xv, _ = _queries(x, self.d)
+        xv, _ = _rows(x, self.d)
         for ix in self.indexes:
             ix.add(xv)
 
     def add_with_ids(self, x, ids) -> None:
         self._require(trained=True)
-        xv, _ = _queries(x, self.d)
+        xv, _ = _rows(x, self.d)
         ids = Index._ids(self.indexes[0], ids, xv.shape[0]).cpu()
         self.indexes[0].add_with_ids(xv, ids)  # checks the ids before any replica changes
         for ix in self.indexes[1:]:
@@ -291,7 +291,7 @@ class IndexReplicas(_Group):
 
     def search(self, x, k, *, params: SearchParams | None = None):
         k, params = self._checked(k, params)
-        q, was_numpy = _queries(x, self.d)
+        q, was_numpy = _rows(x, self.d)
         n, r = q.shape[0], len(self.indexes)
         bounds = [(i * n // r, (i + 1) * n // r) for i in range(r)]
 
