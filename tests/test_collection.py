@@ -342,7 +342,9 @@ def test_save_load_round_trip(tmp_path):
     c.delete(["3", "4"])
     c.save(tmp_path / "store")
     files = sorted(p.name for p in (tmp_path / "store").iterdir())
-    assert files == ["index.safetensors", "manifest.json", "records.jsonl"]
+    assert files[:2] == [".STORE.lock", "STORE.json"] and len(files) == 3  # one version dir
+    assert sorted(p.name for p in (tmp_path / "store" / files[2]).iterdir()) == \
+        ["index.safetensors", "manifest.json", "records.jsonl"]
     assert [p.name for p in tmp_path.iterdir()] == ["store"]  # no temp dirs left behind
     d = Collection.load(tmp_path / "store", device="cpu")
     assert len(d) == len(c) and d.index_description == c.index_description
@@ -370,7 +372,8 @@ def test_save_overwrites_atomically_and_rejects_non_json_metadata(tmp_path):
 def test_empty_collection_and_manifest_contents(tmp_path):
     c = Collection(device="cpu", metric="l2", index="Flat")
     c.save(tmp_path / "e")
-    manifest = json.loads((tmp_path / "e" / "manifest.json").read_text())
+    pointer = json.loads((tmp_path / "e" / "STORE.json").read_text())
+    manifest = json.loads((tmp_path / "e" / pointer["current"] / "manifest.json").read_text())
     assert manifest["format"] == "torch-ivf-collection" and manifest["metric"] == "l2"
     d = Collection.load(tmp_path / "e", device="cpu")
     assert len(d) == 0 and d.plan.spec == "Flat"

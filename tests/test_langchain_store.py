@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -163,7 +164,8 @@ def test_delete_none_clears_and_inputs_are_not_mutated(store):
 
 def test_save_local_load_local_without_pickle(store, tmp_path):
     store.save_local(str(tmp_path), index_name="idx")
-    names = sorted(p.name for p in (tmp_path / "idx").iterdir())
+    current = json.loads((tmp_path / "idx" / "STORE.json").read_text())["current"]
+    names = sorted(p.name for p in (tmp_path / "idx" / current).iterdir())
     assert names == ["index.safetensors", "manifest.json", "records.jsonl"]
     again = TorchIVFVectorStore.load_local(str(tmp_path), WordHashEmbeddings(), index_name="idx", device="cpu")
     q = "note on painting"

@@ -4,6 +4,7 @@ from .index import (METRIC_INNER_PRODUCT, METRIC_L2, Index, IndexFlat, IndexFlat
                     IndexIVFFlat, IndexIVFPQ, IndexIVFPQPanorama, IndexIVFFlatPanorama, IndexRefine, IndexRefineFlat,
                     IndexRefineSearchParameters, IndexIVFScalarQuantizer, IndexScalarQuantizer, SearchParametersIVF,
                     SearchParams, extract_index_ivf)
+from .integrity import CorruptFileError
 from .io import clone_index, read_index, write_index
 from . import kernels  # noqa: F401  (torch_ivf.kernels.enabled toggles the Triton paths)
 from .kmeans import kmeans
@@ -19,6 +20,6 @@ __all__ = ["Index", "IndexIVF", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "Inde
            "IndexRefineSearchParameters", "clone_index",
            "IDSelector", "IDSelectorRange", "IDSelectorBatch", "IDSelectorArray", "IDSelectorNot", "IDSelectorAnd", "IDSelectorOr",
            "METRIC_L2", "METRIC_INNER_PRODUCT", "extract_index_ivf", "index_factory", "read_index", "write_index", "kmeans",
-           "ProductQuantizer", "PanoramaTransform", "ScalarQuantizer", "IndexScalarQuantizer",
+           "ProductQuantizer", "PanoramaTransform", "CorruptFileError", "ScalarQuantizer", "IndexScalarQuantizer",
            "IndexIVFScalarQuantizer", "ParameterSpace", "ParameterError",
            "IndexShards", "IndexReplicas"]

@@ -27,7 +27,7 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_
 from pydantic import PrivateAttr
 
 from torch_ivf.collection import Collection
-from torch_ivf.collection.persist import MANIFEST
+from torch_ivf.collection.persist import is_store
 
 from .filters import to_filter_dict
 
@@ -225,7 +225,7 @@ class TorchIVFVectorStore(BasePydanticVectorStore):
     @classmethod
     def from_persist_path(cls, persist_path: str, fs: Optional[fsspec.AbstractFileSystem] = None,
                           device: Any = None) -> "TorchIVFVectorStore":
-        source = persist_path if Path(persist_path, MANIFEST).is_file() else _store_dir(persist_path)
+        source = persist_path if is_store(persist_path) else _store_dir(persist_path)
         if _is_local(fs):
             return cls(collection=Collection.load(source, device=device))
         with tempfile.TemporaryDirectory() as tmp:
