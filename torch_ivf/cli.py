@@ -90,10 +90,13 @@ def cmd_query(args) -> None:
 
 
 def cmd_info(args) -> None:
-    from torch_ivf.collection.persist import MANIFEST
+    from torch_ivf.collection.persist import MANIFEST, _read_legacy, _read_pointer, _read_version
 
     coll = _open(args.store, False, "cpu")  # checks the store first, with a clear message
-    manifest = json.loads((Path(args.store) / MANIFEST).read_text(encoding="utf-8"))
+    target = Path(args.store)
+    pointer = _read_pointer(target)
+    files = _read_version(target, pointer) if pointer else _read_legacy(target)
+    manifest = json.loads(files[MANIFEST].decode("utf-8"))
     keys = sorted({k for r in coll.records() for k in r.metadata})
     print(f"store    {args.store}")
     print(f"format   {manifest.get('format')} v{manifest.get('version')}")
