@@ -140,9 +140,12 @@ def _writer_lock(target: Path):
     fd = os.open(target / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)  # released even if the close below fails
     finally:
-        os.close(fd)  # closing releases the lock
+        os.close(fd)
 
 
 def _entries(target: Path) -> list[Path]:
