@@ -170,6 +170,16 @@ class InvertedLists:
         self._changed()
 
     # ---- mutation ----------------------------------------------------------------------------
+    def reserve(self, counts: torch.Tensor) -> None:
+        """Make room for ``counts[l]`` more rows in each list l in one relocation, so that appends of
+        that many rows (in any number of batches) move nothing: a streamed add then costs one slab
+        and no repeated list moves."""
+        need = self.sizes + counts.to(torch.int64).cpu()
+        full = torch.nonzero(need > self.caps).flatten()
+        if len(full):
+            self._relocate(full, need[full])
+            self._changed()
+
     def append(self, list_ids: torch.Tensor, values: dict[str, torch.Tensor]) -> None:
         """Append rows; values must hold every field (labels included), each with len(list_ids) rows."""
         n = list_ids.shape[0]

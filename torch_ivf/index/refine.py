@@ -70,11 +70,14 @@ class IndexRefine(Index):
         base: an empty torch_ivf index that proposes candidates (IVFPQ, SQ, ...).
         k_factor: the base returns k * k_factor candidates, re-ranked by exact distance (>= 1).
         refine_dtype: dtype of the full vectors kept for re-ranking (float16 halves their memory).
+        refine_device: where the full vectors live: None (the base's device) or another device, e.g.
+            "cpu" for a GPU index whose full vectors would not fit beside it: each search then
+            gathers only its candidates' rows there and sends them through a pinned buffer.
 
     search(x, k) re-ranks; ``params`` may be IndexRefineSearchParameters (k_factor, base_index_params)."""
 
-    def __init__(self, base=None, k_factor=1.0, refine_dtype=torch.float16, *, base_class=None,
-                 base_config=None, device=None):
+    def __init__(self, base=None, k_factor=1.0, refine_dtype=torch.float16, *, refine_device=None,
+                 base_class=None, base_config=None, device=None):
         if base is None:  # rebuilt by read_index from the manifest
             cls = _io._REGISTRY.get(base_class)
             if cls is None:
@@ -88,11 +91,13 @@ class IndexRefine(Index):
                 raise ValueError("refine_index must be an empty IndexFlat with the base's d and metric")
             refine_dtype = store.dtype
         k_factor = check_k_factor(k_factor)
+        refine_device = _device_or_none(refine_device, "refine_device")
         if base.ntotal:
             raise ValueError("base must be empty: the refine vectors are added through IndexRefine.add")
         super().__init__(base.d, base.metric, device=base.device, dtype=refine_dtype)
         self.base, self._k_factor = base, k_factor
-        self.refine = IndexFlat(base.d, base.metric, device=base.device, dtype=self.dtype)
+        self.refine_device = refine_device
+        self.refine = IndexFlat(base.d, base.metric, device=self.refine_device or base.device, dtype=self.dtype)
 
     @property
     def k_factor(self) -> float:
@@ -157,7 +162,7 @@ class IndexRefine(Index):
         self.next_label = 0
 
     def reconstruct_batch(self, labels) -> torch.Tensor:
-        return self.refine.reconstruct_batch(labels).float()
+        return self.refine.reconstruct_batch(labels).float().to(self.device)
 
     def reconstruct(self, key) -> torch.Tensor:
         return self.reconstruct_batch([int(key)])[0]
@@ -165,7 +170,7 @@ class IndexRefine(Index):
     def to(self, device) -> "IndexRefine":
         self.device = torch.device(device)
         self.base.to(device)
-        self.refine.to(device)
+        self.refine.to(self.refine_device or device)
         return self
 
     # ---- search -------------------------------------------------------------------------
@@ -179,7 +184,8 @@ class IndexRefine(Index):
                 base_params = _params(params.base_index_params)
         kk = max(k, int(k * k_factor))
         base = self.base
-        if params.allowed is None and base_params.allowed is None and _base_graph_ok(base, q.shape[0], base_params):
+        if (params.allowed is None and base_params.allowed is None and self.refine_device is None
+                and _base_graph_ok(base, q.shape[0], base_params)):
             # small batches: the base search and the re-ranking replay as one graph
             key = (q.shape[0], k, kk, base_params.nprobe, base_params.max_codes, getattr(base, "nprobe", None),
                    getattr(base, "max_codes", None), getattr(base, "search_mode", None), base.invlists.version,
@@ -194,8 +200,11 @@ class IndexRefine(Index):
         _, cand = self.base._search(q, kk, base_params)
         # The refine IndexFlat stores plain vectors (one list, no residual), so a slab row is the vector.
         # Labels it lacks (-1 above all) come back not found and score -inf: no host sync.
-        found, rows, _ = self.refine.invlists.locate(cand)
-        s = _scores(q, self.refine.invlists.field("vectors"), rows, found, self.metric)
+        if self.refine_device is None:
+            found, rows, _ = self.refine.invlists.locate(cand)
+            s = _scores(q, self.refine.invlists.field("vectors"), rows, found, self.metric)
+        else:
+            s, rows = self._gathered_scores(q, cand)
         top, at = topk_first(s, min(k, s.shape[1]), rows)  # equal scores: the first stored first
         I = torch.where(torch.isneginf(top), -1, cand.gather(1, at))
         D = torch.where(I < 0, self.missing_distance, -top if self.metric == "l2" else top)
@@ -204,6 +213,25 @@ class IndexRefine(Index):
             I = torch.nn.functional.pad(I, (0, k - I.shape[1]), value=-1)
         return D, I
 
+    def _gathered_scores(self, q, cand):
+        """_scores with the full vectors on refine_device: per query chunk, the candidates' rows are
+        gathered there (into pinned memory when the queries are on a GPU), copied to the queries'
+        device and scored; returns (scores, slab rows) on the queries' device."""
+        nq, kk = cand.shape
+        found, rows, _ = self.refine.invlists.locate(cand.to(self.refine.device))
+        vectors = self.refine.invlists.field("vectors")
+        pin = q.device.type == "cuda" and vectors.device.type == "cpu"
+        s = torch.empty((nq, kk), device=q.device)
+        step = max(1, SCORE_BUDGET // max(1, kk * self.d))
+        for a in range(0, nq, step):
+            r = rows[a:a + step].reshape(-1)
+            x = torch.empty((r.shape[0], self.d), dtype=vectors.dtype, pin_memory=pin)
+            torch.index_select(vectors, 0, r, out=x)
+            x = x.to(q.device, non_blocking=pin)
+            local = torch.arange(r.shape[0], device=q.device).view(-1, kk)
+            s[a:a + step] = _scores(q[a:a + step], x, local, found[a:a + step].to(q.device), self.metric)
+        return s, rows.to(q.device)
+
     def _range_plan(self, params) -> tuple[int, int]:
         k, rows = self.base._range_plan(params)  # every base candidate is re-scored: k_factor x the buffers
         return k, max(1, int(rows / self.k_factor))
@@ -211,6 +239,7 @@ class IndexRefine(Index):
     # ---- persistence --------------------------------------------------------------------
     def config(self) -> dict:
         return {"k_factor": self.k_factor, "refine_dtype": str(self.dtype).removeprefix("torch."),
+                "refine_device": None if self.refine_device is None else str(self.refine_device),
                 "base_class": type(self.base).__name__, "base_config": self.base.config()}
 
     def state_tensors(self) -> dict:
@@ -224,6 +253,15 @@ class IndexRefine(Index):
         self.refine.load_state_tensors({k[7:]: v for k, v in tensors.items() if k.startswith("refine.")})
         if "next_labels" in tensors:
             self.base.next_label, self.refine.next_label = (int(v) for v in tensors["next_labels"])
+
+
+def _device_or_none(value, name: str):
+    if value is None:
+        return None
+    try:
+        return torch.device(value)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{name} must be None or a torch device such as 'cpu' or 'cuda:0', got {value!r}") from None
 
 
 def _base_graph_ok(base, nq: int, params) -> bool:
