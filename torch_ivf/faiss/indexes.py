@@ -3,12 +3,15 @@ quantizer object, the direct-map API and Faiss's numbering of flat indexes. Each
 the torch_ivf index of the same name, so everything torch_ivf offers still works on it."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
 from .. import index as core
 from .. import io as _io
 from ..index.base import METRIC_INNER_PRODUCT, METRIC_L2
+from ..index.ivf import faiss_form
 from .errors import FaissValueError, wrap_methods
 from .stats import cvar
 
@@ -256,43 +259,38 @@ def _split_quantizer(args, kwargs):
     return kwargs.pop("quantizer", None), args
 
 
-class IndexIVFFlat(_IVF, core.IndexIVFFlat):
+def _faiss_init(base):
+    """A constructor that builds ``base`` on the given (shared) quantizer, with base's signature."""
+    @functools.wraps(base.__init__)
     def __init__(self, *args, **kwargs):
         q, args = _split_quantizer(args, kwargs)
-        core.IndexIVFFlat.__init__(self, *args, quantizer=q, **kwargs)
+        base.__init__(self, *args, quantizer=q, **kwargs)
         self._faiss_setup(q)
+    return __init__
+
+
+class IndexIVFFlat(_IVF, core.IndexIVFFlat):
+    __init__ = _faiss_init(core.IndexIVFFlat)
 
 
 class IndexIVFPQ(_IVF, core.IndexIVFPQ):
-    def __init__(self, *args, **kwargs):
-        q, args = _split_quantizer(args, kwargs)
-        core.IndexIVFPQ.__init__(self, *args, quantizer=q, **kwargs)
-        self._faiss_setup(q)
+    __init__ = _faiss_init(core.IndexIVFPQ)
 
 
 class IndexIVFPQPanorama(_IVF, core.IndexIVFPQPanorama):
-    def __init__(self, *args, **kwargs):
-        q, args = _split_quantizer(args, kwargs)
-        core.IndexIVFPQPanorama.__init__(self, *args, quantizer=q, **kwargs)
-        self._faiss_setup(q)
+    __init__ = _faiss_init(core.IndexIVFPQPanorama)
 
 
 class IndexIVFFlatPanorama(_IVF, core.IndexIVFFlatPanorama):
     """Faiss's ``IndexIVFFlatPanorama(quantizer, d, nlist, n_levels, metric, own_invlists, batch_size)``;
     own_invlists and batch_size (Faiss's scan block) change nothing here."""
 
-    def __init__(self, *args, **kwargs):
-        q, args = _split_quantizer(args, kwargs)
-        own_invlists = kwargs.pop("own_invlists", True)
-        self.batch_size = int(kwargs.pop("batch_size", 128))
-        if len(args) > 4:
-            args, extra = args[:4], args[4:]
-            own_invlists = extra[0]
-            if len(extra) > 1:
-                self.batch_size = int(extra[1])
-        del own_invlists
-        core.IndexIVFFlatPanorama.__init__(self, *args, quantizer=q, **kwargs)
-        self._faiss_setup(q)
+    @faiss_form
+    def __init__(self, d, nlist, n_levels=8, metric=METRIC_L2, own_invlists=True, batch_size=128, *,
+                 quantizer=None, **options):
+        self.batch_size = int(batch_size)
+        core.IndexIVFFlatPanorama.__init__(self, d, nlist, n_levels, metric, quantizer=quantizer, **options)
+        self._faiss_setup(quantizer)
 
 
 class IndexPQ(_IVF, core.IndexIVFPQ):

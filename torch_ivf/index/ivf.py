@@ -8,6 +8,7 @@ hooks (how a group of queries scores a block of one list). Scores inside the sca
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 import numpy as np
@@ -24,6 +25,9 @@ from .stored import StoredIndex
 class IndexIVF(IVFScan, StoredIndex):
     """Shared IVF machinery: a coarse quantizer, inverted lists, a codec and a scanner.
 
+    Not built directly: IndexIVFFlat, IndexIVFPQ, IndexIVFScalarQuantizer and the Panorama indexes
+    are its concrete types, and their constructors take these arguments.
+
     Args:
         d: vector dimension.
         nlist: number of inverted lists (coarse centroids).
@@ -33,14 +37,21 @@ class IndexIVF(IVFScan, StoredIndex):
         dtype: storage dtype of flat codes (float32, float16, bfloat16).
         search_mode: "auto" (choose by device and batch), "grouped" (alias "csr") or "matrix".
         max_codes: rows visited per query in coarse order (0: unlimited), as Faiss's max_codes.
-        seed, niter: k-means seed and iterations of the coarse quantizer.
+        seed: k-means seed of the coarse quantizer.
+        niter: k-means iterations of the coarse quantizer.
         quantizer: a flat index holding (or to be trained to hold) the centroids; shared, not copied.
+        verbose: show progress bars for long training, encoding and adds (as Faiss's ``index.verbose``;
+            settable later).
+
+    Raises:
+        ValueError: a bad d, nlist, metric, nprobe, dtype, search_mode or max_codes.
     """
 
     lossless = True  # re-training may re-assign stored vectors only if decode() gives them back
 
-    def __init__(self, d, nlist, metric="l2", *, nprobe=1, device=None, dtype=torch.float32,
-                 search_mode="auto", max_codes=0, seed=1234, niter=20, quantizer=None):
+    def __init__(self, d: int, nlist: int, metric="l2", nprobe: int = 1, *, device=None,
+                 dtype=torch.float32, search_mode: str = "auto", max_codes: int = 0, seed: int = 1234,
+                 niter: int = 20, quantizer=None, verbose: bool = False):
         if isinstance(nlist, bool) or not isinstance(nlist, (int, np.integer)) or nlist <= 0:
             raise ValueError(f"nlist must be a positive int, got {nlist!r}")
         self.nlist = int(nlist)
@@ -51,6 +62,9 @@ class IndexIVF(IVFScan, StoredIndex):
         self.seed = int(seed)
         self.niter = int(niter)
         self.coarse = CoarseQuantizer(self.d, self.nlist, self.coarse_metric, self.device, quantizer)
+        if not isinstance(verbose, bool):
+            raise TypeError(f"verbose must be a bool, got {type(verbose).__name__}")
+        self.verbose = verbose
 
     def search(self, x, k, nprobe=None, *, params: SearchParams | None = None, D=None, I=None):
         """As Index.search; ``nprobe`` (a positive int) overrides the index's and params' for this call:
@@ -203,9 +217,14 @@ class IndexIVF(IVFScan, StoredIndex):
         super().load_state_tensors(tensors)
 
 
-def split_quantizer_args(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-    """Accept Faiss's ``(quantizer, d, nlist, ...)`` as well as ``(d, nlist, ...)``."""
-    if args and not isinstance(args[0], (int, np.integer)) and hasattr(args[0], "d"):
-        kwargs = {**kwargs, "quantizer": args[0]}
-        args = args[1:]
-    return args, kwargs
+def faiss_form(init):
+    """Let an IVF constructor also take Faiss's leading quantizer: ``cls(quantizer, d, nlist, ...)`` is
+    ``cls(d, nlist, ..., quantizer=quantizer)``. help() shows ``init``'s own signature."""
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        if args and not isinstance(args[0], (int, np.integer)) and hasattr(args[0], "d"):
+            if "quantizer" in kwargs:
+                raise TypeError("quantizer given twice: as the first argument and as quantizer=")
+            args, kwargs = args[1:], {**kwargs, "quantizer": args[0]}
+        init(self, *args, **kwargs)
+    return __init__

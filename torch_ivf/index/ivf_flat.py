@@ -1,29 +1,41 @@
 """IVF with uncompressed vectors: the scan is a GEMM against a contiguous list slice."""
 from __future__ import annotations
 
+import torch
+
 from .flat_codes import FlatCodes
-from .ivf import IndexIVF, split_quantizer_args
+from .ivf import IndexIVF, faiss_form
 
 
 class IndexIVFFlat(FlatCodes, IndexIVF):
-    """``IndexIVFFlat(d, nlist, metric="l2", *, nprobe=1, device=None, dtype=torch.float32,
-    search_mode="auto", max_codes=0, seed=1234, niter=20)`` or Faiss's
-    ``IndexIVFFlat(quantizer, d, nlist, metric)``: IVF over uncompressed vectors.
+    """IVF over uncompressed vectors: exact distances inside the probed lists.
+
+    ``IndexIVFFlat(d, nlist, metric="l2", nprobe=1, *, device=None, ...)``, or Faiss's form with a
+    leading quantizer: ``IndexIVFFlat(quantizer, d, nlist, metric=METRIC_L2)``.
 
     Args:
-        quantizer: (Faiss form) a flat index holding, or to be trained to hold, the nlist centroids;
-            the index uses that object (shared, not copied).
-        d: vector dimension.
+        d: vector dimension; or (Faiss's form) a flat index holding, or to be trained to hold, the
+            nlist centroids, followed by d, nlist, metric. The index uses that object (shared, not copied).
         nlist: number of inverted lists.
         metric: "l2", "ip", "cosine" or METRIC_L2 / METRIC_INNER_PRODUCT.
-        nprobe: lists scanned per query.
+        nprobe: lists scanned per query (settable later; ``search`` also takes it per call).
         device: torch device (default CPU).
         dtype: storage dtype: float32, or float16 / bfloat16 (then residuals are stored).
         search_mode: "auto", "grouped" ("csr") or "matrix".
         max_codes: rows visited per query in coarse order (0: unlimited).
-        seed, niter: k-means seed and iterations.
+        seed: k-means seed.
+        niter: k-means iterations.
+        quantizer: the Faiss form's quantizer, as a keyword.
+        verbose: progress bars for long training and adds.
+
+    Raises:
+        ValueError: a bad d, nlist, metric, nprobe, dtype, search_mode or max_codes.
+        TypeError: a quantizer given twice, or a non-bool verbose.
     """
 
-    def __init__(self, *args, **kwargs):
-        args, kwargs = split_quantizer_args(args, kwargs)
-        super().__init__(*args, **kwargs)
+    @faiss_form
+    def __init__(self, d: int, nlist: int, metric="l2", nprobe: int = 1, *, device=None,
+                 dtype=torch.float32, search_mode: str = "auto", max_codes: int = 0, seed: int = 1234,
+                 niter: int = 20, quantizer=None, verbose: bool = False):
+        super().__init__(d, nlist, metric, nprobe, device=device, dtype=dtype, search_mode=search_mode,
+                         max_codes=max_codes, seed=seed, niter=niter, quantizer=quantizer, verbose=verbose)

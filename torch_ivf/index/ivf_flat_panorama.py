@@ -12,41 +12,48 @@ from ..arrays import take_rows
 from ..panorama import round_up_half, suffix_norms
 from ..search.common import scanned_rows
 from ..search.state import PanoramaFlatState
-from .ivf import split_quantizer_args
+from .ivf import faiss_form
 from .ivf_flat import IndexIVFFlat
 from .ivf_pq_panorama import PanoramaScan
 
 
 class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
-    """``IndexIVFFlatPanorama(d, nlist, n_levels=8, metric="l2", *, transform=False, ...)`` or Faiss's
-    ``IndexIVFFlatPanorama(quantizer, d, nlist, n_levels, metric)``: IndexIVFFlat's results with
-    candidates pruned level by level (Cauchy-Schwarz bound on the unscanned dimensions).
+    """IndexIVFFlat's results with candidates pruned level by level (Cauchy-Schwarz bound on the
+    unscanned dimensions).
+
+    ``IndexIVFFlatPanorama(d, nlist, n_levels=8, metric="l2", nprobe=1, *, transform=False, ...)``, or
+    Faiss's form with a leading quantizer: ``IndexIVFFlatPanorama(quantizer, d, nlist, n_levels, metric)``.
 
     Args:
-        quantizer: (Faiss form) a flat index of the nlist centroids (shared, not copied).
-        d, nlist, metric: as for IndexIVFFlat (float32 storage only).
+        d, nlist, metric, nprobe: as for IndexIVFFlat (d may be Faiss's leading quantizer).
         n_levels: levels the d dimensions are split into (must divide d).
         transform: learn a PanoramaTransform first (off by default: flat codes lose nothing to
             uneven energy, but pruning needs it front-loaded).
         cap: the transform's cap on one level's energy, in multiples of the mean.
         norm_dtype: "float32" or "float16" suffix norms.
-        nprobe, device, search_mode, max_codes, seed, niter: as for IndexIVFFlat.
+        dtype: float32 only (half storage is not supported).
+        device, search_mode, max_codes, seed, niter, quantizer, verbose: as for IndexIVFFlat.
+
+    Raises:
+        ValueError: n_levels not dividing d, a dtype other than float32, or a bad IndexIVFFlat argument.
+        TypeError: a non-bool transform.
     """
 
     batched_lists = False  # the bucketed GPU scan would score every row: keep the pruned per-list scan
     graph_safe = False  # the torch wave scan syncs with the host (sizes of each wave)
     graph_safe_kernels = True  # IVFFlat's list kernel does not
 
-    def __init__(self, *args, **kwargs):
-        args, kwargs = split_quantizer_args(args, kwargs)
-        self._init_flat_panorama(*args, **kwargs)
-
-    def _init_flat_panorama(self, d, nlist, n_levels=8, metric="l2", *, transform=False, cap=1e9,
-                            norm_dtype="float32", **kwargs):
+    @faiss_form
+    def __init__(self, d: int, nlist: int, n_levels: int = 8, metric="l2", nprobe: int = 1, *,
+                 transform: bool = False, cap: float = 1e9, norm_dtype: str = "float32", device=None,
+                 dtype=torch.float32, search_mode: str = "auto", max_codes: int = 0, seed: int = 1234,
+                 niter: int = 20, quantizer=None, verbose: bool = False):
         self._init_levels(n_levels, transform, cap, norm_dtype, ("d", d))
-        if kwargs.get("dtype", torch.float32) not in (torch.float32, "float32"):
+        if dtype not in (torch.float32, "float32"):
             raise ValueError("dtype must be float32 for IndexIVFFlatPanorama (half storage is not supported yet)")
-        IndexIVFFlat.__init__(self, d, nlist, metric, **kwargs)
+        IndexIVFFlat.__init__(self, d, nlist, metric, nprobe, device=device, dtype=dtype,
+                              search_mode=search_mode, max_codes=max_codes, seed=seed, niter=niter,
+                              quantizer=quantizer, verbose=verbose)
         # Flat codes lose nothing to uneven energy, so by default nothing caps the PCA front-loading.
         self._make_transform()
 

@@ -21,7 +21,7 @@ from ..arrays import take_rows
 from ..pq import ProductQuantizer
 from ..search.common import SCORE_BUDGET, scanned_rows
 from ..search.state import PQState
-from .ivf import IndexIVF, split_quantizer_args
+from .ivf import IndexIVF, faiss_form
 
 _BAG_DEVICES = ("cpu", "cuda")  # device types whose embedding_bag sums a bag left to right (see lut_sum)
 _WAVE_GROWTH = 4  # Panorama's kernel waves: 1, 4, 16, ... lists (each wave: a launch + a top-k; x4 beat x2 on the H100)
@@ -45,26 +45,40 @@ def lut_sum(lut: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 
 class IndexIVFPQ(IndexIVF):
-    """``IndexIVFPQ(d, nlist, M, nbits=8, metric="l2", *, by_residual=True, nprobe=1, ...)`` or Faiss's
-    ``IndexIVFPQ(quantizer, d, nlist, M, nbits, metric)``: IVF over product-quantized residuals.
+    """IVF over product-quantized residuals: M bytes per vector, scanned with look-up tables.
+
+    ``IndexIVFPQ(d, nlist, M, nbits=8, metric="l2", nprobe=1, *, by_residual=True, ...)``, or Faiss's
+    form with a leading quantizer: ``IndexIVFPQ(quantizer, d, nlist, M, nbits, metric=METRIC_L2)``.
 
     Args:
-        quantizer: (Faiss form) a flat index of the nlist centroids (shared, not copied).
-        d: vector dimension; M must divide it.
+        d: vector dimension (M must divide it); or (Faiss's form) a flat index of the nlist centroids
+            (shared, not copied), followed by d, nlist, M, nbits, metric.
         nlist: number of inverted lists.
         M: sub-quantizers (bytes per code at nbits=8).
         nbits: bits per sub-quantizer code, 1..8.
         metric: "l2", "ip", "cosine" or METRIC_L2 / METRIC_INNER_PRODUCT.
+        nprobe: lists scanned per query.
         by_residual: encode x - centroid (Faiss's default) or x.
-        pq_niter, pq_max_train: PQ k-means iterations and training-set cap.
-        nprobe, device, search_mode, max_codes, seed, niter: as for IndexIVFFlat.
+        pq_niter: PQ k-means iterations.
+        pq_max_train: cap on the rows the PQ codebooks are trained on.
+        device, dtype, search_mode, max_codes, seed, niter, quantizer, verbose: as for IndexIVFFlat.
+
+    Raises:
+        ValueError: M not dividing d, nbits outside 1..8, or a bad IVF argument.
+        TypeError: a non-bool by_residual.
     """
 
     lossless = False  # codes cannot be re-assigned to new centroids without the original vectors
 
-    def __init__(self, *args, **kwargs):
-        args, kwargs = split_quantizer_args(args, kwargs)
-        self._init_pq(*args, **kwargs)
+    @faiss_form
+    def __init__(self, d: int, nlist: int, M: int, nbits: int = 8, metric="l2", nprobe: int = 1, *,
+                 by_residual: bool = True, pq_niter: int = 25, pq_max_train: int = 65536, device=None,
+                 dtype=torch.float32, search_mode: str = "auto", max_codes: int = 0, seed: int = 1234,
+                 niter: int = 20, quantizer=None, verbose: bool = False):
+        self._init_pq(d, nlist, M, nbits, metric, by_residual=by_residual, pq_niter=pq_niter,
+                      pq_max_train=pq_max_train, nprobe=nprobe, device=device, dtype=dtype,
+                      search_mode=search_mode, max_codes=max_codes, seed=seed, niter=niter,
+                      quantizer=quantizer, verbose=verbose)
 
     def _init_pq(self, d, nlist, M, nbits=8, metric="l2", *, by_residual=True, pq_niter=25,
                  pq_max_train=65536, **kwargs):

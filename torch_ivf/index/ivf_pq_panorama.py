@@ -21,7 +21,7 @@ from ..search.common import SCORE_BUDGET, scanned_rows
 from ..search.state import PanoramaPQState
 from ..topk import running_topk, topk_first
 from ..transforms import PanoramaTransform
-from .ivf import split_quantizer_args
+from .ivf import faiss_form
 from .ivf_pq import IndexIVFPQ
 
 _NORM_DTYPES = {"float32": torch.float32, "float16": torch.float16}
@@ -319,31 +319,40 @@ class PanoramaScan:
 
 
 class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
-    """``IndexIVFPQPanorama(d, nlist, M, nbits=8, n_levels=8, metric="l2", *, transform=True, ...)``
-    or with Faiss's leading quantizer: IndexIVFPQ's results (same codebooks: identical ids), most
-    candidates dropped after a few levels of look-ups.
+    """IndexIVFPQ's results (same codebooks: identical ids) with most candidates dropped after a few
+    levels of look-ups.
+
+    ``IndexIVFPQPanorama(d, nlist, M, nbits=8, n_levels=8, metric="l2", nprobe=1, *, transform=True,
+    ...)``, or with Faiss's leading quantizer: ``IndexIVFPQPanorama(quantizer, d, nlist, M, nbits,
+    n_levels, metric)``.
 
     Args:
-        quantizer: (Faiss form) a flat index of the nlist centroids (shared, not copied).
-        d, nlist, M, nbits, metric: as for IndexIVFPQ.
+        d, nlist, M, nbits, metric, nprobe: as for IndexIVFPQ (d may be Faiss's leading quantizer).
         n_levels: levels the M sub-quantizers are split into (must divide M).
         transform: learn a PanoramaTransform (front-loads energy; without it pruning is weak unless
             the data already is).
         cap: the transform's cap on one level's energy, in multiples of the mean.
         norm_dtype: "float32" or "float16" suffix norms (half the storage, rounded up so the bound
             stays valid).
-        by_residual, pq_niter, pq_max_train, nprobe, device, search_mode, max_codes, seed, niter: as
-            for IndexIVFPQ.
+        by_residual, pq_niter, pq_max_train, device, dtype, search_mode, max_codes, seed, niter,
+            quantizer, verbose: as for IndexIVFPQ.
+
+    Raises:
+        ValueError: n_levels not dividing M, a bad norm_dtype, or a bad IndexIVFPQ argument.
+        TypeError: a non-bool transform.
     """
 
-    def __init__(self, *args, **kwargs):
-        args, kwargs = split_quantizer_args(args, kwargs)
-        self._init_panorama(*args, **kwargs)
-
-    def _init_panorama(self, d, nlist, M, nbits=8, n_levels=8, metric="l2", *, transform=True, cap=8.0,
-                       norm_dtype="float32", **kwargs):
+    @faiss_form
+    def __init__(self, d: int, nlist: int, M: int, nbits: int = 8, n_levels: int = 8, metric="l2",
+                 nprobe: int = 1, *, transform: bool = True, cap: float = 8.0, norm_dtype: str = "float32",
+                 by_residual: bool = True, pq_niter: int = 25, pq_max_train: int = 65536, device=None,
+                 dtype=torch.float32, search_mode: str = "auto", max_codes: int = 0, seed: int = 1234,
+                 niter: int = 20, quantizer=None, verbose: bool = False):
         self._init_levels(n_levels, transform, cap, norm_dtype, ("M", M))
-        self._init_pq(d, nlist, M, nbits, metric, **kwargs)
+        self._init_pq(d, nlist, M, nbits, metric, by_residual=by_residual, pq_niter=pq_niter,
+                      pq_max_train=pq_max_train, nprobe=nprobe, device=device, dtype=dtype,
+                      search_mode=search_mode, max_codes=max_codes, seed=seed, niter=niter,
+                      quantizer=quantizer, verbose=verbose)
         self._make_transform()
 
     def _fields(self) -> dict:

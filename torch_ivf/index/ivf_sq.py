@@ -8,7 +8,7 @@ import torch
 from ..sq import QT_8bit, ScalarQuantizer
 from .flat import FlatSearch
 from .flat_codes import FlatCodes
-from .ivf import IndexIVF, split_quantizer_args
+from .ivf import IndexIVF, faiss_form
 
 
 class SQCodes(FlatCodes):
@@ -106,34 +106,42 @@ class IndexScalarQuantizer(SQCodes, FlatSearch):
 
 
 class IndexIVFScalarQuantizer(SQCodes, IndexIVF):
-    """``IndexIVFScalarQuantizer(d, nlist, qtype=QT_8bit, metric="l2", by_residual=True, *, nprobe=1, ...)``
-    or Faiss's ``IndexIVFScalarQuantizer(quantizer, d, nlist, qtype, metric, by_residual)``.
+    """IVF over scalar-quantized vectors (or residuals): one code of 4 to 16 bits per dimension.
+
+    ``IndexIVFScalarQuantizer(d, nlist, qtype=QT_8bit, metric="l2", by_residual=True, nprobe=1, *,
+    ...)``, or Faiss's form with a leading quantizer: ``IndexIVFScalarQuantizer(quantizer, d, nlist,
+    qtype, metric, by_residual)``.
 
     Args:
-        quantizer: (Faiss form) a flat index holding, or to be trained to hold, the nlist centroids;
-            it is shared, not copied.
-        d: vector dimension.
+        d: vector dimension; or (Faiss's form) a flat index holding, or to be trained to hold, the
+            nlist centroids (shared, not copied), followed by d, nlist, qtype, metric, by_residual.
         nlist: number of inverted lists.
         qtype: ScalarQuantizer.QT_8bit, QT_6bit, QT_4bit, QT_8bit_uniform, QT_4bit_uniform, QT_fp16 or QT_bf16.
         metric: "l2", "ip", "cosine" or METRIC_L2 / METRIC_INNER_PRODUCT.
         by_residual: encode x - centroid (True, Faiss's default) or x itself.
-        nprobe, device, search_mode, max_codes, seed, niter: as for IndexIVFFlat.
+        nprobe: lists scanned per query.
+        dtype: float32 only (the codes set the precision).
+        device, search_mode, max_codes, seed, niter, quantizer, verbose: as for IndexIVFFlat.
+
+    Raises:
+        ValueError: an unknown qtype, a dtype other than float32, or a bad IVF argument.
+        TypeError: a non-bool by_residual.
     """
 
     graph_safe = True
 
-    def __init__(self, *args, **kwargs):
-        args, kwargs = split_quantizer_args(args, kwargs)
-        self._init_sq(*args, **kwargs)
-
-    def _init_sq(self, d, nlist, qtype=QT_8bit, metric="l2", by_residual=True, **kwargs):
+    @faiss_form
+    def __init__(self, d: int, nlist: int, qtype=QT_8bit, metric="l2", by_residual: bool = True,
+                 nprobe: int = 1, *, device=None, dtype=torch.float32, search_mode: str = "auto",
+                 max_codes: int = 0, seed: int = 1234, niter: int = 20, quantizer=None, verbose: bool = False):
         if not isinstance(by_residual, bool):
             raise TypeError(f"by_residual must be a bool, got {type(by_residual).__name__}")
-        if "dtype" in kwargs and kwargs["dtype"] not in (torch.float32, "float32"):
+        if dtype not in (torch.float32, "float32"):
             raise ValueError("dtype must be float32 for IndexIVFScalarQuantizer (the codes set the precision)")
-        self.sq = ScalarQuantizer(d, qtype, device=kwargs.get("device"))
+        self.sq = ScalarQuantizer(d, qtype, device=device)
         self._by_residual = by_residual
-        super().__init__(d, nlist, metric, **kwargs)
+        super().__init__(d, nlist, metric, nprobe, device=device, search_mode=search_mode,
+                         max_codes=max_codes, seed=seed, niter=niter, quantizer=quantizer, verbose=verbose)
 
     @property
     def by_residual(self) -> bool:
