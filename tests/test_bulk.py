@@ -6,6 +6,7 @@ from conftest import assert_knn_equal, clustered
 
 import torch_ivf as ti
 from torch_ivf import bulk
+from torch_ivf.invlists import InvertedLists
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +34,19 @@ def _same_training(a):
 
 
 @pytest.mark.parametrize("cls", [ti.IndexIVFFlat, ti.IndexIVFPQ])
-def test_add_in_chunks_from_memmap_equals_one_add(data, memmap, cls):
+def test_add_in_chunks_from_memmap_equals_one_add(data, memmap, cls, monkeypatch):
     xb, xq = data
     one = _trained(xb, cls)
     chunked = _same_training(one)
     one.add(xb)
+    moves = []
+    for name in ("_relocate", "compact"):
+        real = getattr(InvertedLists, name)
+        monkeypatch.setattr(InvertedLists, name, lambda self, *a, _r=real, _n=name: (moves.append(_n), _r(self, *a))[1])
     assert bulk.add_in_chunks(chunked, memmap, chunk_size=777) == len(xb)
+    assert moves == ["_relocate"]  # the reserve pass gave every list its room at once; the chunks moved nothing
     assert chunked.ntotal == one.ntotal and chunked.next_label == len(xb)
     assert_knn_equal(*chunked.search(xq, 10), *one.search(xq, 10))
-    # the reserve pass gave every list its room at once: no list was moved by the chunks
     lists = chunked.invlists
     assert lists.used == int(lists.caps.sum()) and lists.used <= len(xb) * (1 + 1 / 32) + 8 * lists.nlist
 

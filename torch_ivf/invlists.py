@@ -200,7 +200,7 @@ class InvertedLists:
             t[dst] = values[name][order].to(t.dtype)
         self.sizes = need
         self._changed()
-        if self.used > 3 * max(self.ntotal, 1024):
+        if self.used - int(self.caps.sum()) > 2 * max(self.ntotal, 1024):  # holes, not room reserved ahead
             self.compact()
 
     def remove(self, drop: torch.Tensor) -> int:

@@ -138,9 +138,14 @@ class IndexRefine(Index):
         self.base.train(x)
 
     def add(self, x) -> None:
-        self._vectors(x)  # validate before either part changes
-        labels = torch.arange(self.base.next_label, self.base.next_label + len(x))
-        self.add_with_ids(x, labels)
+        xv, _ = self._vectors(x)
+        if not self.base.is_trained:
+            raise ValueError("the base index must be trained before add")
+        # fresh labels cannot be stored yet: no look-up against every stored label (O(ntotal) per call)
+        labels = torch.arange(self.base.next_label, self.base.next_label + xv.shape[0], device=self.device)
+        self.base._append(self.base._transform(xv), labels)
+        self.refine._append(xv.to(self.refine.device), labels.to(self.refine.device))
+        self.next_label = self.base.next_label
 
     def add_with_ids(self, x, ids) -> None:
         xv, _ = self._vectors(x)

@@ -1,0 +1,291 @@
+"""Large-corpus figures on one GPU: 10M x 128 IVFFlat and 100M x 96 IVF-PQ + re-ranking.
+
+    python -m benchmarks.large.bench_large --out results/h200.jsonl --budget-s 300
+Data is generated on the GPU (a seeded Gaussian mixture, the law of benchmarks.datasets.make_clustered:
+3000 centres ~ N(0, 1), spreads log-uniform in [0.15, 0.6], Dirichlet(1) weights), so nothing is
+carried. Ground truth: exact float32 top-10 (TF32 off) of the first --nq-gt queries. Each search
+times the whole nq = 10,000 batch (median of --repeats after one warm-up); recall@10 is read from
+that batch's first --nq-gt rows. Build rows give train/add seconds, bytes per vector (slabs and
+centroids over ntotal), the memory check_fits predicted and the allocator's peak during add.
+Stages that would overrun --budget-s are skipped (a row says so); rows are appended as produced.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+
+import torch_ivf as ti
+from torch_ivf import bulk
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Run:
+    def __init__(self, out: str, budget_s: float):
+        self.out, self.t0, self.budget = out, time.perf_counter(), budget_s
+        os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+
+    def left(self) -> float:
+        return self.budget - (time.perf_counter() - self.t0)
+
+    def row(self, **row) -> None:
+        with open(self.out, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        log(json.dumps({k: v for k, v in row.items() if k != "kernels"}))
+
+
+DEV = "cuda"  # --device cpu: a smoke test of the script at toy sizes
+
+
+def sync() -> None:
+    if DEV == "cuda":
+        torch.cuda.synchronize()
+
+
+def _cuda_mem(fn_name: str) -> int:
+    return getattr(torch.cuda, fn_name)() if DEV == "cuda" else 0
+
+
+def timed(fn):
+    sync()
+    t = time.perf_counter()
+    out = fn()
+    sync()
+    return time.perf_counter() - t, out
+
+
+# ---- data ---------------------------------------------------------------------------------------
+class Mixture:
+    """The make_clustered law, sampled on the GPU in chunks (seeded, reproducible)."""
+
+    def __init__(self, d: int, seed: int, n_centres: int = 3000):
+        g = torch.Generator(device=DEV).manual_seed(seed)
+        self.d, self.g = d, g
+        self.centres = torch.randn(n_centres, d, device=DEV, generator=g)
+        self.spreads = torch.exp(torch.empty(n_centres, device=DEV).uniform_(math.log(0.15), math.log(0.6), generator=g))
+        w = torch.distributions.Gamma(torch.ones(n_centres, device=DEV), 1.0).sample()  # Dirichlet(1)
+        self.cum = torch.cumsum(w / w.sum(), 0)
+
+    def sample(self, n: int, chunk: int = 1 << 22) -> torch.Tensor:
+        out = torch.empty(n, self.d, device=DEV)
+        for a in range(0, n, chunk):
+            m = min(chunk, n - a)
+            c = torch.searchsorted(self.cum, torch.rand(m, device=DEV, generator=self.g)).clamp_max(len(self.cum) - 1)
+            out[a:a + m] = self.centres[c] + torch.randn(m, self.d, device=DEV, generator=self.g) * self.spreads[c, None]
+        return out
+
+
+def exact_top(xb: torch.Tensor, q: torch.Tensor, k: int, chunk: int = 1 << 19) -> torch.Tensor:
+    """Exact l2 top-k labels (float32 products, TF32 off), base scanned in chunks."""
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    best_s = torch.full((q.shape[0], k), -float("inf"), device=DEV)
+    best_i = torch.zeros((q.shape[0], k), dtype=torch.int64, device=DEV)
+    for a in range(0, xb.shape[0], chunk):
+        x = xb[a:a + chunk]
+        s = 2 * q @ x.T - (x * x).sum(1)[None, :]
+        v, i = s.topk(k, dim=1)
+        cat_s, cat_i = torch.cat([best_s, v], 1), torch.cat([best_i, i + a], 1)
+        best_s, at = cat_s.topk(k, dim=1)
+        best_i = cat_i.gather(1, at)
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    return best_i
+
+
+def recall(I: torch.Tensor, gt: torch.Tensor) -> float:
+    k = gt.shape[1]
+    I = I[: gt.shape[0], :k]
+    hits = (I[:, :, None] == gt[:, None, :]).any(2).sum()
+    return float(hits) / gt.numel()
+
+
+def index_bytes(index) -> int:
+    stores = [index.base, index.refine] if isinstance(index, ti.IndexRefine) else [index]
+    total = 0
+    for s in stores:
+        total += s.invlists.nbytes()
+        if hasattr(s, "coarse"):
+            total += s.centroids.numel() * 4
+    return total
+
+
+def kernel_table(fn, rows: int = 8):
+    """(GPU kernel ms summed, wall ms, the heaviest kernels) of one call."""
+    fn()
+    sync()
+    t = time.perf_counter()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        fn()
+        sync()
+    wall = (time.perf_counter() - t) * 1e3
+    ev = [e for e in prof.key_averages() if e.self_device_time_total > 0]
+    total = sum(e.self_device_time_total for e in ev) / 1e3
+    ev.sort(key=lambda e: -e.self_device_time_total)
+    return total, wall, [[e.key[:70], round(e.self_device_time_total / 1e3, 2), e.count] for e in ev[:rows]]
+
+
+# ---- stages -------------------------------------------------------------------------------------
+def build(run, name, index, xb, n_sample):
+    base_alloc = _cuda_mem("memory_allocated")
+    t_train, _ = timed(lambda: bulk.train_on_sample(index, xb, n_sample, progress=False))
+    predicted = sum(b for dev, b in bulk.memory_needed(index, xb.shape[0]).items() if dev.type == DEV)
+    before = _cuda_mem("memory_allocated")
+    _cuda_mem("reset_peak_memory_stats")
+    t_add, _ = timed(lambda: bulk.add_in_chunks(index, xb, progress=False))
+    peak = _cuda_mem("max_memory_allocated") - before
+    held = index_bytes(index)
+    run.row(kind="build", index=name, n=xb.shape[0], d=xb.shape[1], train_s=round(t_train, 2),
+            add_s=round(t_add, 2), n_sample=n_sample, bytes_per_vector=round(held / index.ntotal, 1),
+            bytes_per_vector_nominal=bulk.bytes_per_vector(index), index_gib=round(held / 2**30, 2),
+            check_fits_predicted_gib=round(predicted / 2**30, 2), add_peak_extra_gib=round(peak / 2**30, 2),
+            other_allocated_gib=round(base_alloc / 2**30, 2))
+
+
+def sweep(run, name, index, xq, gt, nprobes, repeats, k=10, stop_s=20.0, **extra):
+    last = 0.0
+    for nprobe in nprobes:
+        if run.left() < 3 * last + 5:
+            run.row(kind="skipped", index=name, nprobe=nprobe, why=f"budget: {run.left():.0f} s left")
+            break
+        params = ti.IndexRefineSearchParameters(base_index_params=ti.SearchParams(nprobe=nprobe)) \
+            if isinstance(index, ti.IndexRefine) else ti.SearchParams(nprobe=nprobe)
+        if isinstance(index, ti.IndexRefine):
+            params.k_factor = extra.get("k_factor")
+        t_first, (D, I) = timed(lambda: index.search(xq, k, params=params))
+        times = []
+        for _ in range(repeats if t_first < stop_s / 2 else 1):
+            t, _ = timed(lambda: index.search(xq, k, params=params))
+            times.append(t)
+        med = sorted(times)[len(times) // 2]
+        last = med
+        run.row(kind="search", index=name, nprobe=nprobe, nq=xq.shape[0], k=k, ms=round(med * 1e3, 2),
+                qps=round(xq.shape[0] / med), recall10=round(recall(I, gt), 4), first_ms=round(t_first * 1e3, 1),
+                times_ms=[round(t * 1e3, 1) for t in times], **extra)
+
+
+def profile(run, name, index, xq, nprobe, **params_kw):
+    if run.left() < 20 or DEV != "cuda":
+        return
+    if isinstance(index, ti.IndexRefine):
+        params = ti.IndexRefineSearchParameters(base_index_params=ti.SearchParams(nprobe=nprobe), **params_kw)
+    else:
+        params = ti.SearchParams(nprobe=nprobe)
+    gpu_ms, wall_ms, top = kernel_table(lambda: index.search(xq, 10, params=params))
+    run.row(kind="profile", index=name, nprobe=nprobe, nq=xq.shape[0], gpu_kernel_ms=round(gpu_ms, 2),
+            wall_ms=round(wall_ms, 2), kernels=top, **params_kw)
+
+
+def ceilings(run):
+    if DEV != "cuda":
+        return
+    a = torch.empty(1 << 30, dtype=torch.uint8, device=DEV)
+    b = torch.empty_like(a)
+    b.copy_(a)
+    t, _ = timed(lambda: [b.copy_(a) for _ in range(10)])
+    x = torch.randn(8192, 8192, device=DEV)
+    x @ x
+    tm, _ = timed(lambda: [x @ x for _ in range(5)])
+    run.row(kind="ceiling", copy_tb_s=round(2 * 10 * a.numel() / t / 1e12, 2),
+            fp32_matmul_tflops=round(5 * 2 * 8192**3 / tm / 1e12, 1),
+            allow_tf32=bool(torch.backends.cuda.matmul.allow_tf32))
+    del a, b, x
+
+
+def flat_stage(run, args):
+    d = 128
+    mix = Mixture(d, seed=1)
+    t, xb = timed(lambda: mix.sample(args.n_flat))
+    xq = mix.sample(args.nq)
+    gt = exact_top(xb, xq[: args.nq_gt], 10)
+    log(f"flat data {tuple(xb.shape)} in {t:.1f} s; ground truth done")
+    for nlist in [int(v) for v in args.flat_nlists.split(",")]:
+        if run.left() < 60:
+            run.row(kind="skipped", index=f"IVF{nlist},Flat", why=f"budget: {run.left():.0f} s left")
+            continue
+        name = f"IVF{nlist},Flat"
+        index = ti.IndexIVFFlat(d, nlist, device=DEV)
+        build(run, name, index, xb, min(args.n_flat, 256 * nlist))
+        sweep(run, name, index, xq, gt, [int(v) for v in args.flat_nprobes.split(",")], args.repeats)
+        profile(run, name, index, xq, 32)
+        del index
+        _cuda_mem("empty_cache")
+    del xb, xq
+    _cuda_mem("empty_cache")
+
+
+def pq_stage(run, args):
+    d, nlist, M = 96, args.pq_nlist, args.pq_m
+    mix = Mixture(d, seed=2)
+    t, xb = timed(lambda: mix.sample(args.n_pq))
+    xq = mix.sample(args.nq)
+    gt = exact_top(xb, xq[: args.nq_gt], 10)
+    log(f"pq data {tuple(xb.shape)} in {t:.1f} s; ground truth done")
+    name = f"IVF{nlist},PQ{M},RFlat(fp16)"
+    base = ti.IndexIVFPQ(d, nlist, M, 8, device=DEV)
+    index = ti.IndexRefine(base, k_factor=args.k_factor, refine_dtype=torch.float16)
+    build(run, name, index, xb, min(args.n_pq, 256 * nlist))
+    del xb
+    _cuda_mem("empty_cache")
+    nprobes = [int(v) for v in args.pq_nprobes.split(",")]
+    sweep(run, f"IVF{nlist},PQ{M}", base, xq, gt, nprobes[:2], args.repeats)  # no re-ranking, for reference
+    for kf in [float(v) for v in args.k_factors.split(",")]:
+        sweep(run, name, index, xq, gt, nprobes, args.repeats, k_factor=kf)
+    profile(run, name, index, xq, nprobes[min(1, len(nprobes) - 1)], k_factor=float(args.k_factors.split(",")[0]))
+    if run.left() > 60:  # the same index with its full vectors in host memory (refine_device="cpu")
+        t_move, _ = timed(lambda: setattr(index, "refine_device", torch.device("cpu")) or index.to(DEV))
+        run.row(kind="note", index=name, what="refine vectors moved to host memory", seconds=round(t_move, 1),
+                host_gib=round(index.refine.invlists.nbytes() / 2**30, 2))
+        sweep(run, name + "@host", index, xq, gt, nprobes[1:3], args.repeats,
+              k_factor=float(args.k_factors.split(",")[0]), refine_device="cpu")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--budget-s", type=float, default=300)
+    ap.add_argument("--stages", default="ceilings,flat,pq")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--nq", type=int, default=10_000)
+    ap.add_argument("--nq-gt", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--n-flat", type=int, default=10_000_000)
+    ap.add_argument("--flat-nlists", default="4096,16384")
+    ap.add_argument("--flat-nprobes", default="1,2,4,8,16,32,64,128")
+    ap.add_argument("--n-pq", type=int, default=100_000_000)
+    ap.add_argument("--pq-nlist", type=int, default=16384)
+    ap.add_argument("--pq-m", type=int, default=48)
+    ap.add_argument("--pq-nprobes", default="8,16,32,64")
+    ap.add_argument("--k-factor", type=float, default=8)
+    ap.add_argument("--k-factors", default="8")
+    args = ap.parse_args()
+    global DEV
+    DEV = args.device
+    run = Run(args.out, args.budget_s)
+    from benchmarks.common import machine_info
+    gpu = {"gpu_name": torch.cuda.get_device_name(0), "gpu_total_gib": round(torch.cuda.mem_get_info()[1] / 2**30, 1)} \
+        if DEV == "cuda" else {}
+    run.row(kind="machine", argv=sys.argv[1:], **machine_info(DEV), **gpu)
+    stages = {"ceilings": ceilings, "flat": flat_stage, "pq": pq_stage}
+    for name in args.stages.split(","):
+        if name == "pq" and run.left() < 90:
+            run.row(kind="skipped", index="pq", why=f"budget: {run.left():.0f} s left")
+            continue
+        try:  # a failing stage is recorded and the next one still runs
+            stages[name](run) if name == "ceilings" else stages[name](run, args)
+        except Exception as e:  # noqa: BLE001
+            import traceback
+            run.row(kind="error", stage=name, error=repr(e), traceback=traceback.format_exc()[-3000:])
+        _cuda_mem("empty_cache")
+    log(f"done in {time.perf_counter() - run.t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
