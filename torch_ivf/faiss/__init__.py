@@ -10,7 +10,7 @@ from .errors import FaissTypeError, FaissValueError
 from .factory import index_factory
 from .idmap import IndexIDMap, IndexIDMap2
 from .indexes import (DirectMap, IndexFlat, IndexFlatIP, IndexFlatL2, IndexIVFFlat, IndexIVFFlatPanorama, IndexIVFPQ,
-                      IndexIVFPQPanorama, IndexPQ, IndexRefine, IndexRefineFlat)
+                      IndexIVFPQPanorama, IndexPQ, Panorama, IndexRefine, IndexRefineFlat)
 from .utils import (IDSelectorAll, IDSelectorBitmap, IDSelectorRange, IDSelectorXOr, IndexIVFStats, IVFSearchParameters,
                     Kmeans, ParameterSpace, SearchParameters, SearchParametersIVF, SIMDConfig, SIMDLevel_ARM_NEON,
                     SIMDLevel_ARM_SVE, SIMDLevel_AVX2, SIMDLevel_AVX512, SIMDLevel_AVX512_SPR, SIMDLevel_NONE,

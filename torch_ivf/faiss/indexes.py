@@ -39,6 +39,12 @@ class DirectMap:
         self.type = type_
 
 
+class Panorama:
+    """Faiss's Panorama constants (the scan block sizes Panorama indexes take as batch_size)."""
+    kDefaultBatchSize = 1024
+    kLegacyBatchSize = 128
+
+
 class FaissIndex:
     """Faiss's Python calling conventions on top of a torch_ivf index."""
 
@@ -286,9 +292,9 @@ class IndexIVFFlatPanorama(_IVF, core.IndexIVFFlatPanorama):
     own_invlists and batch_size (Faiss's scan block) change nothing here."""
 
     @faiss_form
-    def __init__(self, d, nlist, n_levels=8, metric=METRIC_L2, own_invlists=True, batch_size=128, *,
+    def __init__(self, d, nlist, n_levels=8, metric=METRIC_L2, own_invlists=True, batch_size=None, *,
                  quantizer=None, **options):
-        self.batch_size = int(batch_size)
+        self.batch_size = Panorama.kDefaultBatchSize if batch_size is None else int(batch_size)
         core.IndexIVFFlatPanorama.__init__(self, d, nlist, n_levels, metric, quantizer=quantizer, **options)
         self._faiss_setup(quantizer)
 
@@ -367,6 +373,6 @@ for _cls in (IndexFlat, IndexFlatL2, IndexFlatIP, IndexIVFFlat, IndexIVFPQ, Inde
     wrap_methods(_cls, _PUBLIC)
 _io.register(IndexPQ)  # its own class on disk: Faiss's constructor, not IndexIVFPQ's
 
-__all__ = ["DirectMap", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "IndexIVFPQPanorama",
+__all__ = ["DirectMap", "Panorama", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "IndexIVFPQPanorama",
            "IndexIVFFlatPanorama", "IndexPQ", "IndexRefine", "IndexRefineFlat", "adopt", "METRIC_L2",
            "METRIC_INNER_PRODUCT"]
