@@ -359,7 +359,12 @@ def test_save_overwrites_atomically_and_rejects_non_json_metadata(tmp_path):
     c = Collection(CountingEmbedder(), device="cpu")
     c.upsert(["first"], ids=["a"])
     c.save(tmp_path / "s")
-    c.upsert(["second"], ids=["b"], metadatas=[{"obj": object()}])
+    with pytest.raises(TypeError, match="'b'.*'obj'"):  # refused at add, naming the id and the key
+        c.upsert(["second"], ids=["b"], metadatas=[{"obj": object()}])
+    assert len(c) == 1 and "b" not in c
+    # save's own check stays as a backstop for metadata changed in place after the add
+    c.upsert(["second"], ids=["b"], metadatas=[{"obj": 1}])
+    c._table.get("b").metadata["obj"] = object()
     with pytest.raises(TypeError, match="'b'"):
         c.save(tmp_path / "s")
     assert len(Collection.load(tmp_path / "s", device="cpu")) == 1  # the old save is intact

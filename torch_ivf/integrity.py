@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 MAX_JSON_DEPTH = 64  # manifests are a few levels deep; deeper nesting is refused, not recursed into
@@ -31,14 +32,15 @@ def canonical(obj: Any) -> bytes:
 
 
 def json_depth_ok(obj: Any, limit: int = MAX_JSON_DEPTH) -> bool:
-    """True when obj nests dicts/lists at most ``limit`` deep (checked without recursion)."""
+    """True when obj nests containers (mappings, lists, tuples, sets) at most ``limit`` deep (checked
+    without recursion, so a hostile depth cannot raise RecursionError)."""
     stack = [(obj, 1)]
     while stack:
         value, depth = stack.pop()
-        if isinstance(value, (dict, list)):
+        if isinstance(value, (Mapping, list, tuple, set, frozenset)):
             if depth > limit:
                 return False
-            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, Mapping) else value))
     return True
 
 

@@ -95,6 +95,8 @@ class TorchIVFVectorStore(VectorStore):
                   ids: list[str] | None = None, batch_size: int | None = None,
                   **kwargs: Any) -> list[str]:
         """Embed (in batches, with a progress bar for long inputs) and upsert ``texts``."""
+        if isinstance(texts, (str, bytes)):  # list("abc") would add three one-letter documents
+            raise TypeError(f"texts must be a list of strings, got a single {type(texts).__name__}: pass [text]")
         return self.collection.upsert(list(texts), ids=ids, metadatas=metadatas,
                                       batch_size=batch_size, progress=kwargs.pop("show_progress", None))
 
@@ -102,9 +104,14 @@ class TorchIVFVectorStore(VectorStore):
                        metadatas: list[dict] | None = None, ids: list[str] | None = None,
                        **kwargs: Any) -> list[str]:
         """Upsert precomputed ``(text, vector)`` pairs without calling the embedding model."""
+        if isinstance(text_embeddings, (str, bytes)):
+            raise TypeError("text_embeddings must be a list of (text, vector) pairs, got a string")
         pairs = list(text_embeddings)
         if not pairs:
             return []
+        for pair in pairs:
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(f"text_embeddings must contain (text, vector) pairs, got {type(pair).__name__}")
         texts = [t for t, _ in pairs]
         return self.collection.upsert(texts, ids=ids, metadatas=metadatas, vectors=[v for _, v in pairs])
 

@@ -24,6 +24,7 @@ from .embeddings import Embedder, as_embedder, embed_in_batches
 from .filters import compile_filter, filter_cache_key
 from .fusion import blend, check_alpha, check_mode
 from .indexing import IndexPlan, is_ivf
+from .inputs import check_text, clean_metadata
 from .keyword import KeywordIndex
 from .mmr import mmr_select
 from .records import Hit, Record, RecordTable, copy_metadata
@@ -120,7 +121,9 @@ class Collection:
         """Add documents; an existing id is replaced (text, metadata and vector). Returns the ids.
 
         Everything is validated (and embedded) before the collection changes, so a bad argument
-        raises ValueError/TypeError and leaves the collection as it was.
+        raises ValueError/TypeError and leaves the collection as it was. Metadata must be what JSON
+        holds and gives back unchanged (see :mod:`torch_ivf.collection.inputs`: str keys, no sets,
+        bytes, datetimes, NaN; tuples and numpy scalars are converted); texts and ids valid Unicode.
         """
         n = None
         if texts is not None:
@@ -153,14 +156,21 @@ class Collection:
         if metadatas is None:
             metadatas = [None] * n
         else:
+            if isinstance(metadatas, (Mapping, str, bytes)) or not isinstance(metadatas, Iterable):
+                raise TypeError(f"metadatas must be a list of dicts (one per document), got "
+                                f"{type(metadatas).__name__}")
             metadatas = list(metadatas)
             if len(metadatas) != n:
                 raise ValueError(f"metadatas has {len(metadatas)} entries for {n} documents")
-            for m in metadatas:
-                if m is not None and not isinstance(m, Mapping):
-                    raise TypeError(f"metadatas must contain dicts, got {type(m).__name__}")
+        # Checked (and copied) now, before embedding: what JSON cannot hold is refused at add, not at save.
+        metadatas = [clean_metadata(m, f"metadatas[{row}] (id {ids[row]!r})") for row, m in enumerate(metadatas)]
+        for row, doc_id in enumerate(ids):
+            check_text(doc_id, f"ids[{row}]")
         if texts is None:
             texts = [None] * n
+        else:
+            for row, t in enumerate(texts):
+                check_text(t, f"texts[{row}] (id {ids[row]!r})")
         if vectors is None:
             if self.embedder is None:
                 raise ValueError("vectors are required: this collection has no embedding model")
@@ -176,7 +186,7 @@ class Collection:
         # Last occurrence of a repeated id wins, as if the rows were upserted one by one.
         last = {doc_id: row for row, doc_id in enumerate(ids)}
         rows = sorted(last.values())
-        records = [Record(ids[r], texts[r], copy_metadata(dict(metadatas[r] or {}))) for r in rows]
+        records = [Record(ids[r], texts[r], metadatas[r]) for r in rows]
         with self._lock:
             self.dim = vectors.shape[1]
             self._drop_labels(self._table.labels_of(last))
@@ -279,8 +289,8 @@ class Collection:
         words = query if isinstance(query, str) else text
         if mode != "dense" and words is None:
             raise ValueError(f"mode={mode!r} needs the query text: pass a string query, or text= with a vector")
-        predicate_key = filter_cache_key(filter)
         predicate = compile_filter(filter)
+        predicate_key = filter_cache_key(filter)
         id_list = None if ids is None else _str_list(ids, "ids")
         q = None if mode == "keyword" else self._query_vector(query)
         with self._lock:

@@ -11,7 +11,8 @@ Grammar (``field`` may be a dotted path into nested dicts):
                                              $is_empty $not
     {"$and": [f, ...]}, {"$or": [f, ...]}, {"$nor": [f, ...]}, {"$not": f}
 Several keys in one dict are ANDed.  A missing field only matches $ne, $nin, $exists: False,
-$is_empty and negations -- the same rule LlamaIndex and MongoDB use.
+$is_empty and negations -- the same rule LlamaIndex and MongoDB use. Nesting deeper than
+MAX_FILTER_DEPTH levels is refused with ValueError.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..integrity import json_depth_ok
+
 Predicate = Callable[[Mapping[str, Any]], bool]
+MAX_FILTER_DEPTH = 64  # a real filter is a few levels deep; a metadata value (<= 32) may sit inside
 _MISSING = object()
 
 __all__ = ["compile_filter", "filter_cache_key", "Predicate"]
@@ -192,6 +196,8 @@ def compile_filter(spec: Mapping[str, Any] | Callable[[Mapping[str, Any]], bool]
         raise TypeError(f"filter must be a dict or a callable, got {type(spec).__name__}")
     if not spec:
         return None
+    if not json_depth_ok(spec, MAX_FILTER_DEPTH):  # compiling and matching recurse once per level
+        raise ValueError(f"filter nests deeper than {MAX_FILTER_DEPTH} levels (dicts and lists)")
     return _compile_dict(spec)
 
 

@@ -95,6 +95,9 @@ class TorchIVFVectorStore(BasePydanticVectorStore):
     # ---- writing ------------------------------------------------------------------------------
     def add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[str]:
         """Upsert nodes (an existing node id is replaced); every node needs an embedding."""
+        if isinstance(nodes, (BaseNode, str, bytes)):  # a pydantic node iterates as (field, value) pairs
+            raise TypeError(f"nodes must be a list of LlamaIndex nodes, got a single {type(nodes).__name__}: "
+                            "pass [node]")
         nodes = list(nodes)
         for node in nodes:
             if not isinstance(node, BaseNode):

@@ -11,6 +11,8 @@ from llama_index.core.vector_stores.types import (
     MetadataFilters,
 )
 
+from torch_ivf.collection.filters import MAX_FILTER_DEPTH
+
 _OPS = {
     FilterOperator.EQ: "$eq", FilterOperator.NE: "$ne", FilterOperator.GT: "$gt",
     FilterOperator.GTE: "$gte", FilterOperator.LT: "$lt", FilterOperator.LTE: "$lte",
@@ -33,13 +35,16 @@ def _one(f: MetadataFilter) -> dict[str, Any]:
     return {f.key: {name: value}}
 
 
-def to_filter_dict(filters: MetadataFilters | None) -> dict[str, Any] | None:
-    """AND -> $and, OR -> $or, NOT -> $nor (LlamaIndex: "none of the filters match"); nests freely."""
+def to_filter_dict(filters: MetadataFilters | None, _depth: int = 1) -> dict[str, Any] | None:
+    """AND -> $and, OR -> $or, NOT -> $nor (LlamaIndex: "none of the filters match"); nests up to
+    MAX_FILTER_DEPTH levels (ValueError beyond, as for the collection's own filters)."""
     if filters is None:
         return None
     if not isinstance(filters, MetadataFilters):
         raise TypeError(f"filters must be MetadataFilters, got {type(filters).__name__}")
-    parts = [to_filter_dict(f) if isinstance(f, MetadataFilters) else _one(f) for f in filters.filters]
+    if _depth > MAX_FILTER_DEPTH // 2:  # each level becomes a dict and a list
+        raise ValueError(f"filters nest deeper than {MAX_FILTER_DEPTH // 2} MetadataFilters levels")
+    parts = [to_filter_dict(f, _depth + 1) if isinstance(f, MetadataFilters) else _one(f) for f in filters.filters]
     parts = [p for p in parts if p]
     if not parts:
         return None
