@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -40,8 +40,8 @@ class SearchParams:
     SearchParametersIVF, is the same class."""
     nprobe: int | None = None
     max_codes: int | None = None
-    allowed: Any = None
-    sel: Any = None
+    allowed: object = None  # not Any: a subclass's generated __init__ resolves it in its own module
+    sel: object = None
 
     def check(self) -> None:
         """Checks of fields that subclasses add (before any search runs)."""
