@@ -151,9 +151,9 @@ def test_add_is_amortized_and_does_not_copy_everything():
     x = torch.randn(20000, 8)
     index.train(x)
     index.add(x)
-    before = index.invlists.data["vectors"].data_ptr()
+    before = index.invlists.field("vectors").data_ptr()
     index.add(torch.randn(50, 8))
-    assert index.invlists.data["vectors"].data_ptr() == before  # appended in place, no re-allocation
+    assert index.invlists.field("vectors").data_ptr() == before  # appended in place, no re-allocation
     assert index.ntotal == 20050
 
 

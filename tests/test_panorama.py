@@ -124,7 +124,7 @@ def test_stats_persistence_factory_and_mutation(clustered_data, tmp_path):
     back = ti.read_index(tmp_path / "p.tivf")
     assert type(back) is ti.IndexIVFPQPanorama
     for ix in (pano, back):  # level-major: a level of a list is one contiguous block
-        codes = ix.invlists.data["codes"]
+        codes = ix.invlists.field("codes")
         assert codes.shape[1:] == (4, 4) and codes.stride() == (4, codes.shape[0] * 4, 1)
     D2, I2 = back.search(xq, 10)
     assert np.array_equal(D, D2) and np.array_equal(I, I2)

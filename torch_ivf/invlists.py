@@ -124,6 +124,11 @@ class InvertedLists:
         pos, _ = self.live_positions()
         return self.data["labels"][pos]
 
+    def relabel(self, pos: torch.Tensor, labels: torch.Tensor) -> None:
+        """Give the vectors at slab rows pos new labels (in place; the label caches are rebuilt)."""
+        self.data["labels"][pos] = labels.to(self.device, torch.int64)
+        self._changed()
+
     # ---- growth ------------------------------------------------------------------------------
     def _ensure_rows(self, rows: int) -> None:
         if rows <= self.rows:

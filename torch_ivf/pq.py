@@ -1,7 +1,8 @@
 """Product quantizer: d dims split into M sub-spaces, each quantized by its own 2**nbits centroids.
 
 Codes are stored one uint8 per sub-quantizer (nbits <= 8), so a code row is directly the index into
-each sub-codebook; 4-bit codes are not packed two per byte (simplicity over memory; say so in reports).
+each sub-codebook. Codes below 8 bits still take a byte each: scans index the tables with a byte
+load, and standalone codes (sa_encode, to_faiss) are bit-packed as Faiss packs them.
 Training runs k-means per sub-space on the training tensor's device.
 """
 from __future__ import annotations
@@ -12,8 +13,9 @@ import torch
 from .arrays import back, float_rows
 from .kmeans import kmeans
 
-_CHUNK_ELEMENTS = 1 << 24  # (rows, M, ksub) distances per encoding step: 64 MB (a fixed 65536 rows took
-# ~20 GB at M 96, 8 bits, and was killed on a 24 GB machine)
+# (rows, M, ksub) distances per encoding step: 64 MB, whatever M and nbits (65536 rows at a time
+# would need ~20 GB at M 96, 8 bits)
+_CHUNK_ELEMENTS = 1 << 24
 
 
 class ProductQuantizer:

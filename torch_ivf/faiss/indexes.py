@@ -123,10 +123,8 @@ class _Flat(FaissIndex):
     def remove_ids(self, sel) -> int:
         n = core.IndexFlat.remove_ids(self, _selection(sel))
         if self._positional and n:
-            labels = self.invlists.data["labels"]
             pos, _ = self.invlists.live_positions()
-            labels[pos] = torch.arange(len(pos), device=labels.device)
-            self.invlists._changed()
+            self.invlists.relabel(pos, torch.arange(len(pos)))
             self.next_label = len(pos)
         return n
 
@@ -259,19 +257,13 @@ class _IVF(FaissIndex):
         super().merge_from(other, add_id)
 
 
-def _split_quantizer(args, kwargs):
-    if args and isinstance(args[0], core.Index):
-        return args[0], args[1:]
-    return kwargs.pop("quantizer", None), args
-
-
 def _faiss_init(base):
     """A constructor that builds ``base`` on the given (shared) quantizer, with base's signature."""
+    @faiss_form
     @functools.wraps(base.__init__)
-    def __init__(self, *args, **kwargs):
-        q, args = _split_quantizer(args, kwargs)
-        base.__init__(self, *args, quantizer=q, **kwargs)
-        self._faiss_setup(q)
+    def __init__(self, *args, quantizer=None, **kwargs):
+        base.__init__(self, *args, quantizer=quantizer, **kwargs)
+        self._faiss_setup(quantizer)
     return __init__
 
 

@@ -18,7 +18,7 @@ class FlatSearch(StoredIndex):
         return torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
 
     def load_state_tensors(self, tensors: dict) -> None:
-        # files of earlier versions also hold a (1, d) "centroids" tensor: nothing reads it
+        # files written as a one-list IVF also hold a (1, d) "centroids" tensor: Flat has no centroids
         super().load_state_tensors({k: v for k, v in tensors.items() if k != "centroids"})
 
     # ---- search ---------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 query keeping its best KOUT rows of the list.
 
 Programs own (list, block of queries probing it) and walk the list's rows in tiles of BLOCK_N, so a
-list is read once per query block instead of once per query (the per-query scan this replaces was
-bound by those re-reads), and only KOUT candidates per (query, list) leave the chip: the output is
+list is read once per query block instead of once per query (a scan per query is bound by those
+re-reads), and only KOUT candidates per (query, list) leave the chip: the output is
 (nq, nprobe * KOUT) whatever the list sizes (a layout of every probed row is as wide as the nprobe
 longest lists, 5-40x the mean on skewed data). Scores take FlatCodes' form
 s = scale * q.v - bias + pair; dot products split each float32 into TF32 high and low parts (tf32x3),

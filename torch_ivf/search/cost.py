@@ -7,7 +7,7 @@ name in the user's cache directory, read here when present, never required.
 GPU scans are list-major or query-major programs; what they need is enough programs to fill the
 device. A batch of nq queries probing P lists of mean size m has about nq * P * m rows to score:
 - IVFFlat's list-GEMM kernel gives each (list, query block) a program; below a few thousand such
-  programs it also splits lists into row chunks, so the longest probed list no longer runs alone;
+  programs it also splits lists into row chunks, so the longest probed list does not run alone;
 - the PQ look-up scan gives each (query, group of 16 lists) a program; with fewer queries than the
   device runs programs at once it gives each (query, span of its rows) one instead.
 """
