@@ -75,3 +75,19 @@ def test_stored_figures_override_defaults(tmp_path, monkeypatch):
         assert cost.figures(CPU) == cost.DEFAULTS  # an unreadable file is ignored
     finally:
         cost.figures.cache_clear()
+
+
+def test_pq_launches_fill_a_gpu_within_its_memory_share(monkeypatch):
+    gpu = torch.device("cuda", 0)
+    monkeypatch.setattr(cost, "figures", lambda device: dict(cost.DEFAULTS))
+    monkeypatch.setattr(cost, "_sms", lambda device: 132)
+    monkeypatch.setattr(cost, "_memory", lambda device: 140 << 30)
+    budget, width = 1 << 25, 500_000  # 100M rows, nlist 16384, nprobe 16: the budget alone gives 67 queries
+    assert cost.pq_chunk_queries(10_000, 16, width, budget, CPU) == budget // width
+    chunk = cost.pq_chunk_queries(10_000, 16, width, budget, gpu)
+    assert chunk >= cost.DEFAULTS["pq_programs_per_sm"] * 132  # programs to fill the device
+    assert chunk * width * 4 <= (140 << 30) * cost.DEFAULTS["pq_buffer_share"]
+    assert cost.pq_chunk_queries(10, 16, width, budget, gpu) == 10  # never more than the batch
+    assert cost.pq_chunk_queries(10_000, 16, 1000, budget, gpu) == 10_000  # narrow rows: the budget rule
+    monkeypatch.setattr(cost, "_memory", lambda device: 1 << 30)  # a small GPU: its share bounds the buffer
+    assert cost.pq_chunk_queries(10_000, 16, width, budget, gpu) == budget // width

@@ -12,6 +12,7 @@ Stages that would overrun --budget-s are skipped (a row says so); rows are appen
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -22,6 +23,17 @@ import torch
 
 import torch_ivf as ti
 from torch_ivf import bulk
+from torch_ivf.search import cost
+
+
+@contextlib.contextmanager
+def _patched(obj, name, value):
+    saved = getattr(obj, name)
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        setattr(obj, name, saved)
 
 
 def log(msg: str) -> None:
@@ -213,29 +225,55 @@ def flat_stage(run, args):
         name = f"IVF{nlist},Flat"
         index = ti.IndexIVFFlat(d, nlist, device=DEV)
         build(run, name, index, xb, min(args.n_flat, 256 * nlist))
-        sweep(run, name, index, xq, gt, [int(v) for v in args.flat_nprobes.split(",")], args.repeats)
-        profile(run, name, index, xq, 32)
+        nprobes = [int(v) for v in args.flat_nprobes.split(",")]
+        sweep(run, name, index, xq, gt, nprobes, args.repeats)
+        for p in [int(v) for v in args.flat_profile_nprobes.split(",")]:
+            profile(run, name, index, xq, p)
+        if args.flat_unchunked:  # the same sweep with whole lists per program at every nprobe
+            with _patched(cost, "flat_chunk_rows", lambda *a, **kw: 0):
+                sweep(run, name + " unchunked", index, xq, gt, nprobes, args.repeats)
+                profile(run, name + " unchunked", index, xq, int(args.flat_profile_nprobes.split(",")[0]))
         del index
         _cuda_mem("empty_cache")
     del xb, xq
     _cuda_mem("empty_cache")
 
 
+def pq_size(run, args) -> int:
+    """The largest of n_pq, 70M, 50M, 30M, 20M, 10M, 1M whose build and sweep fit the time left, at
+    --pq-s-per-m seconds per million rows (generation, ground truth, reserve pass, add, searches)."""
+    for n in [args.n_pq] + [m for m in (70, 50, 30, 20, 10, 1) if m * 10**6 < args.n_pq]:
+        n = int(n if n > 1000 else n * 10**6)
+        if n * args.pq_s_per_m / 1e6 + 40 < run.left() or n <= 10**6:
+            return n
+    return args.n_pq
+
+
 def pq_stage(run, args):
     d, nlist, M = 96, args.pq_nlist, args.pq_m
+    n_pq = pq_size(run, args)
+    if n_pq != args.n_pq:
+        run.row(kind="note", index="pq", what=f"n {args.n_pq:,} -> {n_pq:,} to fit the time left",
+                seconds_left=round(run.left()))
     mix = Mixture(d, seed=2)
-    t, xb = timed(lambda: mix.sample(args.n_pq))
+    t, xb = timed(lambda: mix.sample(n_pq))
     xq = mix.sample(args.nq)
     gt = exact_top(xb, xq[: args.nq_gt], 10)
     log(f"pq data {tuple(xb.shape)} in {t:.1f} s; ground truth done")
     name = f"IVF{nlist},PQ{M},RFlat(fp16)"
     base = ti.IndexIVFPQ(d, nlist, M, 8, device=DEV)
     index = ti.IndexRefine(base, k_factor=args.k_factor, refine_dtype=torch.float16)
-    build(run, name, index, xb, min(args.n_pq, 256 * nlist))
+    build(run, name, index, xb, min(n_pq, 256 * nlist))
     del xb
     _cuda_mem("empty_cache")
     nprobes = [int(v) for v in args.pq_nprobes.split(",")]
     sweep(run, f"IVF{nlist},PQ{M}", base, xq, gt, nprobes[:2], args.repeats)  # no re-ranking, for reference
+    profile(run, f"IVF{nlist},PQ{M}", base, xq, nprobes[min(1, len(nprobes) - 1)])
+    if args.pq_old_chunks:  # the earlier launch size (score buffer of SCORE_BUDGET elements), one point
+        with _patched(cost, "DEFAULTS", {**cost.DEFAULTS, "pq_buffer_share": 0.0}):
+            cost.figures.cache_clear()
+            sweep(run, f"IVF{nlist},PQ{M} old-chunks", base, xq, gt, nprobes[1:2], 1)
+        cost.figures.cache_clear()
     for kf in [float(v) for v in args.k_factors.split(",")]:
         sweep(run, name, index, xq, gt, nprobes, args.repeats, k_factor=kf)
     profile(run, name, index, xq, nprobes[min(1, len(nprobes) - 1)], k_factor=float(args.k_factors.split(",")[0]))
@@ -258,13 +296,17 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--n-flat", type=int, default=10_000_000)
     ap.add_argument("--flat-nlists", default="4096,16384")
-    ap.add_argument("--flat-nprobes", default="1,2,4,8,16,32,64,128")
+    ap.add_argument("--flat-nprobes", default="1,2,4,8,12,16,24,32,48,64,128")
+    ap.add_argument("--flat-profile-nprobes", default="16,32")
+    ap.add_argument("--flat-unchunked", type=int, default=1, help="also sweep with whole lists per program")
     ap.add_argument("--n-pq", type=int, default=100_000_000)
     ap.add_argument("--pq-nlist", type=int, default=16384)
     ap.add_argument("--pq-m", type=int, default=48)
     ap.add_argument("--pq-nprobes", default="8,16,32,64")
     ap.add_argument("--k-factor", type=float, default=8)
     ap.add_argument("--k-factors", default="8")
+    ap.add_argument("--pq-s-per-m", type=float, default=2.0, help="seconds per million rows, to size the PQ corpus")
+    ap.add_argument("--pq-old-chunks", type=int, default=1, help="one point with the earlier PQ launch size")
     args = ap.parse_args()
     global DEV
     DEV = args.device

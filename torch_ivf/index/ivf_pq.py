@@ -279,7 +279,8 @@ class IndexIVFPQ(IndexIVF):
         before = torch.cumsum(lens, 1) - lens if max_codes else None  # max_codes counts in coarse order
         sizes_rest = torch.where(served, 0, sizes) if served is not None else sizes
         width = max(1, int(self.invlists.sizes.topk(P).values.sum()))  # host bound: a query's P largest lists
-        span = cost.pq_span(nq, P, width, self.device)  # > 0: (query, row span) programs (small batches)
+        chunk = cost.pq_chunk_queries(nq, P, width, SCORE_BUDGET, self.device)
+        span = cost.pq_span(chunk, P, width, self.device)  # > 0: (query, row span) programs (small launches)
         running = k <= RUNNING_MAX_K and not span
         waves, c0, w = [], 0, 1
         while c0 < P:
@@ -291,7 +292,6 @@ class IndexIVFPQ(IndexIVF):
         best_p = torch.empty((nq, k), dtype=torch.int64, device=self.device)
         thr = torch.full((nq,), float("-inf"), device=self.device)
         stats = torch.zeros(2, dtype=torch.int64, device=self.device)
-        chunk = max(1, SCORE_BUDGET // width)
         for c in range(0, nq, chunk):
             q = slice(c, min(nq, c + chunk))
             b = q.stop - q.start

@@ -23,7 +23,8 @@ import torch
 
 # Programs a GPU scan should have in flight, per multiprocessor (H200: 132 SMs). Overridden by a
 # calibration file where one exists.
-DEFAULTS = {"flat_programs_per_sm": 32, "pq_programs_per_sm": 8, "min_chunk_rows": 128, "min_span_rows": 128}
+DEFAULTS = {"flat_programs_per_sm": 32, "pq_programs_per_sm": 8, "min_chunk_rows": 128, "min_span_rows": 128,
+            "pq_buffer_share": 1 / 64}
 
 
 def cache_file(device: torch.device) -> Path:
@@ -84,6 +85,26 @@ def flat_chunk_rows(nq: int, P: int, nlist: int, ntotal: int, max_size: int, dev
     target = f["flat_programs_per_sm"] * _sms(device)
     chunk = max(int(f["min_chunk_rows"]), _pow2_at_least(rows / target))
     return 0 if chunk >= max_size else chunk
+
+
+@functools.lru_cache(maxsize=None)
+def _memory(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else 0
+
+
+def pq_chunk_queries(nq: int, P: int, width: int, budget: int, device: torch.device) -> int:
+    """Queries per launch of the PQ look-up scan, whose score buffer is (queries, width). ``budget``
+    elements bound it on CPUs; on a GPU the buffer may take pq_buffer_share of the device's memory, so
+    that one launch has several times the programs the device runs at once: each query gives
+    ceil(P / 16) programs, and at 100M rows (width ~ 500k) the budget alone left ~70 of them per
+    launch on 132 SMs, a throughput that fell as 1/nprobe."""
+    chunk = max(1, budget // max(width, 1))
+    if device.type == "cuda":
+        f = figures(device)
+        want = 4 * f["pq_programs_per_sm"] * _sms(device) // max(1, -(-P // 16))
+        cap = int(_memory(device) * f["pq_buffer_share"]) // (4 * max(width, 1))
+        chunk = max(chunk, min(want, cap))
+    return max(1, min(nq, chunk))
 
 
 def pq_span(nq: int, P: int, width: int, device: torch.device) -> int:
