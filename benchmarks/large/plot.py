@@ -18,7 +18,7 @@ def main(path: str, out: str | None = None) -> str:
         if r.get("kind") == "search":
             label = r["index"] + (f" k_factor={r['k_factor']:g}" if r.get("k_factor") else "")
             curves[label].append(r)
-    panels = [("Flat", "10M x 128 IVF-Flat", (0.99, 300_000)), ("PQ", "100M x 96 IVF-PQ (+ re-ranking)", (0.9, 100_000))]
+    panels = [(",Flat", "10M x 128 IVF-Flat", (0.99, 300_000)), (",PQ", "100M x 96 IVF-PQ (+ re-ranking)", (0.9, 100_000))]
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     for ax, (key, title, (r_goal, q_goal)) in zip(axes, panels):
         for label, pts in curves.items():
