@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from . import progress
 from .distances import nearest_centroids
 
 
@@ -33,11 +34,29 @@ def kmeans(
     max_points_per_centroid: int = 256,
     init: str = "random",
     spherical: bool = False,
+    verbose: bool | None = False,
 ) -> torch.Tensor:
     """Return (k, d) float32 centroids of x, computed on x's device.
 
     Large training sets are subsampled to ``k * max_points_per_centroid`` points, as Faiss does:
     more points barely move the centroids but cost linear time.
+
+    Args:
+        x: (n, d) training vectors (any float dtype), n >= k.
+        k: number of centroids.
+        niter: Lloyd iterations.
+        seed: seed of the sampling and initialisation (the same on every device).
+        max_points_per_centroid: subsample to k * this many points (0: use every point).
+        init: "random" (k distinct training points) or "kmeans++".
+        spherical: normalise the centroids after each iteration (inner-product clustering).
+        verbose: a progress bar over the iterations: True always, False never, None only for long runs
+            on a terminal (see torch_ivf.progress).
+
+    Returns:
+        (k, d) float32 centroids on x's device.
+
+    Raises:
+        ValueError: x not 2-D, k not positive, fewer than k points, or an unknown init.
     """
     if x.ndim != 2:
         raise ValueError(f"x must be 2-D (n, d), got shape {tuple(x.shape)}")
@@ -48,6 +67,7 @@ def kmeans(
         raise ValueError(f"need at least k={k} training points, got {n}")
     if init not in ("random", "kmeans++"):
         raise ValueError(f"init must be 'random' or 'kmeans++', got {init!r}")
+    progress.check_verbose(verbose)
     gen = _generator(seed)
     x = x.float()
     if max_points_per_centroid and n > k * max_points_per_centroid:
@@ -59,16 +79,19 @@ def kmeans(
     else:
         centroids = x[torch.randperm(n, generator=gen)[:k].to(x.device)].clone()
     ones = torch.ones(n, device=x.device)
-    for _ in range(niter):
-        assign = nearest_centroids(x, centroids, metric="ip" if spherical else "l2")
-        sums = torch.zeros_like(centroids).index_add_(0, assign, x)
-        counts = torch.zeros(k, device=x.device).index_add_(0, assign, ones)
-        empty = counts == 0
-        centroids = torch.where(empty[:, None], centroids, sums / counts.clamp_min(1)[:, None])
-        if bool(empty.any()):
-            centroids = _split_largest(centroids, counts, empty, gen)
-        if spherical:
-            centroids = torch.nn.functional.normalize(centroids, dim=1)
+    work = progress.score_work(n, k, x.shape[1]) * niter
+    with progress.bar(niter, f"k-means {k} x {x.shape[1]}", verbose=verbose, work=work, unit="iter") as shown:
+        for _ in range(niter):
+            assign = nearest_centroids(x, centroids, metric="ip" if spherical else "l2")
+            sums = torch.zeros_like(centroids).index_add_(0, assign, x)
+            counts = torch.zeros(k, device=x.device).index_add_(0, assign, ones)
+            empty = counts == 0
+            centroids = torch.where(empty[:, None], centroids, sums / counts.clamp_min(1)[:, None])
+            if bool(empty.any()):
+                centroids = _split_largest(centroids, counts, empty, gen)
+            if spherical:
+                centroids = torch.nn.functional.normalize(centroids, dim=1)
+            shown.update(1)
     return centroids
 
 

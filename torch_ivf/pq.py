@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import progress
 from .arrays import back, float_rows
 from .kmeans import kmeans
 
@@ -56,15 +57,31 @@ class ProductQuantizer:
         packed = pack_codes(self.encode(x).cpu().numpy(), self.nbits)
         return packed if isinstance(x, np.ndarray) else torch.from_numpy(packed).to(self.device)
 
-    def train(self, x: torch.Tensor) -> None:
+    def train(self, x: torch.Tensor, *, verbose: bool | None = False) -> None:
+        """Train the M sub-quantizers (k-means of 2**nbits centroids per sub-space) on x (n >= ksub, d).
+
+        Args:
+            x: (n, d) training vectors, numpy or tensor.
+            verbose: a progress bar over the sub-quantizers: True always, False never, None for long
+                runs on a terminal only.
+
+        Raises:
+            ValueError: x of the wrong shape, or fewer than ksub rows.
+        """
         x = self._check(x)
         if x.shape[0] < self.ksub:
             raise ValueError(f"x must have at least ksub={self.ksub} rows to train the PQ, got {x.shape[0]}")
+        progress.check_verbose(verbose)
         subs = x.view(x.shape[0], self.M, self.dsub)
-        self.centroids = torch.stack([
-            kmeans(subs[:, m].contiguous(), self.ksub, niter=self.niter, seed=self.seed + m,
-                   max_points_per_centroid=self.max_points_per_centroid)
-            for m in range(self.M)]).to(self.device)
+        n = min(x.shape[0], self.ksub * self.max_points_per_centroid or x.shape[0])
+        centroids = []
+        with progress.bar(self.M, f"PQ training {self.M}x{self.nbits}", verbose=verbose, unit="subq",
+                          work=progress.score_work(n, self.ksub, self.dsub) * self.M * self.niter) as shown:
+            for m in range(self.M):
+                centroids.append(kmeans(subs[:, m].contiguous(), self.ksub, niter=self.niter, seed=self.seed + m,
+                                        max_points_per_centroid=self.max_points_per_centroid))
+                shown.update(1)
+        self.centroids = torch.stack(centroids).to(self.device)
 
     def set_centroids(self, centroids: torch.Tensor) -> None:
         c = torch.as_tensor(centroids, dtype=torch.float32)
@@ -72,17 +89,27 @@ class ProductQuantizer:
             raise ValueError(f"centroids must have shape {(self.M, self.ksub, self.dsub)}, got {tuple(c.shape)}")
         self.centroids = c.to(self.device).contiguous()
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 codes (n, M) tensor: nearest sub-centroid per sub-space (L2)."""
+    def encode(self, x: torch.Tensor, *, verbose: bool | None = False) -> torch.Tensor:
+        """uint8 codes (n, M) tensor: nearest sub-centroid per sub-space (L2).
+
+        Args:
+            x: (n, d) vectors, numpy or tensor.
+            verbose: a progress bar over the rows: True always, False never, None for long runs on a
+                terminal only.
+        """
         self._require_trained()
         x = self._check(x)
+        progress.check_verbose(verbose)
         cn = self.centroids.pow(2).sum(-1)  # (M, ksub)
         out = torch.empty(x.shape[0], self.M, dtype=torch.uint8, device=self.device)
         step = max(1, _CHUNK_ELEMENTS // (self.M * self.ksub))
-        for a in range(0, x.shape[0], step):
-            sub = x[a:a + step].view(-1, self.M, self.dsub).transpose(0, 1)  # (M, n, dsub)
-            dots = torch.bmm(sub, self.centroids.transpose(1, 2))  # (M, n, ksub)
-            out[a:a + step] = (cn[:, None, :] - 2 * dots).argmin(-1).T.to(torch.uint8)
+        work = progress.score_work(x.shape[0], self.ksub, self.dsub) * self.M
+        with progress.bar(x.shape[0], "PQ encoding", verbose=verbose, work=work, unit="vec") as shown:
+            for a in range(0, x.shape[0], step):
+                sub = x[a:a + step].view(-1, self.M, self.dsub).transpose(0, 1)  # (M, n, dsub)
+                dots = torch.bmm(sub, self.centroids.transpose(1, 2))  # (M, n, ksub)
+                out[a:a + step] = (cn[:, None, :] - 2 * dots).argmin(-1).T.to(torch.uint8)
+                shown.update(min(step, x.shape[0] - a))
         return out
 
     def decode(self, codes):

@@ -253,7 +253,8 @@ class Kmeans:
             raise FaissValueError("weights and init_centroids are not supported")
         x = _float_rows(x)
         c = _kmeans(torch.from_numpy(x), self.k, niter=self.niter, seed=self.seed,
-                    max_points_per_centroid=self.max_points_per_centroid, spherical=self.spherical)
+                    max_points_per_centroid=self.max_points_per_centroid, spherical=self.spherical,
+                    verbose=bool(self.verbose))
         self.centroids = c.cpu().numpy().astype(np.float32)
         self.index = IndexFlat(self.d, METRIC_INNER_PRODUCT if self.spherical else METRIC_L2)
         self.index.add(self.centroids)

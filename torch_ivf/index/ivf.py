@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from .. import progress
 from ..search.choose import SEARCH_MODES
 from ..search.paths import IVFScan
 from .base import _RANGE_BUDGET, SearchParams, _params
@@ -40,8 +41,8 @@ class IndexIVF(IVFScan, StoredIndex):
         seed: k-means seed of the coarse quantizer.
         niter: k-means iterations of the coarse quantizer.
         quantizer: a flat index holding (or to be trained to hold) the centroids; shared, not copied.
-        verbose: show progress bars for long training, encoding and adds (as Faiss's ``index.verbose``;
-            settable later).
+        verbose: progress bars for training, encoding and adds (settable later): True always (Faiss's
+            ``index.verbose``), False never, None (default) for long work on a terminal only.
 
     Raises:
         ValueError: a bad d, nlist, metric, nprobe, dtype, search_mode or max_codes.
@@ -51,7 +52,7 @@ class IndexIVF(IVFScan, StoredIndex):
 
     def __init__(self, d: int, nlist: int, metric="l2", nprobe: int = 1, *, device=None,
                  dtype=torch.float32, search_mode: str = "auto", max_codes: int = 0, seed: int = 1234,
-                 niter: int = 20, quantizer=None, verbose: bool = False):
+                 niter: int = 20, quantizer=None, verbose: bool | None = None):
         if isinstance(nlist, bool) or not isinstance(nlist, (int, np.integer)) or nlist <= 0:
             raise ValueError(f"nlist must be a positive int, got {nlist!r}")
         self.nlist = int(nlist)
@@ -62,8 +63,6 @@ class IndexIVF(IVFScan, StoredIndex):
         self.seed = int(seed)
         self.niter = int(niter)
         self.coarse = CoarseQuantizer(self.d, self.nlist, self.coarse_metric, self.device, quantizer)
-        if not isinstance(verbose, bool):
-            raise TypeError(f"verbose must be a bool, got {type(verbose).__name__}")
         self.verbose = verbose
 
     def search(self, x, k, nprobe=None, *, params: SearchParams | None = None, D=None, I=None):
@@ -85,6 +84,15 @@ class IndexIVF(IVFScan, StoredIndex):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
             raise ValueError(f"nprobe must be a positive int, got {value!r}")
         self._nprobe = int(value)  # values above nlist are clamped at search time, as Faiss does
+
+    @property
+    def verbose(self) -> bool | None:
+        """Progress bars: True always, False never, None for long work on a terminal (torch_ivf.progress)."""
+        return self._verbose
+
+    @verbose.setter
+    def verbose(self, value) -> None:
+        self._verbose = progress.check_verbose(value)
 
     @property
     def search_mode(self) -> str:
@@ -135,7 +143,7 @@ class IndexIVF(IVFScan, StoredIndex):
 
     # ---- training and adding ------------------------------------------------------------
     def _assign(self, x: torch.Tensor) -> torch.Tensor:
-        return self.coarse.assign(x)
+        return self.coarse.assign(x, verbose=self.verbose)
 
     def _coarse(self, q: torch.Tensor, nprobe: int):
         """(probed lists (nq, nprobe), probe scores of every list (nq, nlist)) of transformed queries."""
@@ -163,7 +171,7 @@ class IndexIVF(IVFScan, StoredIndex):
         """Train the pre-transform (if any), the coarse centroids and the codec."""
         xt = self._transform(x)
         if not self.coarse.is_trained:  # a quantizer given trained keeps its centroids, as in Faiss
-            self.coarse.train(xt, niter=self.niter, seed=self.seed)
+            self.coarse.train(xt, niter=self.niter, seed=self.seed, verbose=self.verbose)
         self._train_codec(xt, self._assign(xt))
 
     def coarse_code_size(self) -> int:

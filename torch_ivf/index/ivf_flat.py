@@ -26,16 +26,16 @@ class IndexIVFFlat(FlatCodes, IndexIVF):
         seed: k-means seed.
         niter: k-means iterations.
         quantizer: the Faiss form's quantizer, as a keyword.
-        verbose: progress bars for long training and adds.
+        verbose: progress bars: True always, False never, None (default) for long work on a terminal.
 
     Raises:
         ValueError: a bad d, nlist, metric, nprobe, dtype, search_mode or max_codes.
-        TypeError: a quantizer given twice, or a non-bool verbose.
+        TypeError: a quantizer given twice, or a verbose other than True, False or None.
     """
 
     @faiss_form
     def __init__(self, d: int, nlist: int, metric="l2", nprobe: int = 1, *, device=None,
                  dtype=torch.float32, search_mode: str = "auto", max_codes: int = 0, seed: int = 1234,
-                 niter: int = 20, quantizer=None, verbose: bool = False):
+                 niter: int = 20, quantizer=None, verbose: bool | None = None):
         super().__init__(d, nlist, metric, nprobe, device=device, dtype=dtype, search_mode=search_mode,
                          max_codes=max_codes, seed=seed, niter=niter, quantizer=quantizer, verbose=verbose)

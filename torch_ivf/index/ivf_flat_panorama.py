@@ -47,7 +47,7 @@ class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
     def __init__(self, d: int, nlist: int, n_levels: int = 8, metric="l2", nprobe: int = 1, *,
                  transform: bool = False, cap: float = 1e9, norm_dtype: str = "float32", device=None,
                  dtype=torch.float32, search_mode: str = "auto", max_codes: int = 0, seed: int = 1234,
-                 niter: int = 20, quantizer=None, verbose: bool = False):
+                 niter: int = 20, quantizer=None, verbose: bool | None = None):
         self._init_levels(n_levels, transform, cap, norm_dtype, ("d", d))
         if dtype not in (torch.float32, "float32"):
             raise ValueError("dtype must be float32 for IndexIVFFlatPanorama (half storage is not supported yet)")

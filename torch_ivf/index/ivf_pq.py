@@ -74,7 +74,7 @@ class IndexIVFPQ(IndexIVF):
     def __init__(self, d: int, nlist: int, M: int, nbits: int = 8, metric="l2", nprobe: int = 1, *,
                  by_residual: bool = True, pq_niter: int = 25, pq_max_train: int = 65536, device=None,
                  dtype=torch.float32, search_mode: str = "auto", max_codes: int = 0, seed: int = 1234,
-                 niter: int = 20, quantizer=None, verbose: bool = False):
+                 niter: int = 20, quantizer=None, verbose: bool | None = None):
         self._init_pq(d, nlist, M, nbits, metric, by_residual=by_residual, pq_niter=pq_niter,
                       pq_max_train=pq_max_train, nprobe=nprobe, device=device, dtype=dtype,
                       search_mode=search_mode, max_codes=max_codes, seed=seed, niter=niter,
@@ -117,7 +117,7 @@ class IndexIVFPQ(IndexIVF):
         if r.shape[0] > self.pq_max_train:  # PQ k-means subsamples anyway; residuals of a subset suffice
             g = torch.Generator().manual_seed(self.seed + 2)
             r = r[torch.randperm(r.shape[0], generator=g)[: self.pq_max_train].to(r.device)]
-        self.pq.train(r)
+        self.pq.train(r, verbose=self.verbose)
 
     def _init_term(self, rhat, lists):
         """The per-vector middle term of the decomposition (0 for ip)."""
@@ -138,7 +138,7 @@ class IndexIVFPQ(IndexIVF):
         return {"codes": codes, "init": self._init_term(rhat, lists)}
 
     def _encode(self, x, lists) -> dict:
-        return self._fields_from_codes(self.pq.encode(self._residuals(x, lists)), lists)
+        return self._fields_from_codes(self.pq.encode(self._residuals(x, lists), verbose=self.verbose), lists)
 
     def _decode(self, pos, lists):
         x = self.pq.decode(self._code_rows(pos))

@@ -347,7 +347,7 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
                  nprobe: int = 1, *, transform: bool = True, cap: float = 8.0, norm_dtype: str = "float32",
                  by_residual: bool = True, pq_niter: int = 25, pq_max_train: int = 65536, device=None,
                  dtype=torch.float32, search_mode: str = "auto", max_codes: int = 0, seed: int = 1234,
-                 niter: int = 20, quantizer=None, verbose: bool = False):
+                 niter: int = 20, quantizer=None, verbose: bool | None = None):
         self._init_levels(n_levels, transform, cap, norm_dtype, ("M", M))
         self._init_pq(d, nlist, M, nbits, metric, by_residual=by_residual, pq_niter=pq_niter,
                       pq_max_train=pq_max_train, nprobe=nprobe, device=device, dtype=dtype,

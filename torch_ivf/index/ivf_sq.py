@@ -133,7 +133,7 @@ class IndexIVFScalarQuantizer(SQCodes, IndexIVF):
     @faiss_form
     def __init__(self, d: int, nlist: int, qtype=QT_8bit, metric="l2", by_residual: bool = True,
                  nprobe: int = 1, *, device=None, dtype=torch.float32, search_mode: str = "auto",
-                 max_codes: int = 0, seed: int = 1234, niter: int = 20, quantizer=None, verbose: bool = False):
+                 max_codes: int = 0, seed: int = 1234, niter: int = 20, quantizer=None, verbose: bool | None = None):
         if not isinstance(by_residual, bool):
             raise TypeError(f"by_residual must be a bool, got {type(by_residual).__name__}")
         if dtype not in (torch.float32, "float32"):

@@ -52,13 +52,14 @@ class CoarseQuantizer:
         if centroids.numel():
             self.index.add(centroids)
 
-    def train(self, x: torch.Tensor, *, niter: int, seed: int) -> None:
-        """Seeded k-means on x (spherical for inner product)."""
-        self.set_centroids(kmeans(x, self.nlist, niter=niter, seed=seed, spherical=self.metric != "l2").to(self.index.device))
+    def train(self, x: torch.Tensor, *, niter: int, seed: int, verbose: bool | None = False) -> None:
+        """Seeded k-means on x (spherical for inner product); verbose: its progress bar (kmeans')."""
+        self.set_centroids(kmeans(x, self.nlist, niter=niter, seed=seed, spherical=self.metric != "l2",
+                                  verbose=verbose).to(self.index.device))
 
-    def assign(self, x: torch.Tensor) -> torch.Tensor:
-        """The nearest list of each row of x."""
-        return nearest_centroids(x, self.centroids, self.metric)
+    def assign(self, x: torch.Tensor, *, verbose: bool | None = False) -> torch.Tensor:
+        """The nearest list of each row of x; verbose: a progress bar (nearest_centroids')."""
+        return nearest_centroids(x, self.centroids, self.metric, verbose=verbose)
 
     def scores(self, q: torch.Tensor) -> torch.Tensor:
         """(nq, nlist) probe scores, larger is better: 2q.c - ||c||^2 (ranks lists like -||q - c||^2)
