@@ -1,6 +1,8 @@
 """The search cost model: thread counts chosen and restored, chunk and span choices, stored figures."""
 import json
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -91,3 +93,71 @@ def test_pq_launches_fill_a_gpu_within_its_memory_share(monkeypatch):
     assert cost.pq_chunk_queries(10_000, 16, 1000, budget, gpu) == 10_000  # narrow rows: the budget rule
     monkeypatch.setattr(cost, "_memory", lambda device: 1 << 30)  # a small GPU: its share bounds the buffer
     assert cost.pq_chunk_queries(10_000, 16, width, budget, gpu) == budget // width
+
+
+# ---- the per-query path (CPU, small batches) ---------------------------------------------------
+from conftest import clustered  # noqa: E402
+from torch_ivf.search import choose  # noqa: E402
+
+
+def _ivf(kind, metric="l2"):
+    x = clustered(3000, 24, centres=30, seed=3)
+    if kind == "flat":
+        index = ti.IndexIVFFlat(24, 32, metric, nprobe=6)
+    elif kind == "fp16":
+        index = ti.IndexIVFFlat(24, 32, metric, nprobe=6, dtype=torch.float16)
+    else:
+        index = ti.IndexIVFPQ(24, 32, 6, 4, metric=metric, nprobe=6)
+    index.train(x)
+    index.add(x)
+    index.remove_ids(np.arange(0, 3000, 5))  # holes in the slab: lists are not back to back
+    return index, clustered(9, 24, centres=30, seed=4)
+
+
+@pytest.mark.parametrize("kind,metric", [("flat", "l2"), ("flat", "ip"), ("fp16", "l2"), ("pq", "l2"), ("pq", "ip")])
+def test_per_query_path_equals_grouped_for_one_query(kind, metric):
+    index, xq = _ivf(kind, metric)
+    assert choose.choose_path(index, 1, 6) == "query"
+    for i in range(len(xq)):
+        got = index.search(xq[i:i + 1], 7)
+        index.search_mode = "grouped"
+        want = index.search(xq[i:i + 1], 7)
+        index.search_mode = "auto"
+        np.testing.assert_array_equal(got[0], want[0])  # the same scanner call: bitwise
+        # equal scores (PQ codes) may come in either order; which rows are returned may not differ
+        assert sorted(zip(got[0][0], got[1][0])) == sorted(zip(want[0][0], want[1][0]))
+
+
+def test_per_query_path_results_do_not_depend_on_the_batch():
+    index, xq = _ivf("flat")
+    D, I = index.search(xq[:choose.PER_QUERY_MAX_NQ], 5)
+    for i in range(choose.PER_QUERY_MAX_NQ):
+        Di, Ii = index.search(xq[i:i + 1], 5)
+        np.testing.assert_array_equal(Ii[0], I[i])
+        np.testing.assert_array_equal(Di[0], D[i])
+
+
+def test_per_query_path_filters_pads_and_keeps_first_stored_of_ties():
+    index, xq = _ivf("flat")
+    mask = np.zeros(3000, dtype=bool)
+    mask[::4] = True
+    params = ti.SearchParams(allowed=mask, nprobe=2)
+    D, I = index.search(xq[:2], 400, params=params)  # k beyond the candidates: -1 padding
+    index.search_mode = "grouped"
+    Dg, Ig = index.search(xq[:2], 400, params=params)
+    np.testing.assert_array_equal(I, Ig)
+    assert (I == -1).any() and np.isin(I[I >= 0] % 4, [0]).all()
+    # duplicates: of equal scores the first stored are returned, as exact search returns them
+    dup = ti.IndexIVFFlat(4, 2, nprobe=2)
+    v = np.tile(np.eye(4, dtype=np.float32), (6, 1))
+    dup.train(v)
+    dup.add(v)
+    assert sorted(dup.search(v[:1], 3)[1][0]) == [0, 4, 8]
+
+
+def test_per_query_path_not_taken_for_max_codes_or_large_batches():
+    index, _ = _ivf("flat")
+    assert choose.choose_path(index, 1, 6, max_codes=100) == "grouped"
+    assert choose.choose_path(index, choose.PER_QUERY_MAX_NQ + 1, 6) == "grouped"
+    index.search_mode = "matrix"
+    assert choose.choose_path(index, 1, 6) == "matrix"  # a forced mode is kept

@@ -23,7 +23,12 @@ def topk_first(x: torch.Tensor, k: int, order: torch.Tensor | None = None):
         return top.values, top.indices
     top = x.topk(k + 1, dim=1)  # one more: a tie straddles the cut only where the (k+1)-th equals the k-th
     values, idx = top.values[:, :k], top.indices[:, :k]
-    rows = torch.nonzero(top.values[:, k] == top.values[:, k - 1]).flatten()
+    if x.shape[0] == 1:  # one query (the per-query path): a scalar test, not four tensor ops
+        if top.values[0, k].item() != top.values[0, k - 1].item():
+            return values, idx
+        rows = torch.zeros(1, dtype=torch.int64)
+    else:
+        rows = torch.nonzero(top.values[:, k] == top.values[:, k - 1]).flatten()
     if rows.numel() == 0:
         return values, idx
     # Rows with a tie at the cut: the g entries above the k-th value t are in already; the other k - g

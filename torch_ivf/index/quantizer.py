@@ -67,8 +67,14 @@ class CoarseQuantizer:
         c = self.centroids
         s = q @ c.T
         if self.metric == "l2":
-            s = 2 * s - (c * c).sum(1)[None, :]
+            s = 2 * s - self._sqnorms(c)[None, :]
         return s
+
+    def _sqnorms(self, c: torch.Tensor) -> torch.Tensor:
+        """||c||^2 of the centroids, kept with them (a pass over all nlist x d each search otherwise)."""
+        if getattr(self, "_norms", (None,))[0] is not c:
+            self._norms = (c, (c * c).sum(1))
+        return self._norms[1]
 
     def probe(self, q: torch.Tensor, nprobe: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(lists to probe (nq, nprobe), best first; scores of every list (nq, nlist))."""

@@ -1,5 +1,6 @@
 """The one place that chooses a search path for a batch: "grouped" (per-list GEMMs, or bucketed batched
-GEMMs on GPUs) or "matrix" (a codec's Triton scan, else a padded torch gather)."""
+GEMMs on GPUs), "matrix" (a codec's Triton scan, else a padded torch gather) or, chosen by "auto"
+only, "query" (CPUs, small batches: each query's lists scored one by one, search/per_query.py)."""
 from __future__ import annotations
 
 from .. import kernels
@@ -7,9 +8,12 @@ from .. import kernels
 SEARCH_MODES = ("auto", "grouped", "csr", "matrix")
 # Threshold of "auto" without kernels: fitted on the H100 runs in benchmarks/results
 MATRIX_GATHER = 1 << 26  # elements
+# CPU batches up to this size take the per-query path: IVFFlat 200k x 128, nprobe 16, one thread,
+# 2-core machine at load 5: nq = 1 0.9 ms vs 2.2 ms grouped; par at nq = 4, grouped ahead from 8
+PER_QUERY_MAX_NQ = 4
 
 
-def choose_path(index, nq: int, nprobe: int) -> str:
+def choose_path(index, nq: int, nprobe: int, max_codes: int = 0) -> str:
     """"auto": the cheaper path by measurements (benchmarks/results).
 
     CPUs: always grouped (per-list GEMMs beat the gather at every nq measured). GPUs with Triton:
@@ -24,7 +28,7 @@ def choose_path(index, nq: int, nprobe: int) -> str:
         # a GPU needs; on the CPU its flat pair batches beat the per-list loop 3-7x (MiniLM 80k, nprobe 8-64).
         return "matrix"
     if index.device.type == "cpu":
-        return "grouped"
+        return "query" if nq <= PER_QUERY_MAX_NQ and not max_codes else "grouped"
     if not index.scanner.batched_lists or (index.scanner.kernel_scan and kernels.available(index.device)):
         return "matrix"
     gathered = nq * nprobe * index.invlists.max_size * index.scanner.gather_cost()

@@ -10,18 +10,19 @@ from .common import faiss_results
 from . import graphs
 from .grouped import GroupedScan
 from .matrix import MatrixScan
+from .per_query import PerQueryScan
 from .scanner import Scanner
 
 
-class IVFScan(Scanner, GroupedScan, MatrixScan):
+class IVFScan(Scanner, GroupedScan, MatrixScan, PerQueryScan):
     """Search half of IndexIVF; relies on its invlists, coarse quantizer and ``scanner`` (the index
     itself, which then implements the Scanner methods, or a Scanner object)."""
 
     wave_scan = False  # Panorama: "auto" takes its wave-ordered matrix scan on every device
 
     # ---- search -------------------------------------------------------------------------
-    def _pick_mode(self, nq: int, nprobe: int) -> str:
-        return choose_path(self, nq, nprobe)
+    def _pick_mode(self, nq: int, nprobe: int, max_codes: int = 0) -> str:
+        return choose_path(self, nq, nprobe, max_codes)
 
     def _search(self, q: torch.Tensor, k: int, params):
         nq = q.shape[0]
@@ -33,7 +34,7 @@ class IVFScan(Scanner, GroupedScan, MatrixScan):
         if nprobe <= 0:
             raise ValueError(f"params.nprobe must be a positive int, got {params.nprobe!r}")
         max_codes = self.max_codes if params.max_codes is None else int(params.max_codes)
-        mode = self._pick_mode(nq, nprobe)
+        mode = self._pick_mode(nq, nprobe, max_codes)
         if mode == "matrix" and mask is None and self._graph_ok(nq):
             return self._search_graphed(q, k, nprobe, max_codes, mode)
         return self._search_core(q, k, nprobe, max_codes, mask, mode)
@@ -44,6 +45,8 @@ class IVFScan(Scanner, GroupedScan, MatrixScan):
         ctx = self.scanner.prepare(qt, probe, coarse)
         if mode == "matrix":
             scores, pos = self._scan_matrix(ctx, probe, k, mask, max_codes)
+        elif mode == "query":
+            scores, pos = self._scan_per_query(ctx, probe, k, mask)
         else:
             scores, pos = self._scan_grouped(ctx, probe, k, mask, max_codes)
         return faiss_results(self, ctx, scores, pos)
