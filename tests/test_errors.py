@@ -58,8 +58,8 @@ def test_add_before_train():
 def test_ids_wrong_length_dtype_duplicates(ivf):
     x = np.zeros((3, 8), np.float32)
     _unchanged(ivf, lambda: ivf.add_with_ids(x, np.arange(2)), ValueError, "ids must have length 3")
-    _unchanged(ivf, lambda: ivf.add_with_ids(x, np.array([1.0, 2.0, 3.0])), TypeError, "ids must be an integer")
-    _unchanged(ivf, lambda: ivf.add_with_ids(x, torch.tensor([1.0, 2.0, 3.0])), TypeError, "ids must be an integer")
+    _unchanged(ivf, lambda: ivf.add_with_ids(x, np.array([1.0, 2.0, 3.0])), TypeError, "ids must be integers")
+    _unchanged(ivf, lambda: ivf.add_with_ids(x, torch.tensor([1.0, 2.0, 3.0])), TypeError, "ids must be integers")
     _unchanged(ivf, lambda: ivf.add_with_ids(x, np.array([50, 50, 51])), ValueError, "unique")
     _unchanged(ivf, lambda: ivf.add_with_ids(x, np.array([-1, 50, 51])), ValueError, "non-negative")
     _unchanged(ivf, lambda: ivf.add_with_ids(x, np.array([0, 50, 51])), ValueError, "already present")

@@ -1,25 +1,93 @@
-"""Array helpers. Input coercion shared by the standalone codecs (ProductQuantizer, PanoramaTransform):
-numpy or torch in, float32 (n, d) tensor on the codec's device, and whether to hand numpy back (as
-Faiss does); row gathers for the scans."""
+"""Array helpers: the checks every entry point shares (argument ints, float rows, labels), so a bad
+argument is refused the same way everywhere and before anything changes; row gathers for the scans."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 
+F32_MAX = float(torch.finfo(torch.float32).max)
+# Squared norms up to this keep every float32 dot product, squared norm and squared distance of two
+# such vectors finite (||q - x||^2 <= 2||q||^2 + 2||x||^2, with room for the 2q.x - ||x||^2 terms).
+MAX_SQUARED_NORM = F32_MAX / 8
 
-def float_rows(x, d: int, device, name: str = "x") -> tuple[torch.Tensor, bool]:
+
+def positive_int(value, name: str) -> int:
+    """A size or count argument (d, nlist, M, k, nprobe, ...): a Python or numpy int >= 1."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def whole(value, name: str, minimum: int | None = None) -> int:
+    """An integer argument (a label, an offset): float, str and bool are refused with TypeError rather
+    than truncated; below ``minimum``: ValueError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def float_rows(x, d: int, device, name: str = "x", *, one_row: bool = False) -> tuple[torch.Tensor, bool]:
+    """(float32 (n, d) tensor on device, whether x was numpy), for numpy or torch input of any real
+    dtype. Gradients are dropped (vectors straight from a model); complex, bool, object and string
+    arrays are refused (TypeError), as are NaN, Inf and magnitudes whose squared norms float32 cannot
+    hold (ValueError). ``one_row``: a (d,) vector is taken as one row."""
     was_numpy = isinstance(x, np.ndarray)
     if was_numpy:
         if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-            raise TypeError(f"{name} must hold numbers, got numpy dtype {x.dtype}")
+            raise TypeError(f"{name} must hold numbers (real), got numpy dtype {x.dtype}")
         x = torch.from_numpy(np.ascontiguousarray(x))
-    if not isinstance(x, torch.Tensor):
+    elif not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a numpy array or torch tensor of shape (n, {d}), got {type(x).__name__}")
+    if one_row and x.ndim == 1 and x.shape[0] == d:
+        x = x[None, :]
     if x.ndim != 2 or x.shape[1] != d:
         raise ValueError(f"{name} must have shape (n, {d}), got {tuple(x.shape)}")
     if x.is_complex() or x.dtype == torch.bool:
         raise TypeError(f"{name} must be a real float array, got {x.dtype}")
-    return x.to(device, torch.float32), was_numpy
+    x = x.detach().to(device, torch.float32)
+    check_magnitude(x, name)
+    return x, was_numpy
+
+
+def check_magnitude(x: torch.Tensor, name: str = "x") -> None:
+    """ValueError for NaN / Inf or a row whose squared norm exceeds MAX_SQUARED_NORM (its distances
+    would overflow to Inf / NaN and rank first). One reduction in the common case."""
+    if not x.numel():
+        return
+    peak = float(x.abs().amax())  # NaN propagates through amax
+    if peak * peak * x.shape[1] <= MAX_SQUARED_NORM:
+        return
+    if not math.isfinite(peak):
+        raise ValueError(f"{name} contains NaN or Inf")
+    norms = x.double().pow(2).sum(1)
+    over = torch.nonzero(norms > MAX_SQUARED_NORM).flatten()
+    if over.numel():
+        row = int(over[0])
+        raise ValueError(f"{name} row {row} has squared norm {float(norms[row]):.3g}, beyond the {MAX_SQUARED_NORM:.3g} "
+                         "that float32 distances can hold; scale the vectors down")
+
+
+def label_tensor(ids, device, name: str = "ids") -> torch.Tensor:
+    """int64 (n,) tensor of labels from an integer array, tensor or sequence of ints (floats, bools
+    and objects refused with TypeError)."""
+    if isinstance(ids, torch.Tensor):
+        if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
+            raise TypeError(f"{name} must be integers (an int64 array or tensor), got dtype {ids.dtype}")
+        return ids.detach().reshape(-1).to(device=device, dtype=torch.int64)
+    if isinstance(ids, (str, bytes)):
+        raise TypeError(f"{name} must be an int64 array or tensor, got {type(ids).__name__}")
+    if not isinstance(ids, np.ndarray) and np.ndim(ids) == 0:
+        ids = [ids]
+    arr = np.asarray(ids)
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must be integers (an int64 array or tensor), got dtype {arr.dtype}")
+    if arr.size and arr.dtype == np.uint64 and int(arr.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} must fit int64, got {int(arr.max())}")
+    return torch.as_tensor(arr.astype(np.int64).reshape(-1), device=device)
 
 
 def back(t: torch.Tensor, was_numpy: bool):

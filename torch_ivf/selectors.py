@@ -1,9 +1,32 @@
-"""Faiss's ID selectors: which labels a search may return or remove_ids drops. Each turns into a bool
-mask over labels [0, size), the form the scans filter with."""
+"""Faiss's ID selectors: which labels a search may return or remove_ids drops. ``select(labels)`` says
+which of the given (stored) labels are selected, allocating by their count, never by the label values
+(hashed 64-bit ids sit near 2**62); ``mask(size)`` is the bool mask over labels [0, size)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+
+def members(labels: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """Bool like ``labels``: which are in ``chosen`` (int64). A dense table over chosen's range where
+    that range is small, else a sorted search: memory by the counts, not by the label values."""
+    if chosen.numel() == 0 or labels.numel() == 0:
+        return torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
+    chosen = chosen.to(labels.device)
+    lo, hi = int(chosen.min()), int(chosen.max())
+    if hi - lo < _dense_limit(labels.numel() + chosen.numel()):
+        table = torch.zeros(hi - lo + 1, dtype=torch.bool, device=labels.device)
+        table[chosen - lo] = True
+        inside = (labels >= lo) & (labels <= hi)
+        return inside & table[(labels - lo).clamp(0, hi - lo)]
+    keys = torch.sort(chosen).values
+    at = torch.searchsorted(keys, labels).clamp_max(keys.numel() - 1)
+    return keys[at] == labels
+
+
+def _dense_limit(n: int) -> int:
+    """Largest label span a dense bool table may cover for n labels (a few bytes per label)."""
+    return 4 * n + (1 << 20)
 
 
 class IDSelector:
@@ -13,6 +36,19 @@ class IDSelector:
 
     def is_member(self, label: int) -> bool:
         raise NotImplementedError
+
+    def select(self, labels: torch.Tensor) -> torch.Tensor:
+        """Bool like the int64 tensor ``labels``: which are selected. Selectors that only define
+        ``mask`` / ``is_member`` (user subclasses) get a dense mask where the labels are small, else
+        one is_member call per distinct label."""
+        if labels.numel() == 0:
+            return torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo >= 0 and hi < _dense_limit(labels.numel()):
+            return self.mask(hi + 1, labels.device)[labels]
+        distinct, inverse = torch.unique(labels, return_inverse=True)
+        picked = torch.tensor([bool(self.is_member(int(v))) for v in distinct.tolist()], dtype=torch.bool)
+        return picked.to(labels.device)[inverse]
 
 
 class IDSelectorRange(IDSelector):
@@ -31,6 +67,9 @@ class IDSelectorRange(IDSelector):
 
     def is_member(self, label):
         return self.imin <= int(label) < self.imax
+
+    def select(self, labels):
+        return (labels >= self.imin) & (labels < self.imax)
 
 
 class IDSelectorBatch(IDSelector):
@@ -54,6 +93,9 @@ class IDSelectorBatch(IDSelector):
     def is_member(self, label):
         return bool((self.ids == int(label)).any())
 
+    def select(self, labels):
+        return members(labels, self.ids)
+
 
 IDSelectorArray = IDSelectorBatch  # Faiss's sorted-array variant: the same selection
 
@@ -68,6 +110,9 @@ class IDSelectorNot(IDSelector):
     def is_member(self, label):
         return not self.sel.is_member(label)
 
+    def select(self, labels):
+        return ~self.sel.select(labels)
+
 
 class IDSelectorAnd(IDSelector):
     def __init__(self, lhs: IDSelector, rhs: IDSelector):
@@ -79,6 +124,9 @@ class IDSelectorAnd(IDSelector):
     def is_member(self, label):
         return self.lhs.is_member(label) and self.rhs.is_member(label)
 
+    def select(self, labels):
+        return self.lhs.select(labels) & self.rhs.select(labels)
+
 
 class IDSelectorOr(IDSelector):
     def __init__(self, lhs: IDSelector, rhs: IDSelector):
@@ -89,6 +137,9 @@ class IDSelectorOr(IDSelector):
 
     def is_member(self, label):
         return self.lhs.is_member(label) or self.rhs.is_member(label)
+
+    def select(self, labels):
+        return self.lhs.select(labels) | self.rhs.select(labels)
 
 
 def _check(sel) -> IDSelector:

@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from .arrays import float_rows
+from .arrays import float_rows, label_tensor, whole
 from .index.base import Index, SearchParams, _params
 from .selectors import IDSelector
 
@@ -49,10 +49,7 @@ def _rows(x, d: int, name: str = "x") -> tuple[torch.Tensor, bool]:
     if isinstance(x, torch.Tensor) and x.ndim == 1 and x.shape[0] == d:
         x = x[None, :]
     device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
-    x, was_numpy = float_rows(x, d, device, name)
-    if x.numel() and not bool(torch.isfinite(x).all()):  # before any sub-index changes
-        raise ValueError(f"{name} contains NaN or Inf")
-    return x, was_numpy
+    return float_rows(x, d, device, name)  # its refusals come before any sub-index changes
 
 
 def _out(was_numpy: bool, *tensors):
@@ -65,7 +62,7 @@ def _shifted(sel, offset: int, size: int, device):
     if offset == 0:
         return sel
     if isinstance(sel, IDSelector):
-        return sel.mask(offset + size, device)[offset:]
+        return _ShiftedSelector(sel, offset)
     if isinstance(sel, np.ndarray):
         sel = torch.from_numpy(sel)
     if isinstance(sel, torch.Tensor) and sel.dtype == torch.bool:
@@ -73,9 +70,24 @@ def _shifted(sel, offset: int, size: int, device):
         part = sel.reshape(-1)[offset:offset + size].to(device)
         mask[: part.shape[0]] = part
         return mask
-    labels = (sel if isinstance(sel, torch.Tensor) else torch.as_tensor(np.asarray(list(sel), dtype=np.int64)))
-    labels = labels.reshape(-1).to(torch.int64) - offset
+    labels = label_tensor(sel if isinstance(sel, (np.ndarray, torch.Tensor)) else list(sel), "cpu") - offset
     return labels[(labels >= 0) & (labels < size)]
+
+
+class _ShiftedSelector(IDSelector):
+    """The labels ``sel`` selects, minus ``offset`` (a shard's local labels)."""
+
+    def __init__(self, sel: IDSelector, offset: int):
+        self.sel, self.offset = sel, offset
+
+    def select(self, labels):
+        return self.sel.select(labels + self.offset)
+
+    def is_member(self, label):
+        return self.sel.is_member(int(label) + self.offset)
+
+    def mask(self, size, device):
+        return self.sel.mask(size + self.offset, device)[self.offset:]
 
 
 class _Group:
@@ -236,7 +248,7 @@ class IndexShards(_Group):
 
     def reconstruct(self, key) -> torch.Tensor:
         self._require()
-        key = int(key)
+        key = whole(key, "key")
         for ix, off in zip(self.indexes, self.offsets):
             if 0 <= key - off < ix.next_label:
                 try:

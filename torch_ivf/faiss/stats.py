@@ -31,7 +31,7 @@ class IndexIVFStats:
             per_list = index.invlists.sizes.to(probe.device)
         else:
             pos, lists = index.invlists.live_positions()
-            keep = index._allowed_mask(sel)[index.invlists.labels_at(pos)]
+            keep = index._allowed_at(index._allowed_mask(sel), pos)
             per_list = torch.bincount(lists[keep], minlength=index.nlist)
         lens = per_list[probe]
         max_codes = index.max_codes if params.max_codes is None else int(params.max_codes)

@@ -1,14 +1,16 @@
 """The index contract shared by every index: metric names, input coercion, output formatting."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from ..arrays import float_rows, label_tensor, positive_int, whole
 from ..search import cost
-from ..selectors import IDSelector
+from ..selectors import IDSelector, members
 
 METRIC_INNER_PRODUCT = 0  # Faiss's numbering, so faiss.METRIC_* constants can be passed through
 METRIC_L2 = 1
@@ -16,6 +18,7 @@ _METRICS = {"l2": "l2", "ip": "ip", "inner_product": "ip", "cosine": "cosine",
             METRIC_L2: "l2", METRIC_INNER_PRODUCT: "ip"}
 _DTYPES = {torch.float32, torch.float16, torch.bfloat16}
 _RANGE_BUDGET = 1 << 24  # (query, candidate) entries per range_search chunk
+_PAD_LIMIT = 1 << 27  # (query, k) result entries (1.5 GiB of D and I) beyond which padding is refused
 
 
 def normalize_metric(metric) -> str:
@@ -56,6 +59,10 @@ def _params(params) -> SearchParams:
         return SearchParams()
     if not isinstance(params, SearchParams):
         raise TypeError(f"params must be a SearchParams, got {type(params).__name__}")
+    if params.nprobe is not None:
+        positive_int(params.nprobe, "params.nprobe")
+    if params.max_codes is not None and whole(params.max_codes, "params.max_codes") < 0:
+        raise ValueError(f"params.max_codes must be >= 0 (0 = unlimited), got {params.max_codes!r}")
     params.check()
     if params.sel is None:
         return params
@@ -64,6 +71,13 @@ def _params(params) -> SearchParams:
     if params.allowed is not None:
         raise ValueError("give params.allowed or params.sel, not both")
     return replace(params, allowed=params.sel, sel=None)
+
+
+def pad_results(D: torch.Tensor, I: torch.Tensor, k: int, missing: float):
+    """(D, I) widened to k columns with Faiss's "no result": label -1, the float32 extreme."""
+    pad = k - D.shape[1]
+    return (torch.nn.functional.pad(D, (0, pad), value=missing),
+            torch.nn.functional.pad(I, (0, pad), value=-1))
 
 
 class Index:
@@ -97,40 +111,17 @@ class Index:
 
     # ---- input coercion ----------------------------------------------------------------------
     def _vectors(self, x, name: str = "x") -> tuple[torch.Tensor, bool]:
-        """(float32 (n, d) tensor on the index device, whether the caller passed numpy)."""
-        was_numpy = isinstance(x, np.ndarray)
-        if was_numpy:
-            if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
-                raise TypeError(f"{name} must hold numbers, got numpy dtype {x.dtype}")
-            x = torch.from_numpy(np.ascontiguousarray(x))
-        elif not isinstance(x, torch.Tensor):
-            raise TypeError(f"{name} must be a numpy array or torch tensor of shape (n, {self.d}), got {type(x).__name__}")
-        if x.ndim == 1 and x.shape[0] == self.d:
-            x = x[None, :]
-        if x.ndim != 2 or x.shape[1] != self.d:
-            raise ValueError(f"{name} must have shape (n, {self.d}), got {tuple(x.shape)}")
-        if x.is_complex() or x.dtype == torch.bool:
-            raise TypeError(f"{name} must be a real float tensor, got {x.dtype}")
-        x = x.to(device=self.device, dtype=torch.float32)
-        if x.numel() and not bool(torch.isfinite(x).all()):
-            raise ValueError(f"{name} contains NaN or Inf")
+        """(float32 (n, d) tensor on the index device, whether the caller passed numpy); refusals as
+        arrays.float_rows (gradients dropped; complex, NaN, overflowing magnitudes refused)."""
+        x, was_numpy = float_rows(x, self.d, self.device, name, one_row=True)
         if self.metric == "cosine":
             x = torch.nn.functional.normalize(x, dim=1)
         return x, was_numpy
 
     def _ids(self, ids, n: int) -> torch.Tensor:
-        if isinstance(ids, np.ndarray):
-            if not np.issubdtype(ids.dtype, np.integer):
-                raise TypeError(f"ids must be an integer array, got dtype {ids.dtype}")
-            ids = torch.from_numpy(ids.astype(np.int64))
-        elif isinstance(ids, torch.Tensor):
-            if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
-                raise TypeError(f"ids must be an integer tensor, got dtype {ids.dtype}")
-        elif isinstance(ids, Sequence) and all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in ids):
-            ids = torch.tensor(list(ids), dtype=torch.int64)
-        else:
+        if not isinstance(ids, (np.ndarray, torch.Tensor, Sequence)):
             raise TypeError(f"ids must be an int64 array or tensor, got {type(ids).__name__}")
-        ids = ids.to(torch.int64).reshape(-1).cpu()
+        ids = label_tensor(ids, "cpu")
         if ids.shape[0] != n:
             raise ValueError(f"ids must have length {n} (one per vector), got {ids.shape[0]}")
         if n and int(ids.min()) < 0:
@@ -141,38 +132,44 @@ class Index:
 
     @staticmethod
     def _check_k(k) -> int:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-            raise ValueError(f"k must be a positive int, got {k!r}")
-        return int(k)
+        return positive_int(k, "k")
+
+    def _work_k(self, k: int, nq: int) -> int:
+        """The k a search computes: at most what is stored (the rest is padding, as in Faiss). A k
+        far beyond ntotal whose padded (nq, k) results alone would take GBs is refused instead."""
+        stored = max(self.ntotal, 1)
+        if k > stored and nq * k > _PAD_LIMIT:
+            raise ValueError(f"k={k} exceeds the {self.ntotal} vectors stored, and the padded ({nq}, {k}) "
+                             f"results would take {nq * k * 12 / 2**30:.1f} GiB; ask for k <= ntotal")
+        return min(k, stored)
 
     def _out(self, was_numpy: bool, *tensors):
         if was_numpy:
             return tuple(t.cpu().numpy() for t in tensors)
         return tuple(tensors)
 
-    def _allowed_mask(self, allowed) -> torch.Tensor | None:
-        """Turn SearchParams.allowed into a bool mask over labels on the device (None = all)."""
-        if allowed is None:
-            return None
+    def _selected(self, allowed, labels: torch.Tensor) -> torch.Tensor:
+        """Bool like ``labels``: which of these stored labels SearchParams.allowed (a bool mask over
+        labels, a collection of labels or an IDSelector) lets through. Memory by len(labels) and the
+        selection's size, never by label values (hashed 64-bit ids)."""
         if isinstance(allowed, IDSelector):
-            return allowed.mask(self.next_label, self.device)
-        if isinstance(allowed, np.ndarray):
+            return allowed.select(labels)
+        if isinstance(allowed, np.ndarray) and allowed.dtype == np.bool_:
             allowed = torch.from_numpy(allowed)
         if isinstance(allowed, torch.Tensor) and allowed.dtype == torch.bool:
-            mask = allowed.reshape(-1).to(self.device)
+            mask = allowed.reshape(-1).to(labels.device)
+            if mask.numel() == 0:
+                return torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
+            inside = (labels >= 0) & (labels < mask.numel())
+            return inside & mask[labels.clamp(0, mask.numel() - 1)]
+        if isinstance(allowed, (np.ndarray, torch.Tensor)):
+            chosen = label_tensor(allowed, labels.device, "params.allowed")
+        elif isinstance(allowed, (str, bytes)) or not hasattr(allowed, "__iter__"):
+            raise TypeError("params.allowed must be a bool mask over labels, a collection of labels or an "
+                            f"IDSelector, got {type(allowed).__name__}")
         else:
-            if isinstance(allowed, torch.Tensor):
-                labels = allowed.reshape(-1).to(torch.int64)
-            else:
-                labels = torch.tensor(sorted(int(i) for i in allowed), dtype=torch.int64)
-            labels = labels[labels >= 0].to(self.device)
-            size = max(self.next_label, int(labels.max()) + 1 if labels.numel() else 0)
-            mask = torch.zeros(size, dtype=torch.bool, device=self.device)
-            mask[labels] = True
-        # Pad so any stored label indexes inside the mask; labels beyond the mask are excluded.
-        if mask.shape[0] < self.next_label:
-            mask = torch.cat([mask, torch.zeros(self.next_label - mask.shape[0], dtype=torch.bool, device=self.device)])
-        return mask
+            chosen = torch.tensor([whole(i, "params.allowed label") for i in allowed], dtype=torch.int64)
+        return members(labels, chosen)
 
     # ---- public API ------------------------------------------------------------------------
     def search(self, x, k, *, params: SearchParams | None = None, D=None, I=None):
@@ -197,8 +194,11 @@ class Index:
             if buf is not None and (tuple(buf.shape) != (q.shape[0], k) or buf.dtype not in dtypes):
                 raise ValueError(f"{name} must be a {dtypes[0].__name__} array of shape ({q.shape[0]}, {k}), "
                                  f"got {getattr(buf, 'dtype', type(buf).__name__)} {tuple(getattr(buf, 'shape', ()))}")
+        work = self._work_k(k, q.shape[0])
         with cost.cpu_threads_for(self.device, q.shape[0]):  # the library's thread count, restored after
-            found = self._search(q, k, params)
+            found = self._search(q, work, params)
+        if work < k:
+            found = pad_results(*found, k, self.missing_distance)
         out = self._out(was_numpy, *found)
         for buf, res in ((D, out[0]), (I, out[1])):
             if isinstance(buf, torch.Tensor):
@@ -216,6 +216,10 @@ class Index:
             params: as for search.
 
         Returns (lims (nq + 1,), D, I): the results of query i are D[lims[i]:lims[i + 1]], as in Faiss."""
+        if isinstance(radius, (bool, np.bool_)) or not isinstance(radius, (int, float, np.integer, np.floating)):
+            raise TypeError(f"radius must be a number, got {type(radius).__name__} {radius!r}")
+        if not math.isfinite(radius):
+            raise ValueError(f"radius must be finite, got {radius!r}")
         params = _params(params)
         q, was_numpy = self._vectors(x)
         nq = q.shape[0]

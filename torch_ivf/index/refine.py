@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .. import io as _io
+from ..arrays import whole
 from .. import kernels
 from ..panorama import panorama_stats
 from ..search import graphs
@@ -170,7 +171,7 @@ class IndexRefine(Index):
         return self.refine.reconstruct_batch(labels).float().to(self.device)
 
     def reconstruct(self, key) -> torch.Tensor:
-        return self.reconstruct_batch([int(key)])[0]
+        return self.reconstruct_batch([whole(key, "key")])[0]
 
     def to(self, device) -> "IndexRefine":
         self.device = torch.device(device)

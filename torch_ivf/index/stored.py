@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..arrays import back, take_rows
+from ..arrays import back, label_tensor, take_rows, whole
 from ..invlists import InvertedLists
 from ..selectors import IDSelector
 from .base import Index
@@ -101,14 +101,11 @@ class StoredIndex(Index):
     def remove_ids(self, ids) -> int:
         """Remove by labels (array), a bool mask over labels or an IDSelector; returns how many were
         removed. Unknown or repeated ids are ignored, as in Faiss."""
+        if not (_is_mask(ids) or isinstance(ids, IDSelector)):
+            ids = label_tensor(ids, self.device)
         if self.ntotal == 0:
             return 0
-        stored = self.invlists.labels()
-        if _is_mask(ids) or isinstance(ids, IDSelector):
-            drop = self._allowed_mask(ids)[stored]
-        else:
-            drop = torch.isin(stored, as_label_tensor(ids, self.device))
-        return self.invlists.remove(drop)
+        return self.invlists.remove(self._selected(ids, self.invlists.labels()))
 
     def reset(self) -> None:
         """Drop every stored vector (training is kept; labels restart at 0 as in Faiss)."""
@@ -121,26 +118,37 @@ class StoredIndex(Index):
             raise ValueError(f"label {int(labels[~found][0])} is not in the index")
         return pos, lists
 
+    def _allowed_mask(self, allowed) -> torch.Tensor | None:
+        """SearchParams.allowed as a bool mask over slab rows (None = all), which the scans read
+        through _allowed_at; rows no vector owns are False."""
+        if allowed is None:
+            return None
+        pos, _ = self.invlists.live_positions()
+        mask = torch.zeros(self.invlists.rows, dtype=torch.bool, device=self.device)
+        mask[pos] = self._selected(allowed, self.invlists.labels_at(pos))
+        return mask
+
     def _allowed_at(self, mask: torch.Tensor, pos) -> torch.Tensor:
-        """mask[labels[pos]] for slab rows pos (a tensor of any shape, or a slice).
+        """Whether slab rows pos (a tensor of any shape, or a slice) pass the _allowed_mask filter.
 
         index_select, not advanced indexing: on a busy CPU the latter cost ~12 ms for 10k rows."""
-        return take_rows(mask, self.invlists.labels_at(pos))
+        return take_rows(mask, pos)
 
     # ---- reading back ----------------------------------------------------------------------
     def reconstruct_batch(self, labels) -> torch.Tensor:
         """(n, d) float32 decoded vectors of the given labels (ValueError for a label not stored)."""
-        labels = as_label_tensor(labels, self.device)
+        labels = label_tensor(labels, self.device, "labels")
         pos, lists = self._positions_of(labels)
         return self._untransform(self._decode(pos, lists))
 
     def reconstruct(self, key) -> torch.Tensor:
         """(d,) float32 decoded vector of label ``key``."""
-        return self.reconstruct_batch([int(key)])[0]
+        return self.reconstruct_batch([whole(key, "key")])[0]
 
     def reconstruct_n(self, i0: int, n: int) -> torch.Tensor:
         """Vectors of labels i0 .. i0 + n - 1."""
-        return self.reconstruct_batch(torch.arange(int(i0), int(i0) + int(n)))
+        i0, n = whole(i0, "i0", 0), whole(n, "n", 0)
+        return self.reconstruct_batch(torch.arange(i0, i0 + n))
 
     def labels(self) -> torch.Tensor:
         """int64 tensor of every stored label."""
@@ -226,13 +234,3 @@ class StoredIndex(Index):
 def _is_mask(x) -> bool:
     return (isinstance(x, torch.Tensor) and x.dtype == torch.bool) or (isinstance(x, np.ndarray) and x.dtype == np.bool_)
 
-
-def as_label_tensor(ids, device) -> torch.Tensor:
-    if isinstance(ids, torch.Tensor):
-        if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
-            raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
-        return ids.reshape(-1).to(device=device, dtype=torch.int64)
-    arr = np.asarray(ids)
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"ids must be integers, got {arr.dtype}")
-    return torch.as_tensor(arr.astype(np.int64).reshape(-1), device=device)

@@ -1,0 +1,229 @@
+"""Raw indexes under hostile or careless input: every refusal comes before any state changes, inputs
+straight from a model work, and label values never size an allocation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import torch_ivf as ti
+
+D = 16
+RNG = np.random.default_rng(14)
+XB = RNG.standard_normal((400, D)).astype(np.float32)
+XQ = RNG.standard_normal((5, D)).astype(np.float32)
+
+
+def _flat():
+    index = ti.IndexFlat(D)
+    index.add(XB[:200])
+    return index
+
+
+def _ivf():
+    index = ti.IndexIVFFlat(D, 8, nprobe=8)
+    index.train(XB)
+    index.add(XB[:200])
+    return index
+
+
+def _ivfpq():
+    index = ti.IndexIVFPQ(D, 4, 4, nbits=4, nprobe=4)
+    index.train(XB)
+    index.add(XB[:200])
+    return index
+
+
+BUILDERS = {"flat": _flat, "ivfflat": _ivf, "ivfpq": _ivfpq}
+
+
+@pytest.fixture(scope="module", params=list(BUILDERS))
+def built(request):
+    return request.param, BUILDERS[request.param]()
+
+
+def _state(index):
+    D_, I_ = index.search(XQ, 5)
+    return index.ntotal, index.next_label, torch.sort(index.labels()).values.clone(), D_.copy(), I_.copy()
+
+
+def _same(a, b):
+    assert a[0] == b[0] and a[1] == b[1]
+    assert torch.equal(a[2], b[2])
+    np.testing.assert_array_equal(a[3], b[3])
+    np.testing.assert_array_equal(a[4], b[4])
+
+
+# Each case: (what is called, the exception expected). They run against every index type; the tally
+# at the end is the count reported for issue 14.
+def _cases(index):
+    x2 = XB[200:202]
+    big = np.full((2, D), 1e20, np.float32)
+    nan = x2.copy()
+    nan[0, 3] = np.nan
+    inf = x2.copy()
+    inf[1, 0] = -np.inf
+    cases = {
+        "add complex": (lambda: index.add(x2.astype(np.complex64)), TypeError),
+        "add complex tensor": (lambda: index.add(torch.from_numpy(x2).to(torch.complex64)), TypeError),
+        "add object": (lambda: index.add(x2.astype(object)), TypeError),
+        "add bool": (lambda: index.add(x2 > 0), TypeError),
+        "add bool tensor": (lambda: index.add(torch.from_numpy(x2 > 0)), TypeError),
+        "add str": (lambda: index.add(np.full((2, D), "a")), TypeError),
+        "add list": (lambda: index.add(x2.tolist()), TypeError),
+        "add NaN": (lambda: index.add(nan), ValueError),
+        "add Inf": (lambda: index.add(inf), ValueError),
+        "add 1e20": (lambda: index.add(big), ValueError),
+        "add 1e19 (squares overflow)": (lambda: index.add(np.full((2, D), 1e19, np.float32)), ValueError),
+        "add float64 1e200": (lambda: index.add(np.full((2, D), 1e200)), ValueError),
+        "add wrong d": (lambda: index.add(XB[:2, :D - 1]), ValueError),
+        "add_with_ids float ids": (lambda: index.add_with_ids(x2, np.array([1000.0, 1001.0])), TypeError),
+        "add_with_ids bool ids": (lambda: index.add_with_ids(x2, np.array([True, False])), TypeError),
+        "add_with_ids str ids": (lambda: index.add_with_ids(x2, np.array(["1", "2"])), TypeError),
+        "add_with_ids str": (lambda: index.add_with_ids(x2, "12"), TypeError),
+        "add_with_ids negative": (lambda: index.add_with_ids(x2, np.array([-5, 1000])), ValueError),
+        "add_with_ids duplicate": (lambda: index.add_with_ids(x2, np.array([1000, 1000])), ValueError),
+        "add_with_ids stored": (lambda: index.add_with_ids(x2, np.array([3, 1000])), ValueError),
+        "add_with_ids uint64 > int64": (lambda: index.add_with_ids(x2, np.array([2**63, 1], np.uint64)), ValueError),
+        "add_with_ids NaN x": (lambda: index.add_with_ids(nan, np.array([1000, 1001])), ValueError),
+        "search complex": (lambda: index.search(XQ.astype(np.complex64), 3), TypeError),
+        "search NaN": (lambda: index.search(nan, 3), ValueError),
+        "search 1e20": (lambda: index.search(big, 3), ValueError),
+        "search k=0": (lambda: index.search(XQ, 0), ValueError),
+        "search k=1.5": (lambda: index.search(XQ, 1.5), ValueError),
+        "search k='3'": (lambda: index.search(XQ, "3"), ValueError),
+        "search k=10**9 (padding of GBs)": (lambda: index.search(XQ, 10**9), ValueError),
+        "search max_codes=-1": (lambda: index.search(XQ, 3, params=ti.SearchParams(max_codes=-1)), ValueError),
+        "search max_codes=1.5": (lambda: index.search(XQ, 3, params=ti.SearchParams(max_codes=1.5)), TypeError),
+        "search nprobe=0": (lambda: index.search(XQ, 3, params=ti.SearchParams(nprobe=0)), ValueError),
+        "search nprobe=-1": (lambda: index.search(XQ, 3, params=ti.SearchParams(nprobe=-1)), ValueError),
+        "search nprobe=2.0": (lambda: index.search(XQ, 3, params=ti.SearchParams(nprobe=2.0)), ValueError),
+        "search params dict": (lambda: index.search(XQ, 3, params={"nprobe": 2}), TypeError),
+        "search allowed str": (lambda: index.search(XQ, 3, params=ti.SearchParams(allowed="abc")), TypeError),
+        "search allowed floats": (lambda: index.search(XQ, 3, params=ti.SearchParams(allowed=[1.5, 2.0])), TypeError),
+        "search allowed float array": (lambda: index.search(XQ, 3, params=ti.SearchParams(allowed=np.array([1.5]))), TypeError),
+        "range_search NaN": (lambda: index.range_search(nan, 1.0), ValueError),
+        "range_search radius str": (lambda: index.range_search(XQ, "1"), TypeError),
+        "range_search radius NaN": (lambda: index.range_search(XQ, float("nan")), ValueError),
+        "assign complex": (lambda: index.assign(XQ.astype(np.complex128), 1), TypeError),
+        "train NaN": (lambda: index.train(np.vstack([XB, nan])), ValueError),
+        "train complex": (lambda: index.train(XB.astype(np.complex64)), TypeError),
+        "reconstruct 1.5": (lambda: index.reconstruct(1.5), TypeError),
+        "reconstruct '3'": (lambda: index.reconstruct("3"), TypeError),
+        "reconstruct True": (lambda: index.reconstruct(True), TypeError),
+        "reconstruct missing": (lambda: index.reconstruct(10**6), ValueError),
+        "reconstruct_n float": (lambda: index.reconstruct_n(0.5, 2), TypeError),
+        "reconstruct_n negative n": (lambda: index.reconstruct_n(0, -1), ValueError),
+        "reconstruct_batch floats": (lambda: index.reconstruct_batch(np.array([1.0, 2.0])), TypeError),
+        "remove_ids floats": (lambda: index.remove_ids(np.array([1.5])), TypeError),
+        "remove_ids str": (lambda: index.remove_ids("3"), TypeError),
+        "remove_ids float tensor": (lambda: index.remove_ids(torch.tensor([1.0])), TypeError),
+    }
+    return cases
+
+
+TALLY = {"tried": 0, "refused cleanly": 0, "silently wrong": 0}
+
+
+@pytest.mark.parametrize("kind", list(BUILDERS))
+def test_bad_inputs_refused_before_any_change(kind):
+    index = BUILDERS[kind]()
+    before = _state(index)
+    wrong = []
+    for name, (call, exc) in _cases(index).items():
+        TALLY["tried"] += 1
+        try:
+            call()
+        except exc:
+            TALLY["refused cleanly"] += 1
+        except Exception as e:  # noqa: BLE001 - any other exception type is a failure to report
+            wrong.append(f"{name}: {type(e).__name__}: {e}")
+        else:
+            TALLY["silently wrong"] += 1
+            wrong.append(f"{name}: accepted")
+        _same(before, _state(index))
+    assert not wrong, wrong
+
+
+def test_tally_reported():
+    print(f"\nissue 14 raw-index bad inputs: {TALLY}")
+
+
+@pytest.mark.parametrize("kind", list(BUILDERS))
+def test_gradient_inputs_detach(kind):
+    index = BUILDERS[kind]()
+    xg = torch.from_numpy(XB[200:210]).requires_grad_(True)
+    index.add(xg)
+    index.add_with_ids(torch.from_numpy(XB[210:212]).requires_grad_(True), torch.tensor([5000, 5001]))
+    D_, I_ = index.search(XQ, 4)  # numpy out: raised RuntimeError once stored tensors carried gradients
+    assert isinstance(D_, np.ndarray) and (I_ >= 0).all()
+    Dt, It = index.search(torch.from_numpy(XQ).requires_grad_(True), 4)
+    assert not Dt.requires_grad and np.array_equal(It.numpy(), I_)
+    lims, Dr, Ir = index.range_search(torch.from_numpy(XQ).requires_grad_(True), 1e9)
+    assert not Dr.requires_grad
+    assert not index.reconstruct(5000).requires_grad
+    if kind != "flat":
+        fresh = BUILDERS[kind]()
+        fresh.reset()
+        fresh.train(torch.from_numpy(XB).requires_grad_(True))
+
+
+@pytest.mark.parametrize("kind", list(BUILDERS))
+def test_k_beyond_stored_is_padded(kind):
+    index = BUILDERS[kind]()
+    n = index.ntotal
+    D_, I_ = index.search(XQ[:2], n + 50)
+    assert D_.shape == (2, n + 50)
+    assert (I_[:, n:] == -1).all() and (D_[:, n:] == np.finfo(np.float32).max).all()
+    D2, I2 = index.search(XQ[:2], n)
+    np.testing.assert_array_equal(I_[:, :n], I2)
+    # big k over few rows: clamped work, small padded output
+    small = ti.IndexFlat(D)
+    small.add(XB[:3])
+    D3, I3 = small.search(XQ[:1], 100_000)
+    assert I3.shape == (1, 100_000) and (I3[0, 3:] == -1).all()
+    empty = ti.IndexFlat(D)
+    assert (empty.search(XQ, 7)[1] == -1).all()
+
+
+HUGE = 2**62
+
+
+def _hashed(kind):
+    """An index whose labels are hashed 64-bit ids near 2**62."""
+    index = BUILDERS[kind]()
+    index.reset()
+    ids = HUGE + np.arange(0, 300 * 7919, 7919, dtype=np.int64)
+    index.add_with_ids(XB[:300], ids)
+    return index, ids
+
+
+@pytest.mark.parametrize("kind", list(BUILDERS))
+def test_huge_labels_filter_without_label_sized_masks(kind):
+    index, ids = _hashed(kind)
+    keep = ids[::3]
+    mid = ids[(ids >= ids[50]) & (ids < ids[60])]
+    for allowed, expected in ((keep, keep), (torch.from_numpy(keep), keep), (set(keep.tolist()), keep),
+                              (ti.IDSelectorBatch(keep), keep), (ti.IDSelectorRange(int(ids[50]), int(ids[60])), mid),
+                              (ti.IDSelectorAnd(ti.IDSelectorBatch(keep), ti.IDSelectorRange(0, 2**63 - 1)), keep),
+                              (ti.IDSelectorNot(ti.IDSelectorBatch(np.setdiff1d(ids, keep))), keep)):
+        params = ti.SearchParams(sel=allowed) if isinstance(allowed, ti.IDSelector) else ti.SearchParams(allowed=allowed)
+        _, I_ = index.search(XQ, 10, params=params)
+        got = I_[I_ >= 0]
+        assert got.size and np.isin(got, expected).all(), type(allowed).__name__
+    lims, _, Ir = index.range_search(XQ, 1e9, params=ti.SearchParams(sel=ti.IDSelectorBatch(keep)))
+    assert np.isin(Ir, keep).all()
+    assert index.remove_ids(ti.IDSelectorRange(int(ids[100]), int(ids[200]))) == 100
+    assert index.ntotal == 200
+    assert index.remove_ids(ti.IDSelectorBatch(ids[:10])) == 10
+    assert index.remove_ids(ids[10:20]) == 10
+    assert index.ntotal == 180
+    assert torch.equal(torch.sort(index.labels()).values, torch.from_numpy(np.concatenate([ids[20:100], ids[200:]])))
+
+
+def test_selector_select_matches_mask():
+    labels = torch.tensor([0, 3, 7, 12, 40, 41, 99], dtype=torch.int64)
+    sels = [ti.IDSelectorRange(3, 41), ti.IDSelectorBatch([7, 99, 1000]), ti.IDSelectorNot(ti.IDSelectorRange(0, 8)),
+            ti.IDSelectorOr(ti.IDSelectorBatch([0]), ti.IDSelectorRange(40, 50))]
+    for sel in sels:
+        assert torch.equal(sel.select(labels), sel.mask(100, "cpu")[labels])
