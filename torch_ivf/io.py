@@ -1,16 +1,19 @@
 """Index persistence: one safetensors file, its JSON manifest in the header metadata. No pickle.
 
-The manifest names the format, its version, the index class and every constructor parameter, and
-the SHA-256 of every tensor; the header metadata carries the SHA-256 of the manifest itself, so no
-byte of the file can change unnoticed. On load, sizes the file claims are checked against the file's
-length before anything is allocated, and the loaded state is cross-checked (labels unique,
-non-negative and below next_label, list sizes consistent, codes in range, floats finite). Every
-refusal is a CorruptFileError (a ValueError) naming the file. Version 1 files (CRC32 per tensor, no
-manifest checksum) still load, with the same cross-checks.
+The manifest names the format, its version, the index class, every constructor parameter, the label
+counter, and for every tensor its dtype, shape and SHA-256; the header metadata carries the SHA-256
+of the manifest itself. So no byte of the file can change unnoticed: tensor bytes fail their own
+checksum, and a header whose dtypes, shapes or tensor names disagree with the (checksummed) manifest
+is refused. Sizes the file claims are checked against its length, and checksums are verified on the
+file's bytes, before anything is allocated; the decoded state is then cross-checked (state_checks)
+before an index is built from it. Every refusal is a CorruptFileError (a ValueError) naming the
+file. Files of versions 1 (CRC32 per tensor, no manifest checksum) and 2 (SHA-256 per tensor) still
+load, with the same cross-checks.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import zlib
@@ -22,12 +25,18 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .integrity import CorruptFileError, get, parse_json, sha256
+from .state_checks import MAX_LABEL, check_config, check_derived, check_state, configs
 
 FORMAT = "torch-ivf-index"
-VERSION = 2
+VERSION = 3
+_READABLE = ("1", "2", "3")
 _REGISTRY: dict[str, type] = {}
 _ALWAYS_OK = 1 << 16  # a size parameter up to this needs no backing data (its allocations stay small)
 _SIZE_KEYS = ("d", "nlist", "M", "n_levels")
+_DTYPES = {torch.bool: "BOOL", torch.uint8: "U8", torch.int8: "I8", torch.int16: "I16", torch.int32: "I32",
+           torch.int64: "I64", torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32",
+           torch.float64: "F64"}
+_ITEM_BYTES = {name: torch.empty(0, dtype=dt).element_size() for dt, name in _DTYPES.items()}
 
 
 def register(cls: type) -> type:
@@ -57,14 +66,20 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
 
 def index_to_bytes(index) -> bytes:
     tensors = {k: v.detach().cpu().contiguous() for k, v in index.state_tensors().items()}
+    unknown = {k: v.dtype for k, v in tensors.items() if v.dtype not in _DTYPES}
+    if unknown:
+        raise ValueError(f"cannot write tensors of dtype {unknown}")
+    layout = {k: {"dtype": _DTYPES[v.dtype], "shape": list(v.shape), "sha256": sha256(_tensor_bytes(v))}
+              for k, v in tensors.items()}
     manifest = json.dumps({"class": type(index).__name__, "config": index.config(), "next_label": index.next_label,
-                           "sha256": {k: sha256(_tensor_bytes(v)) for k, v in tensors.items()}})
+                           "tensors": layout})
     return st_save(tensors, metadata={"format": FORMAT, "version": str(VERSION), "manifest": manifest,
                                       "manifest_sha256": sha256(manifest.encode())})
 
 
-def _header(payload: bytes, source) -> tuple[dict, dict]:
-    """(metadata, {tensor: (dtype, shape, nbytes)}) from the safetensors header, bounds checked."""
+def _header(payload: bytes, source) -> tuple[dict, dict, int]:
+    """(metadata, {tensor: (dtype, shape, (begin, end))}, data start) from the safetensors header,
+    every tensor's extent checked to lie in the file and to match its dtype and shape."""
     if len(payload) < 8:
         raise CorruptFileError(source, f"is not a torch-ivf index file ({len(payload)} bytes)")
     header_len = int.from_bytes(payload[:8], "little")
@@ -77,102 +92,114 @@ def _header(payload: bytes, source) -> tuple[dict, dict]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         fmt = meta.get("format") if isinstance(meta, dict) else None
         raise CorruptFileError(source, f"is not a torch-ivf index file (format={fmt!r})")
-    shapes = {}
+    data_len = len(payload) - 8 - header_len
+    layout = {}
     for name, info in header.items():
-        shape = get(info, "shape", list, source, f"tensor {name!r}")
+        what = f"tensor {name!r}"
+        dtype = get(info, "dtype", str, source, what)
+        shape = get(info, "shape", list, source, what)
+        if dtype not in _ITEM_BYTES:
+            raise CorruptFileError(source, f"{what} has an unknown dtype {dtype!r}")
         if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
-            raise CorruptFileError(source, f"tensor {name!r} has a bad shape {shape!r}")
-        offsets = get(info, "data_offsets", list, source, f"tensor {name!r}")
-        if len(offsets) != 2 or not all(isinstance(o, int) for o in offsets) or not 0 <= offsets[0] <= offsets[1] \
-                or offsets[1] > len(payload) - 8 - header_len:
-            raise CorruptFileError(source, f"is not a readable torch-ivf index file: tensor {name!r} lies outside the file ({offsets!r})")
-        shapes[name] = tuple(shape)
-    return meta, shapes
+            raise CorruptFileError(source, f"{what} has a bad shape {shape!r}")
+        offsets = get(info, "data_offsets", list, source, what)
+        if len(offsets) != 2 or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets) \
+                or not 0 <= offsets[0] <= offsets[1] <= data_len:
+            raise CorruptFileError(source, f"is not a readable torch-ivf index file: {what} lies outside the file ({offsets!r})")
+        if math.prod(shape) * _ITEM_BYTES[dtype] != offsets[1] - offsets[0]:  # Python ints: no overflow
+            raise CorruptFileError(source, f"{what} of shape {shape} {dtype} does not fill its {offsets[1] - offsets[0]} bytes")
+        layout[name] = (dtype, tuple(shape), tuple(offsets))
+    return meta, layout, 8 + header_len
+
+
+def _checksums(manifest: dict, version: str, layout: dict, source) -> dict:
+    """{tensor: (digest function, digest)} from the manifest, its names, dtypes and shapes checked
+    against the header's (so a tensor's checksum cannot be removed, nor its layout changed)."""
+    if version == "1":
+        sums = get(manifest, "crc32", dict, source)
+        out = {k: (lambda b: zlib.crc32(b), v) for k, v in sums.items()}
+    elif version == "2":
+        sums = get(manifest, "sha256", dict, source)
+        out = {k: (sha256, v) for k, v in sums.items()}
+    else:
+        out = {}
+        for name, entry in get(manifest, "tensors", dict, source).items():
+            what = f"manifest tensors[{name!r}]"
+            dtype, shape = get(entry, "dtype", str, source, what), get(entry, "shape", list, source, what)
+            digest = get(entry, "sha256", str, source, what)
+            if name in layout and (dtype, tuple(shape)) != layout[name][:2]:
+                raise CorruptFileError(source, f"tensor {name!r} is {layout[name][1]} {layout[name][0]} in the header, "
+                                               f"{tuple(shape)} {dtype} in the manifest")
+            out[name] = (sha256, digest)
+    if set(out) != set(layout):
+        raise CorruptFileError(source, f"checksums cover {sorted(out)}, the file holds {sorted(layout)}")
+    return out
 
 
 def index_from_bytes(payload: bytes, device=None, source: str = "<bytes>"):
-    meta, shapes = _header(payload, source)
+    meta, layout, data_start = _header(payload, source)
     version = meta.get("version")
-    if version not in ("1", "2"):
+    if version not in _READABLE:
         if isinstance(version, str) and version.isdigit() and int(version) > VERSION:
             raise CorruptFileError(source, f"has format version {version}; this torch-ivf reads up to {VERSION}")
         raise CorruptFileError(source, f"has an unknown format version {version!r}")
     text = meta.get("manifest")
     if not isinstance(text, str):
         raise CorruptFileError(source, "has no manifest")
-    if version == "2" and meta.get("manifest_sha256") != sha256(text.encode()):
+    if version != "1" and meta.get("manifest_sha256") != sha256(text.encode()):
         raise CorruptFileError(source, "manifest fails its checksum")
     manifest = parse_json(text, source)
     cls_name = get(manifest, "class", str, source)
     config = get(manifest, "config", dict, source)
     next_label = get(manifest, "next_label", int, source)
-    sums = get(manifest, "sha256" if version == "2" else "crc32", dict, source)
-    if set(sums) != set(shapes):
-        raise CorruptFileError(source, f"checksums cover {sorted(sums)}, the file holds {sorted(shapes)}")
+    if not 0 <= next_label <= MAX_LABEL + 1:
+        raise CorruptFileError(source, f"next_label {next_label} is outside 0..2**63")
+    sums = _checksums(manifest, version, layout, source)
     cls = _REGISTRY.get(cls_name)
     if cls is None:
         raise CorruptFileError(source, f"holds an unknown index class {cls_name!r}")
-    _check_sizes(config, shapes, source)
+    _check_sizes(config, layout, source)
+    check_config(config, source)
+    view = memoryview(payload)
+    for name, (_, _, (begin, end)) in layout.items():  # on the file's bytes: nothing allocated yet
+        digest, expected = sums[name]
+        if digest(view[data_start + begin:data_start + end]) != expected:
+            raise CorruptFileError(source, f"is corrupted: tensor {name!r} fails its checksum")
     try:
         tensors = st_load(payload)
     except (SafetensorError, ValueError, RuntimeError) as e:
         raise CorruptFileError(source, f"is not a readable torch-ivf index file ({e})") from None
-    for k, t in tensors.items():
-        ok = sha256(_tensor_bytes(t)) == sums[k] if version == "2" else \
-            (zlib.crc32(_tensor_bytes(t)) if t.numel() else 0) == sums[k]
-        if not ok:
-            raise CorruptFileError(source, f"is corrupted: tensor {k!r} fails its checksum")
-    _check_values(config, tensors, next_label, source)
+    check_state(config, tensors, next_label, source)
     try:
         index = cls(**config, device=device)
         index.load_state_tensors({k: v.to(index.device) for k, v in tensors.items()})
-    except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as e:
+        if index.ntotal and not index.is_trained:
+            raise CorruptFileError(source, f"holds {index.ntotal} vectors but no trained codec or centroids")
+        check_derived(index, source)
+    except CorruptFileError:
+        raise
+    except Exception as e:  # whatever the class refuses in a state the checks above let through
         raise CorruptFileError(source, f"holds a state {cls_name} cannot take ({type(e).__name__}: {e})") from None
     index.next_label = next_label
     return index
 
 
-def _configs(config: dict, prefix: str = ""):
-    """(tensor-name prefix, config) of an index and of the indexes it wraps (refine: base.)."""
-    yield prefix, config
-    if isinstance(config.get("base_config"), dict):
-        yield from _configs(config["base_config"], prefix + "base.")
-
-
-def _check_sizes(config: dict, shapes: dict, source) -> None:
+def _check_sizes(config: dict, layout: dict, source) -> None:
     """Sizes in the config must be backed by the file before an index of that size is constructed."""
-    elements = sum(int(torch.tensor(s).prod()) if s else 1 for s in shapes.values())
-    for prefix, cfg in _configs(config):
+    elements = sum(math.prod(shape) for _, shape, _ in layout.values())
+    stack = [config]
+    while stack:  # every nested config (JSON depth is bounded by parse_json)
+        cfg = stack.pop()
+        stack.extend(v for v in cfg.values() if isinstance(v, dict))
         for key in _SIZE_KEYS:
             v = cfg.get(key)
             if isinstance(v, int) and not isinstance(v, bool) and v > max(_ALWAYS_OK, elements):
                 raise CorruptFileError(source, f"config {key}={v} is larger than the file's data can back")
-        sizes = shapes.get(prefix + "invlists.sizes")
-        if "nlist" in cfg and sizes is not None and sizes != (cfg["nlist"],):
-            raise CorruptFileError(source, f"config nlist={cfg['nlist']!r} but {prefix}invlists.sizes has shape {sizes}")
-
-
-def _check_values(config: dict, tensors: dict, next_label: int, source) -> None:
-    for name, t in tensors.items():
-        if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t.float()).all()):
-            raise CorruptFileError(source, f"tensor {name!r} holds NaN or Inf")
-    for prefix, cfg in _configs(config):
-        sizes, labels = tensors.get(prefix + "invlists.sizes"), tensors.get(prefix + "invlists.labels")
-        if sizes is not None and sizes.numel() and int(sizes.min()) < 0:
-            raise CorruptFileError(source, f"{prefix}invlists.sizes holds a negative list size")
-        if sizes is not None and labels is not None and int(sizes.sum()) != labels.shape[0]:
-            raise CorruptFileError(source, f"{prefix}invlists sizes sum to {int(sizes.sum())}, "
-                                           f"{labels.shape[0]} labels are stored")
-        if labels is not None and labels.numel():
-            labels = labels.to(torch.int64)
-            if int(labels.min()) < 0 or len(torch.unique(labels)) != labels.numel():
-                raise CorruptFileError(source, f"{prefix}invlists.labels holds negative or duplicate labels")
-            if not prefix and int(labels.max()) >= next_label:
-                raise CorruptFileError(source, f"next_label {next_label} is not above the largest label {int(labels.max())}")
-        codes, nbits = tensors.get(prefix + "invlists.codes"), cfg.get("nbits")
-        if codes is not None and isinstance(nbits, int) and nbits < 8 and codes.numel() \
-                and int(codes.max()) >= 1 << nbits:
-            raise CorruptFileError(source, f"{prefix}invlists.codes holds codes >= 2**nbits={1 << nbits}")
+    for prefix, cfg in configs(config):
+        entry = layout.get(prefix + "invlists.sizes")
+        if "nlist" in cfg and (entry is None or entry[1] != (cfg["nlist"],)):
+            raise CorruptFileError(source, f"config nlist={cfg['nlist']!r} but {prefix}invlists.sizes has shape "
+                                           f"{None if entry is None else entry[1]}")
 
 
 def write_index(index, path) -> None:
