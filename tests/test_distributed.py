@@ -18,6 +18,10 @@ HERE = Path(__file__).resolve().parent
 D = 16
 ROWS = (0, 700, 1000)  # rank 0: rows 0..699, rank 1: 700..999 (uneven shards)
 QROWS = (0, 30, 42)
+PQ_KINDS = {  # shard factories (ti: the torch_ivf module), built alike by the ranks and by the tests
+    "pq": lambda ti: ti.IndexIVFPQ(D, 8, 4, 6, nprobe=3),
+    "refine": lambda ti: ti.IndexRefine(ti.IndexIVFPQ(D, 8, 4, 6, nprobe=3), k_factor=4),
+}
 
 
 def _worker(rank: int, port: int, out: Path) -> None:
@@ -69,6 +73,20 @@ def _worker(rank: int, port: int, out: Path) -> None:
     save("ivf_loaded", *back.search(myq, 10))
     res["loaded_ntotal"] = back.ntotal
 
+    # compressed shards: IVF-PQ, and IVF-PQ re-ranked from full vectors (IndexRefine)
+    for name, make in PQ_KINDS.items():
+        idx = DistributedIndex(make(ti))
+        idx.train(mine)  # codebooks too: trained on rank 0, broadcast
+        base = getattr(idx.local_index, "base", idx.local_index)
+        save(f"{name}_trained", base.centroids, base.pq.centroids)
+        idx.add(mine)
+        save(name, *idx.search(myq, 10))
+        save(f"{name}_zero_q", *idx.search(myq if rank == 1 else myq[:0], 10))  # now rank 0 has none
+        res[f"{name}_removed"] = idx.remove_ids(np.arange(0, 1000, 7))
+        save(f"{name}_removed", *idx.search(myq, 10))
+        idx.save(out / f"saved_{name}")
+        save(f"{name}_loaded", *DistributedIndex.load(out / f"saved_{name}").search(myq, 10))
+
     # bad input on one rank: every rank raises, none hangs, the group stays usable
     res["bad_d"] = error_of(lambda: flat.search(myq if rank == 0 else myq[:, :8], 3))
     res["bad_k"] = error_of(lambda: flat.search(myq, 3 if rank == 0 else 4))
@@ -76,6 +94,8 @@ def _worker(rank: int, port: int, out: Path) -> None:
     res["bad_add"] = error_of(lambda: flat.add(mine if rank == 0 else mine[:, :3]))
     res["after_errors_ntotal"] = flat.ntotal
     res["mismatch"] = error_of(lambda: DistributedIndex(ti.IndexFlatL2(D if rank == 0 else 8)))
+    res["mismatch_pq"] = error_of(lambda: DistributedIndex(ti.IndexIVFPQ(D if rank == 1 else 8, 8, 4, 6)))
+    res["bad_train"] = error_of(lambda: DistributedIndex(ti.IndexIVFFlat(D, 8)).train(mine if rank == 0 else mine[:, :8]))
     res["mismatch_cfg"] = error_of(lambda: DistributedIndex(ti.IndexIVFFlat(D, 8 if rank == 0 else 4)))
     res["few_train_rows"] = error_of(lambda: DistributedIndex(ti.IndexIVFFlat(D, 64)).train(mine[:20]))
     res["bad_load"] = error_of(lambda: DistributedIndex.load(out / "nowhere"))
@@ -149,9 +169,63 @@ def test_ivf_matches_one_index_with_the_same_centroids(runs):
     assert [s["ntotal"] for s in manifest["shards"]] == [697, 298]
 
 
+def _local_shards(ti, name, one, xb, xq, removed=None):
+    """The two ranks' shards built in this process with one's training, searched and merged."""
+    import torch
+    from torch_ivf.shards import copy_training, merge_topk
+    Ds, Is = [], []
+    for a, b in zip(ROWS, ROWS[1:]):
+        shard = PQ_KINDS[name](ti)
+        copy_training(one, shard)
+        shard.add_with_ids(xb[a:b], np.arange(a, b))
+        if removed is not None:
+            shard.remove_ids(removed)
+        D, I = shard.search(xq, 10)
+        Ds.append(torch.as_tensor(D))
+        Is.append(torch.as_tensor(I))
+    return [t.numpy() for t in merge_topk(torch.cat(Ds, 1), torch.cat(Is, 1), 10, False)]
+
+
+@pytest.mark.parametrize("name", list(PQ_KINDS))
+def test_pq_and_refine_shards_match_one_index(runs, name):
+    import torch_ivf as ti
+    from conftest import assert_same_knn, grid_data
+    xb, xq = grid_data(1000, D)
+    one = PQ_KINDS[name](ti)
+    one.train(xb)  # the rows rank 0 gathered, in rank order: the same centroids and codebooks
+    base = getattr(one, "base", one)
+    for r in (0, 1):
+        c, cb = _load(runs, f"{name}_trained", r)
+        np.testing.assert_array_equal(c, base.centroids.numpy())
+        np.testing.assert_array_equal(cb, base.pq.centroids.numpy())
+    cut = np.arange(0, 1000, 7)
+    if name == "pq":  # the shards' PQ scores are one index's: the merge is its top-k
+        one.add(xb)
+        want = one.search(xq, 10)
+        assert one.remove_ids(cut) == len(cut)
+        want_removed = one.search(xq, 10)
+    else:
+        # each shard re-ranks its own k_factor * k candidates, so the merge sees a superset of one
+        # index's: at least as close at every rank, and exactly the shards' own merged results
+        want = _local_shards(ti, name, one, xb, xq)
+        want_removed = _local_shards(ti, name, one, xb, xq, removed=cut)
+        one.add(xb)
+        D1, _ = one.search(xq, 10)
+        assert (np.sort(_merged(runs, name)[0], 1) <= np.sort(D1, 1) + 1e-5).all()
+    assert_same_knn(*_merged(runs, name), *want, exact=False)
+    Dz, Iz = _load(runs, f"{name}_zero_q", 0)
+    assert Dz.shape == Iz.shape == (0, 10)
+    assert_same_knn(*_load(runs, f"{name}_zero_q", 1), want[0][30:], want[1][30:], exact=False)
+    assert _res(runs, 0)[f"{name}_removed"] == _res(runs, 1)[f"{name}_removed"] == len(cut)
+    assert not np.isin(_merged(runs, f"{name}_removed")[1], cut).any()
+    assert_same_knn(*_merged(runs, f"{name}_removed"), *want_removed, exact=False)
+    assert_same_knn(*_merged(runs, f"{name}_loaded"), *want_removed, exact=False)
+
+
 @pytest.mark.parametrize("case, words", [("bad_d", "rank 1: x must have shape (n, 16)"),
                                          ("bad_k", "k and params"), ("bad_ids", "rank 1: ids must be"),
                                          ("bad_add", "rank 1: x must have shape"), ("mismatch", "[16, 8]"),
+                                         ("mismatch_pq", "[8, 16]"), ("bad_train", "rank 1: x must have shape"),
                                          ("mismatch_cfg", "same class and settings"),
                                          ("few_train_rows", "fewer than nlist=64"),
                                          ("bad_load", "manifest.json")])
