@@ -236,5 +236,31 @@ def test_a_bad_rank_raises_on_every_rank(runs, case, words):
     assert _res(runs, 0)["after_errors_ntotal"] == 1000  # the failed add changed nothing
 
 
+def test_example_under_torchrun(tmp_path):
+    """examples/distributed_search.py with 2 gloo processes (torchrun) on a tiny man-page file, the
+    hash embedder: a question that is a passage's text finds that passage, on either rank's shard."""
+    import gzip
+    import torch_ivf as ti
+    rows = [{"id": f"page{i}.1#0", "title": f"page{i}.1", "section": "1",
+             "text": f"passage {i} about " + " ".join(f"w{(i * 7 + j) % 97}" for j in range(12))} for i in range(300)]
+    with gzip.open(tmp_path / "manpages-passages.jsonl.gz", "wt", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in rows)
+    asked = [rows[3]["text"], rows[250]["text"]]  # rank 0's and rank 1's slices
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(HERE.parent / "examples" / "distributed_search.py"), "--data", str(tmp_path), "--embedder", "hash",
+           "--passages", "300", "--json", str(tmp_path / "answers.json"), "--save", str(tmp_path / "shards"),
+           *[a for q in asked for a in ("--question", q)]]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), *sys.path]), "TORCH_IVF_EXAMPLE_CPU": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = json.loads((tmp_path / "answers.json").read_text())
+    assert out["world"] == 2 and out["ntotal"] == 300
+    assert [a["hits"][0]["label"] for a in out["answers"]] == [3, 250]
+    assert [a["hits"][0]["title"] for a in out["answers"]] == ["page3.1", "page250.1"]
+    manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
+    assert [s["ntotal"] for s in manifest["shards"]] == [150, 150]
+    assert ti.read_index(tmp_path / "shards" / "rank00001.tivf").ntotal == 150
+
+
 if __name__ == "__main__":
     _worker(int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]))
