@@ -25,6 +25,7 @@ TEXT_SUFFIXES = (".txt", ".md", ".rst")
 
 
 def load_model(device):
+    """The bundled MiniLM embedder on ``device`` (None: the GPU when present); needs the embeddings extra."""
     from torch_ivf.collection import MiniLMEmbedder
 
     return MiniLMEmbedder(device=None if device is None else str(device))
@@ -60,6 +61,7 @@ def read_docs(source: Path, chunk_words: int) -> tuple[list[str], list[str], lis
 
 
 def cmd_build(args) -> None:
+    """``torch-ivf build DOCS STORE``: embed DOCS (a folder of .txt/.md/.rst or a JSONL file) into a saved store."""
     from torch_ivf.collection import Collection, resolve_device
 
     device = resolve_device(args.device)  # fail before loading the model or reading files
@@ -79,6 +81,7 @@ def _open(store: str, with_model: bool, device):
 
 
 def cmd_query(args) -> None:
+    """``torch-ivf query STORE QUESTION``: print the k best hits (score, id, metadata, text) in the chosen mode."""
     filt = json.loads(args.filter) if args.filter else None
     coll = _open(args.store, args.mode != "keyword", args.device)
     hits = coll.search(args.question, args.k, mode=args.mode, alpha=args.alpha, filter=filt)
@@ -90,6 +93,7 @@ def cmd_query(args) -> None:
 
 
 def cmd_info(args) -> None:
+    """``torch-ivf info STORE``: format, index, dimension, metadata keys and the first documents of a store."""
     from torch_ivf.collection.persist import MANIFEST, _read_legacy, _read_pointer, _read_version
 
     coll = _open(args.store, False, "cpu")  # checks the store first, with a clear message
@@ -107,6 +111,7 @@ def cmd_info(args) -> None:
 
 
 def cmd_bench(args) -> None:
+    """``torch-ivf bench``: exact vs IVF-Flat search speed (ms per query, batch 1 and all) and recall@k here."""
     from torch_ivf import IndexFlat, IndexIVFFlat
     from torch_ivf.collection import resolve_device
 
@@ -142,33 +147,38 @@ def cmd_bench(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the ``torch-ivf`` command with ``argv`` (default: sys.argv[1:]).
+
+    Bad input (a missing store, a bad filter, an unknown device) prints one line on stderr and
+    exits with status 2.
+    """
     ap = argparse.ArgumentParser(prog="torch-ivf", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="embed a folder or JSONL file into a saved store")
-    b.add_argument("docs")
-    b.add_argument("store")
-    b.add_argument("--index", default="auto")
-    b.add_argument("--device", default=None)
+    b.add_argument("docs", help='a folder of .txt/.md/.rst files, or a JSONL file with "text" (+ "id", metadata)')
+    b.add_argument("store", help="directory to save the store in")
+    b.add_argument("--index", default="auto", help='"auto" (exact, IVF once large), "Flat" or a factory string')
+    b.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: the GPU when present)")
     b.add_argument("--chunk-words", type=int, default=150, help="words per chunk for text files (~200 MiniLM tokens)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(fn=cmd_build)
     q = sub.add_parser("query", help="search a saved store")
-    q.add_argument("store")
+    q.add_argument("store", help="a store saved by build (or by a LangChain / LlamaIndex store)")
     q.add_argument("question")
-    q.add_argument("-k", type=int, default=4)
+    q.add_argument("-k", type=int, default=4, help="number of hits")
     q.add_argument("--mode", default="dense", choices=["dense", "keyword", "sparse", "hybrid"])
-    q.add_argument("--alpha", type=float, default=0.5)
+    q.add_argument("--alpha", type=float, default=0.5, help="hybrid weight: 1 dense only, 0 keyword only")
     q.add_argument("--filter", default=None, help="JSON metadata filter, e.g. '{\"source\": \"a.md\"}'")
     q.add_argument("--device", default=None)
     q.set_defaults(fn=cmd_query)
     i = sub.add_parser("info", help="what a saved store holds")
-    i.add_argument("store")
+    i.add_argument("store", help="a saved store directory")
     i.set_defaults(fn=cmd_info)
     m = sub.add_parser("bench", help="exact vs IVF search speed and recall on this machine")
-    m.add_argument("--n", type=int, default=20_000)
-    m.add_argument("--dim", type=int, default=384)
-    m.add_argument("--nq", type=int, default=100)
-    m.add_argument("-k", type=int, default=10)
+    m.add_argument("--n", type=int, default=20_000, help="stored vectors")
+    m.add_argument("--dim", type=int, default=384, help="vector dimension")
+    m.add_argument("--nq", type=int, default=100, help="queries")
+    m.add_argument("-k", type=int, default=10, help="results per query (recall@k)")
     m.add_argument("--device", default=None)
     m.set_defaults(fn=cmd_bench)
     args = ap.parse_args(argv)

@@ -65,6 +65,7 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
 
 
 def index_to_bytes(index) -> bytes:
+    """The bytes write_index would write for ``index`` (Faiss's serialize_index, as bytes)."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in index.state_tensors().items()}
     unknown = {k: v.dtype for k, v in tensors.items() if v.dtype not in _DTYPES}
     if unknown:
@@ -137,6 +138,11 @@ def _checksums(manifest: dict, version: str, layout: dict, source) -> dict:
 
 
 def index_from_bytes(payload: bytes, device=None, source: str = "<bytes>"):
+    """An index from index_to_bytes' bytes onto ``device``; ``source`` names them in errors.
+
+    Raises:
+        CorruptFileError: (a ValueError) not a torch-ivf index, damaged, or failing its checksums.
+    """
     meta, layout, data_start = _header(payload, source)
     version = meta.get("version")
     if version not in _READABLE:
@@ -203,10 +209,19 @@ def _check_sizes(config: dict, layout: dict, source) -> None:
 
 
 def write_index(index, path) -> None:
+    """Write ``index`` to the file ``path``: safetensors tensors plus a JSON manifest with checksums,
+    written to a temporary file and renamed, so a crash never leaves a half-written index. No pickle.
+    """
     atomic_write_bytes(Path(path), index_to_bytes(index))
 
 
 def read_index(path, device=None):
+    """Read an index file written by write_index onto ``device`` (default: the device it was saved from).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CorruptFileError: (a ValueError) the file is not a torch-ivf index, is damaged or fails its checksums.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no index file at {path}")

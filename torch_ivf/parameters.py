@@ -17,6 +17,13 @@ class ParameterSpace:
     (IndexRefine). Faiss's auto-tuning (initialize, combinations, explore) is not provided."""
 
     def set_index_parameter(self, index, name: str, value) -> None:
+        """Set ``name`` ("nprobe", "max_codes" or "k_factor_rf") to ``value`` on ``index``.
+
+        Raises:
+            TypeError: name not a str or value not a number.
+            ValueError: a non-whole nprobe / max_codes, or a value the index refuses.
+            ParameterError: a name the index does not have.
+        """
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {type(name).__name__}")
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):

@@ -20,6 +20,21 @@ _CHUNK_ELEMENTS = 1 << 24
 
 
 class ProductQuantizer:
+    """``ProductQuantizer(d, M, nbits=8, *, device=None, seed=1234, niter=25, max_points_per_centroid=256)``:
+    d dimensions split into M sub-spaces of d / M, each quantized to one of 2**nbits centroids
+    (Faiss's ProductQuantizer: train, compute_codes, decode, code_size).
+
+    Args:
+        d: vector dimension (a multiple of M).
+        M: number of sub-quantizers (bytes per code when nbits is 8).
+        nbits: bits per sub-quantizer code, 1 to 8.
+        device: torch device of the codebooks (default CPU).
+        seed, niter, max_points_per_centroid: k-means settings of each sub-quantizer.
+
+    Raises:
+        ValueError: a non-positive d, M or nbits, M not dividing d, or nbits above 8.
+    """
+
     def __init__(self, d: int, M: int, nbits: int = 8, *, device=None, seed: int = 1234, niter: int = 25,
                  max_points_per_centroid: int = 256):
         for name, v in (("d", d), ("M", M), ("nbits", nbits)):
@@ -37,6 +52,7 @@ class ProductQuantizer:
 
     @property
     def is_trained(self) -> bool:
+        """True once the (M, ksub, dsub) codebooks are set."""
         return self.centroids.shape == (self.M, self.ksub, self.dsub)
 
     @property
@@ -84,6 +100,7 @@ class ProductQuantizer:
         self.centroids = torch.stack(centroids).to(self.device)
 
     def set_centroids(self, centroids: torch.Tensor) -> None:
+        """Use the given (M, ksub, dsub) centroids (ValueError for another shape)."""
         c = torch.as_tensor(centroids, dtype=torch.float32)
         if tuple(c.shape) != (self.M, self.ksub, self.dsub):
             raise ValueError(f"centroids must have shape {(self.M, self.ksub, self.dsub)}, got {tuple(c.shape)}")
@@ -147,6 +164,7 @@ class ProductQuantizer:
         return back(t.clamp_min(0), was_numpy)
 
     def to(self, device) -> "ProductQuantizer":
+        """Move the codebooks to ``device`` in place; returns self."""
         self.device = torch.device(device)
         self.centroids = self.centroids.to(self.device)
         return self

@@ -30,11 +30,14 @@ def _dense_limit(n: int) -> int:
 
 
 class IDSelector:
+    """Base of the label selectors (Faiss's IDSelector): search params' ``sel`` and remove_ids take them."""
+
     def mask(self, size: int, device) -> torch.Tensor:
         """Bool tensor (size,): True for the selected labels below size."""
         raise NotImplementedError
 
     def is_member(self, label: int) -> bool:
+        """True when ``label`` is selected."""
         raise NotImplementedError
 
     def select(self, labels: torch.Tensor) -> torch.Tensor:
@@ -66,6 +69,7 @@ class IDSelectorRange(IDSelector):
         return m
 
     def is_member(self, label):
+        """True when imin <= label < imax."""
         return self.imin <= int(label) < self.imax
 
     def select(self, labels):
@@ -73,13 +77,21 @@ class IDSelectorRange(IDSelector):
 
 
 class IDSelectorBatch(IDSelector):
-    """The labels in ids (Faiss's IDSelectorBatch(n, ids) or IDSelectorBatch(ids))."""
+    """The labels in ids: ``IDSelectorBatch(ids)``, or Faiss's ``IDSelectorBatch(n, ids)`` (the first n ids).
 
-    def __init__(self, *args):
-        ids = args[-1] if len(args) in (1, 2) else None
+    Args:
+        n_or_ids: the ids (an int array, tensor or sequence), or n when ids follows.
+        ids: the ids, in the (n, ids) form.
+
+    Raises:
+        TypeError: ids that are not integers.
+    """
+
+    def __init__(self, n_or_ids, ids=None):
+        n, ids = (None, n_or_ids) if ids is None else (int(n_or_ids), ids)
         if ids is None or isinstance(ids, (str, bytes)):
             raise TypeError("IDSelectorBatch takes ids (an int array) or (n, ids)")
-        self.ids = torch.as_tensor(np.asarray(ids).reshape(-1)[: args[0] if len(args) == 2 else None])
+        self.ids = torch.as_tensor(np.asarray(ids).reshape(-1)[:n])
         if self.ids.numel() and (self.ids.is_floating_point() or self.ids.dtype == torch.bool):
             raise TypeError(f"ids must be integers, got {self.ids.dtype}")
         self.ids = self.ids.to(torch.int64)
@@ -91,6 +103,7 @@ class IDSelectorBatch(IDSelector):
         return m
 
     def is_member(self, label):
+        """True when ``label`` is one of the ids."""
         return bool((self.ids == int(label)).any())
 
     def select(self, labels):
@@ -101,6 +114,8 @@ IDSelectorArray = IDSelectorBatch  # Faiss's sorted-array variant: the same sele
 
 
 class IDSelectorNot(IDSelector):
+    """The labels ``sel`` does not select."""
+
     def __init__(self, sel: IDSelector):
         self.sel = _check(sel)
 
@@ -108,6 +123,7 @@ class IDSelectorNot(IDSelector):
         return ~self.sel.mask(size, device)
 
     def is_member(self, label):
+        """True when ``label`` is not selected by sel."""
         return not self.sel.is_member(label)
 
     def select(self, labels):
@@ -115,6 +131,8 @@ class IDSelectorNot(IDSelector):
 
 
 class IDSelectorAnd(IDSelector):
+    """The labels both ``lhs`` and ``rhs`` select."""
+
     def __init__(self, lhs: IDSelector, rhs: IDSelector):
         self.lhs, self.rhs = _check(lhs), _check(rhs)
 
@@ -122,6 +140,7 @@ class IDSelectorAnd(IDSelector):
         return self.lhs.mask(size, device) & self.rhs.mask(size, device)
 
     def is_member(self, label):
+        """True when both selectors select ``label``."""
         return self.lhs.is_member(label) and self.rhs.is_member(label)
 
     def select(self, labels):
@@ -129,6 +148,8 @@ class IDSelectorAnd(IDSelector):
 
 
 class IDSelectorOr(IDSelector):
+    """The labels ``lhs`` or ``rhs`` (or both) select."""
+
     def __init__(self, lhs: IDSelector, rhs: IDSelector):
         self.lhs, self.rhs = _check(lhs), _check(rhs)
 
@@ -136,6 +157,7 @@ class IDSelectorOr(IDSelector):
         return self.lhs.mask(size, device) | self.rhs.mask(size, device)
 
     def is_member(self, label):
+        """True when either selector selects ``label``."""
         return self.lhs.is_member(label) or self.rhs.is_member(label)
 
     def select(self, labels):

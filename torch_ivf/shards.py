@@ -24,6 +24,7 @@ def copy_training(src, dst) -> None:
 
 
 def same_kind(a, b) -> bool:
+    """True when a and b are the same index class with the same configuration."""
     return type(a) is type(b) and a.config() == b.config()
 
 
@@ -110,21 +111,26 @@ class _Group:
         self.indexes.append(index)
 
     def count(self) -> int:
+        """Number of sub-indexes."""
         return len(self.indexes)
 
     def at(self, i: int):
+        """Sub-index ``i``."""
         return self.indexes[i]
 
     @property
     def metric(self) -> str:
+        """The sub-indexes' metric ("l2" while there are none)."""
         return self.indexes[0].metric if self.indexes else "l2"
 
     @property
     def largest(self) -> bool:
+        """True when larger scores are better (ip, cosine)."""
         return self.metric != "l2"
 
     @property
     def is_trained(self) -> bool:
+        """True when there is a sub-index and every one is trained."""
         return bool(self.indexes) and all(ix.is_trained for ix in self.indexes)
 
     def _require(self, trained: bool = False) -> None:
@@ -174,15 +180,23 @@ class IndexShards(_Group):
 
     @property
     def shards(self) -> list:
+        """The shards, in the order they were added."""
         return self.indexes
 
     def add_shard(self, index) -> None:
+        """Append a shard (same d and metric); one that already holds vectors gets its labels shifted
+        past those here when successive_ids is on.
+
+        Raises:
+            ValueError / TypeError: not a torch_ivf index, or another d or metric.
+        """
         offset = self.next_label if self.successive_ids else 0
         self._add_index(index)
         self.offsets.append(offset)
 
     @property
     def ntotal(self) -> int:
+        """Vectors stored over all shards."""
         return sum(ix.ntotal for ix in self.indexes)
 
     @property
@@ -247,6 +261,7 @@ class IndexShards(_Group):
                    for ix, off in zip(self.indexes, self.offsets))
 
     def reconstruct(self, key) -> torch.Tensor:
+        """(d,) vector of label ``key`` from the shard that holds it (ValueError when none does)."""
         self._require()
         key = whole(key, "key")
         for ix, off in zip(self.indexes, self.offsets):
@@ -275,25 +290,30 @@ class IndexReplicas(_Group):
         super().__init__(d, threaded)
 
     def add_replica(self, index) -> None:
+        """Append a replica: it must hold the same vectors as the others (ValueError otherwise)."""
         if self.indexes and index.ntotal != self.ntotal:
             raise ValueError(f"a replica must hold the same vectors: ntotal {self.ntotal}, got {index.ntotal}")
         self._add_index(index)
 
     @property
     def replicas(self) -> list:
+        """The replicas, in the order they were added."""
         return self.indexes
 
     @property
     def ntotal(self) -> int:
+        """Vectors stored (each replica holds them all)."""
         return self.indexes[0].ntotal if self.indexes else 0
 
     def add(self, x) -> None:
+        """Add x (n, d) to every replica."""
         self._require(trained=True)
         xv, _ = _rows(x, self.d)
         for ix in self.indexes:
             ix.add(xv)
 
     def add_with_ids(self, x, ids) -> None:
+        """Add x (n, d) under ids (n,) to every replica (the ids are checked before any replica changes)."""
         self._require(trained=True)
         xv, _ = _rows(x, self.d)
         ids = Index._ids(self.indexes[0], ids, xv.shape[0]).cpu()
@@ -302,6 +322,7 @@ class IndexReplicas(_Group):
             ix.add_with_ids(xv, ids)
 
     def search(self, x, k, *, params: SearchParams | None = None):
+        """(D, I), each (nq, k): the query batch split into contiguous slices, one per replica."""
         k, params = self._checked(k, params)
         q, was_numpy = _rows(x, self.d)
         n, r = q.shape[0], len(self.indexes)
@@ -316,15 +337,18 @@ class IndexReplicas(_Group):
         return _out(was_numpy, torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
 
     def remove_ids(self, ids) -> int:
+        """Remove the labels (array, mask or IDSelector) from every replica; returns how many were removed."""
         self._require()
         counts = [ix.remove_ids(ids) for ix in self.indexes]
         return counts[0]
 
     def reconstruct(self, key) -> torch.Tensor:
+        """(d,) vector of label ``key`` (from the first replica)."""
         self._require()
         return self.indexes[0].reconstruct(key)
 
     def reset(self) -> None:
+        """Empty every replica."""
         for ix in self.indexes:
             ix.reset()
 

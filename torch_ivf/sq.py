@@ -52,6 +52,7 @@ class ScalarQuantizer:
 
     @property
     def bits(self) -> int:
+        """Bits per dimension of the code type (16 for fp16 / bf16)."""
         return _BITS.get(self.qtype, 16)
 
     @property
@@ -61,6 +62,7 @@ class ScalarQuantizer:
 
     @property
     def is_trained(self) -> bool:
+        """True once the ranges are learnt (always for fp16 / bf16)."""
         return self.qtype in _HALF or self.trained.numel() > 0
 
     def train(self, x) -> None:
@@ -77,6 +79,7 @@ class ScalarQuantizer:
         self.trained = torch.cat([vmin, vmax - vmin])
 
     def set_trained(self, trained: torch.Tensor) -> None:
+        """Use the given ranges (min then max - min; 2 * d values, 2 for uniform types, 0 for fp16 / bf16)."""
         t = torch.as_tensor(trained, dtype=torch.float32).reshape(-1)
         want = 0 if self.qtype in _HALF else 2 if self.qtype in _UNIFORM else 2 * self.d
         if t.numel() != want:
@@ -144,6 +147,7 @@ class ScalarQuantizer:
         return vmin + ((bins.float() + 0.5) / float((1 << self.bits) - 1)) * vdiff
 
     def to(self, device) -> "ScalarQuantizer":
+        """Move the ranges to ``device`` in place; returns self."""
         self.device = torch.device(device)
         self.trained = self.trained.to(self.device)
         return self

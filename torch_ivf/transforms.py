@@ -21,6 +21,21 @@ def _random_rotation(n: int, gen: torch.Generator) -> torch.Tensor:
 
 
 class PanoramaTransform:
+    """``PanoramaTransform(d, n_levels, *, cap=8.0, seed=1234, device=None)``: the orthogonal (d, d)
+    rotation Panorama indexes apply before storing, so that the leading levels (d / n_levels
+    dimensions each) carry most of each vector's energy and pruning bounds tighten early.
+
+    Args:
+        d: vector dimension (a multiple of n_levels).
+        n_levels: number of levels the dimensions are split into.
+        cap: no level gets more than ``cap`` times the mean energy per level (>= 1).
+        seed: seed of the random rotations.
+        device: torch device of the matrix (default CPU).
+
+    Raises:
+        ValueError: a non-positive d or n_levels, n_levels not dividing d, or cap below 1.
+    """
+
     def __init__(self, d: int, n_levels: int, *, cap: float = 8.0, seed: int = 1234, device=None):
         for name, v in (("d", d), ("n_levels", n_levels)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
@@ -35,17 +50,23 @@ class PanoramaTransform:
 
     @property
     def is_trained(self) -> bool:
+        """True once the (d, d) matrix is set."""
         return self.matrix.shape == (self.d, self.d)
 
     @property
     def d_in(self) -> int:  # Faiss's VectorTransform fields
+        """Input dimension (Faiss's VectorTransform.d_in)."""
         return self.d
 
     @property
     def d_out(self) -> int:
+        """Output dimension, equal to d_in (a rotation)."""
         return self.d
 
     def train(self, x) -> None:
+        """Learn the rotation from x (n >= 2, d): PCA order, then level-mixing rotations that cap each
+        level's energy at ``cap`` times the mean, then a random rotation inside each level.
+        """
         x, _ = float_rows(x, self.d, "cpu")
         if x.shape[0] < 2:
             raise ValueError(f"x must have at least 2 rows to train, got {x.shape[0]}")
@@ -74,6 +95,7 @@ class PanoramaTransform:
         self.matrix = W.float().to(self.device)
 
     def set_matrix(self, matrix: torch.Tensor) -> None:
+        """Use the given (d, d) orthogonal matrix (ValueError for another shape)."""
         m = torch.as_tensor(matrix, dtype=torch.float32)
         if tuple(m.shape) != (self.d, self.d):
             raise ValueError(f"matrix must have shape ({self.d}, {self.d}), got {tuple(m.shape)}")
@@ -90,6 +112,7 @@ class PanoramaTransform:
         return back(x @ self.matrix, was_numpy)
 
     def reverse(self, y):
+        """x = y @ matrix.T, the inverse of apply (numpy in, numpy out)."""
         y, was_numpy = self._rows(y)
         return back(y @ self.matrix.T, was_numpy)
 
@@ -101,6 +124,7 @@ class PanoramaTransform:
         return y / y.sum()
 
     def to(self, device) -> "PanoramaTransform":
+        """Move the matrix to ``device`` in place; returns self."""
         self.device = torch.device(device)
         self.matrix = self.matrix.to(self.device)
         return self

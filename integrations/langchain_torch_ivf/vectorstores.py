@@ -60,6 +60,22 @@ class TorchIVFVectorStore(VectorStore):
     see :meth:`torch_ivf.collection.Collection.search`). Every search call, the retriever's
     ``search_kwargs`` and the async twins take ``retrieval_mode=`` and ``alpha=`` overrides.
     Keyword and hybrid search need the query text, so the ``*_by_vector`` methods are dense only.
+
+    Args:
+        embedding: a LangChain Embeddings (MiniLMEmbeddings() runs the bundled model offline).
+        index: "auto" (exact until IVF wins on this device), "Flat", "IVF{nlist},Flat", ...
+        metric: "cosine" (default), "ip" or "l2"; or ``distance_strategy``, LangChain's
+            DistanceStrategy (not both).
+        device: torch device; None picks the GPU when torch sees one.
+        nprobe: lists scanned per query on IVF indexes.
+        batch_size: texts per embedding call; progress: embedding progress bar (None: long inputs).
+        retrieval_mode, alpha: the default search mode and hybrid weight (above).
+        collection: an existing torch_ivf Collection to wrap (then index, metric, device are its own).
+
+    Raises:
+        ValueError: no embedding, metric and distance_strategy both given, a bad mode or alpha, or a
+            device that does not exist (before any embedding).
+        TypeError: collection is not a Collection.
     """
 
     def __init__(self, embedding: Embeddings, *, index: str = "auto", metric: str | None = None,
@@ -88,6 +104,7 @@ class TorchIVFVectorStore(VectorStore):
 
     @property
     def embeddings(self) -> Embeddings:
+        """The embedding model documents and queries go through (LangChain's VectorStore.embeddings)."""
         return self._embedding
 
     # ---- writing ------------------------------------------------------------------------------
@@ -202,6 +219,9 @@ class TorchIVFVectorStore(VectorStore):
     def from_embeddings(cls, text_embeddings: Iterable[tuple[str, list[float]]], embedding: Embeddings,
                         metadatas: list[dict] | None = None, ids: list[str] | None = None,
                         **kwargs: Any) -> "TorchIVFVectorStore":
+        """A new store (constructor keywords in kwargs) holding the given (text, embedding) pairs;
+        ``embedding`` embeds later queries.
+        """
         store = cls(embedding, **kwargs)
         store.add_embeddings(text_embeddings, metadatas, ids=ids)
         return store

@@ -57,9 +57,22 @@ def _str_list(values: Any, name: str) -> list[str]:
 class Collection:
     """Documents (id, text, metadata, vector) with filtered search, MMR, upsert/delete, save/load.
 
-    ``embedding``: anything :func:`as_embedder` accepts, or None to pass vectors yourself.
-    ``index``: "auto" (exact until IVF wins on this device), "Flat", "IVF{nlist},Flat",
-    "IVF1024,Flat", ... ``metric``: "cosine" (default), "ip" or "l2".
+    Args:
+        embedding: anything :func:`as_embedder` accepts (LangChain / LlamaIndex embeddings, a
+            sentence-transformers model, a callable texts -> (n, d) array), or None to pass vectors.
+        dim: vector dimension (default: taken from the first vectors added).
+        index: "auto" (exact until IVF wins on this device), "Flat", "IVF{nlist},Flat",
+            "IVF1024,PQ32", ... (index_factory strings).
+        metric: "cosine" (default), "ip" or "l2".
+        device: torch device of the index; None picks the GPU when torch sees one.
+        nprobe: lists scanned per query on IVF indexes (default: chosen with the index).
+        batch_size: texts embedded per model call.
+        progress: embedding progress bar: True, False, or None (for 256 texts or more).
+
+    Raises:
+        ValueError: a bad metric, index spec, dim or batch_size, or a device that does not exist
+            (named with the fix, before any embedding).
+        TypeError: an embedding of no supported kind.
     """
 
     # A filter allowing at most this many documents (or 1/16 of them) is served by exact search over
@@ -103,6 +116,7 @@ class Collection:
 
     @property
     def index_description(self) -> str:
+        """What searches run on: "empty", "Flat (exact)" or "IVF<nlist>,<codec> (nprobe=...)"."""
         if self._index is None:
             return "empty"
         if is_ivf(self._index):
@@ -220,6 +234,7 @@ class Collection:
             return self.delete([r.id for r in self.records(filter=filter)])
 
     def clear(self) -> None:
+        """Delete every document (and the index; the next upsert starts afresh)."""
         with self._lock:
             self._table.clear()
             self._index = None

@@ -60,16 +60,24 @@ class Embedder:
                 f"get_query_embedding, encode, or be callable; got {type(model).__name__}")
 
     def documents(self, texts: Sequence[str]) -> torch.Tensor:
+        """(n, d) float32 CPU tensor: one embedding per text (ValueError if the model returns another count)."""
         out = _to_2d(self._docs(list(texts)), "embedding")
         if out.shape[0] != len(texts):
             raise ValueError(f"embedding returned {out.shape[0]} vectors for {len(texts)} texts")
         return out
 
     def query(self, text: str) -> torch.Tensor:
+        """(d,) float32 CPU tensor: the embedding of the query ``text``."""
         return _to_2d([np.asarray(self._query(text), dtype=np.float32)], "embedding")[0]
 
 
 def as_embedder(model: Any) -> Embedder | None:
+    """``model`` wrapped as an Embedder (None and Embedders are returned as they are).
+
+    Raises:
+        TypeError: model has none of embed_documents/embed_query, get_text_embedding_batch/
+            get_query_embedding or encode, and is not callable.
+    """
     if model is None or isinstance(model, Embedder):
         return model
     return Embedder(model)
@@ -137,16 +145,20 @@ class MiniLMEmbedder:
 
     @property
     def device(self) -> str:
+        """The device the model runs on, e.g. "cpu" or "cuda:0"."""
         return str(self.model.device)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, 384) float32 numpy unit vectors of ``texts``, batch_size at a time."""
         return self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
                                  normalize_embeddings=True, show_progress_bar=False)
 
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        """One 384-float list per text (LangChain's Embeddings method)."""
         return self.encode(texts).tolist()
 
     def embed_query(self, text: str) -> list[float]:
+        """The 384-float embedding of ``text`` (LangChain's Embeddings method)."""
         return self.encode([text])[0].tolist()
 
 

@@ -36,11 +36,21 @@ def faiss_errors(fn):
 
 
 def wrap_methods(cls, names):
-    """Give cls its own error-converting version of each named method (looked up along its MRO)."""
+    """Give cls its own error-converting version of each named method (looked up along its MRO); an
+    override without a docstring shows the one of the torch_ivf method it stands for (help, pdoc)."""
     for name in names:
         fn = getattr(cls, name, None)
         if callable(fn) and not getattr(fn, "_faiss_wrapped", False):
             wrapped = faiss_errors(fn)
             wrapped._faiss_wrapped = True
+            wrapped.__doc__ = fn.__doc__ or _inherited_doc(cls, name)
             setattr(cls, name, wrapped)
     return cls
+
+
+def _inherited_doc(cls, name: str) -> str | None:
+    for base in cls.__mro__:
+        doc = getattr(vars(base).get(name), "__doc__", None)
+        if doc:
+            return doc
+    return None

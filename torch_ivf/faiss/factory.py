@@ -18,6 +18,12 @@ def _expand_nlist(m) -> str:
 
 
 def index_factory(d, description, metric=None, own_invlists=True):
+    """Faiss's ``index_factory(d, description, metric)`` for the descriptions the module docstring lists,
+    as Faiss-shaped indexes; own_invlists is ignored.
+
+    Raises:
+        FaissValueError: a description torch_ivf does not build.
+    """
     metric = 1 if metric is None else metric
     if not isinstance(description, str):
         raise FaissValueError(f"description must be a str, got {type(description).__name__}")

@@ -69,6 +69,7 @@ class FaissIndex:
         return super().range_search(_rows(x), thresh, params=params)
 
     def assign(self, x, k, labels=None):
+        """Labels (n, k) of the k nearest stored vectors of x; written into ``labels`` when given."""
         I = self.search(x, k)[1]
         if labels is not None:
             labels[...] = I
@@ -76,6 +77,7 @@ class FaissIndex:
         return I
 
     def reconstruct(self, key, x=None):
+        """(d,) float32 numpy vector of label ``key``, written into ``x`` when given."""
         out = self.reconstruct_batch(np.array([int(key)]))[0]
         if x is not None:
             x[...] = out
@@ -83,6 +85,7 @@ class FaissIndex:
         return out
 
     def reconstruct_batch(self, key, x=None):
+        """(n, d) float32 numpy vectors of the labels ``key``, written into ``x`` when given."""
         out = _numpy(super().reconstruct_batch(np.asarray(key, dtype=np.int64).reshape(-1))).astype(np.float32)
         if x is not None:
             x[...] = out
@@ -90,10 +93,12 @@ class FaissIndex:
         return out
 
     def reconstruct_n(self, n0=0, ni=-1, x=None):
+        """Vectors of labels n0 .. n0 + ni - 1 (ni = -1: up to ntotal), numpy."""
         ni = self.ntotal - n0 if ni == -1 else ni
         return self.reconstruct_batch(np.arange(n0, n0 + ni), x)
 
     def search_and_reconstruct(self, x, k, *, params=None, D=None, I=None, R=None):
+        """(D, I, R): search's results and the (nq, k, d) float32 vectors of I (zeros where I is -1)."""
         D, I = self.search(x, k, params=params, D=D, I=I)
         rec = np.zeros((I.shape[0], k, self.d), dtype=np.float32)
         ok = I >= 0
@@ -105,6 +110,7 @@ class FaissIndex:
         return D, I, rec
 
     def is_faiss(self) -> bool:
+        """True: a Faiss-shaped class (torch_ivf.faiss), numpy out."""
         return True
 
 
@@ -115,12 +121,16 @@ class _Flat(FaissIndex):
     _positional = True
 
     def add_with_ids(self, x, ids) -> None:
+        """Refused (FaissValueError) on a positional flat index, as in Faiss; wrap it in IndexIDMap."""
         if self._positional:
             raise FaissValueError(f"add_with_ids is not supported by {type(self).__name__}: "
                                   "wrap it in IndexIDMap for your own ids")
         super().add_with_ids(x, ids)
 
     def remove_ids(self, sel) -> int:
+        """Remove by ids or IDSelector; the vectors after a removed one are renumbered (Faiss's flat
+        numbering by position). Returns how many were removed.
+        """
         n = core.IndexFlat.remove_ids(self, _selection(sel))
         if self._positional and n:
             pos, _ = self.invlists.live_positions()
@@ -134,20 +144,25 @@ class _Flat(FaissIndex):
 
     @property
     def xb(self):
+        """The stored vectors flattened to (ntotal * d,) float32 (Faiss's xb)."""
         return self.get_xb().reshape(-1)
 
     @property
     def codes(self):
+        """The stored vectors as raw bytes (ntotal * code_size,) uint8 (Faiss's codes)."""
         return self.get_xb().view(np.uint8).reshape(-1)
 
     @property
     def code_size(self) -> int:
+        """Bytes per vector: 4 * d."""
         return self.d * 4
 
 
 class IndexFlat(_Flat, core.IndexFlat):
-    def __init__(self, d=None, metric=METRIC_L2, **kwargs):
-        core.IndexFlat.__init__(self, d, metric, **kwargs)
+    """Faiss's ``IndexFlat(d, metric=METRIC_L2)``: exact search, vectors numbered by position."""
+
+    def __init__(self, d=None, metric=METRIC_L2, *, device=None, dtype=torch.float32):
+        core.IndexFlat.__init__(self, d, metric, device=device, dtype=dtype)
 
 
 class IndexFlatL2(_Flat, core.IndexFlatL2):
@@ -178,6 +193,7 @@ class _IVF(FaissIndex):
 
     @property
     def quantizer(self):
+        """The flat index of the coarse centroids, shared with the caller (filled by training)."""
         q = getattr(self, "_shared_q", None)
         if q is None:
             q = self._shared_q = (IndexFlatL2(self.d) if self.coarse_metric == "l2" else IndexFlatIP(self.d))
@@ -192,6 +208,7 @@ class _IVF(FaissIndex):
 
     @property
     def quantizer_trains_alone(self) -> int:
+        """0, as Faiss reports for a flat quantizer trained by the IVF index."""
         return 0
 
     def _take_shared(self) -> None:
@@ -200,32 +217,38 @@ class _IVF(FaissIndex):
             self._take_quantizer(q)
 
     def train(self, x) -> None:
+        """Train on x (n, d); a quantizer trained after this index was made is used as it is (Faiss)."""
         self._take_shared()  # a quantizer trained after this index was made is used as it is (Faiss)
         super().train(x)
         self.quantizer  # noqa: B018  (fills the shared object)
 
     def add(self, x) -> None:
+        """Add x (n, d) under labels next_label, ...; takes a quantizer trained meanwhile, as train does."""
         self._take_shared()
         super().add(x)
 
     def search(self, x, k, *, params=None, D=None, I=None):
+        """As torch_ivf's search (numpy in, numpy out), counting into cvar.indexIVF_stats."""
         out = super().search(x, k, params=params, D=D, I=I)
         if self.nlist > 1:
             cvar.indexIVF_stats.add_search(self, self._vectors(_rows(x))[0], params)
         return out
 
     def add_with_ids(self, x, ids) -> None:
+        """Add x (n, d) under ids (n,) int64; refused with an Array direct map (use Hashtable)."""
         if self.direct_map.type == DirectMap.Array:
             raise FaissValueError("add_with_ids is not supported with an Array direct map (use Hashtable)")
         self._take_shared()
         super().add_with_ids(x, ids)
 
     def remove_ids(self, sel) -> int:
+        """Remove by ids or IDSelector, returning how many; refused with an Array direct map."""
         if self.direct_map.type == DirectMap.Array:
             raise FaissValueError("remove_ids is not supported with an Array direct map (use Hashtable)")
         return super().remove_ids(_selection(sel))
 
     def set_direct_map_type(self, type_) -> None:
+        """DirectMap.NoMap, Array (ids 0..ntotal-1 only) or Hashtable; reconstruct needs one set."""
         type_ = int(type_)
         if type_ not in (DirectMap.NoMap, DirectMap.Array, DirectMap.Hashtable):
             raise FaissValueError(f"direct map type must be NoMap, Array or Hashtable, got {type_}")
@@ -236,9 +259,11 @@ class _IVF(FaissIndex):
         self.direct_map.type = type_
 
     def make_direct_map(self, new_maintain=True) -> None:
+        """set_direct_map_type(Array) (new_maintain) or NoMap, as in Faiss."""
         self.set_direct_map_type(DirectMap.Array if new_maintain else DirectMap.NoMap)
 
     def reconstruct_batch(self, key, x=None):
+        """(n, d) float32 vectors of the labels ``key`` (FaissValueError without a direct map)."""
         if self.direct_map.type == DirectMap.NoMap:
             raise FaissValueError("direct map not initialized: call make_direct_map() or "
                                   "set_direct_map_type() before reconstruct")
@@ -254,6 +279,7 @@ class _IVF(FaissIndex):
         return out
 
     def merge_from(self, other, add_id=0) -> None:
+        """Move every vector of ``other`` (same type and training) here, labels shifted by add_id."""
         super().merge_from(other, add_id)
 
 
@@ -285,9 +311,13 @@ class IndexIVFFlatPanorama(_IVF, core.IndexIVFFlatPanorama):
 
     @faiss_form
     def __init__(self, d, nlist, n_levels=8, metric=METRIC_L2, own_invlists=True, batch_size=None, *,
-                 quantizer=None, **options):
+                 quantizer=None, nprobe=1, transform=False, cap=1e9, norm_dtype="float32", device=None,
+                 dtype=torch.float32, search_mode="auto", max_codes=0, seed=1234, niter=20, verbose=None):
         self.batch_size = Panorama.kDefaultBatchSize if batch_size is None else int(batch_size)
-        core.IndexIVFFlatPanorama.__init__(self, d, nlist, n_levels, metric, quantizer=quantizer, **options)
+        core.IndexIVFFlatPanorama.__init__(self, d, nlist, n_levels, metric, nprobe, transform=transform, cap=cap,
+                                           norm_dtype=norm_dtype, device=device, dtype=dtype,
+                                           search_mode=search_mode, max_codes=max_codes, seed=seed, niter=niter,
+                                           quantizer=quantizer, verbose=verbose)
         self._faiss_setup(quantizer)
 
 
@@ -295,8 +325,12 @@ class IndexPQ(_IVF, core.IndexIVFPQ):
     """Faiss's ``IndexPQ(d, M, nbits, metric)``: a PQ code per vector, no coarse lists (one list,
     codes of the vectors themselves). Reconstruct needs no direct map."""
 
-    def __init__(self, d=None, M=None, nbits=8, metric=METRIC_L2, **kwargs):
-        core.IndexIVFPQ.__init__(self, d, 1, M, nbits, metric, by_residual=False, **kwargs)
+    def __init__(self, d=None, M=None, nbits=8, metric=METRIC_L2, *, nprobe=1, pq_niter=25, pq_max_train=65536,
+                 device=None, dtype=torch.float32, search_mode="auto", max_codes=0, seed=1234, niter=20,
+                 verbose=None):
+        core.IndexIVFPQ.__init__(self, d, 1, M, nbits, metric, nprobe, by_residual=False, pq_niter=pq_niter,
+                                 pq_max_train=pq_max_train, device=device, dtype=dtype, search_mode=search_mode,
+                                 max_codes=max_codes, seed=seed, niter=niter, verbose=verbose)
         self._faiss_setup(None)
 
     def _faiss_setup(self, quantizer=None) -> None:
@@ -304,6 +338,7 @@ class IndexPQ(_IVF, core.IndexIVFPQ):
         self.direct_map.type = DirectMap.Array
 
     def config(self) -> dict:
+        """Constructor keyword arguments that rebuild this index (JSON-serialisable)."""
         cfg = super().config()
         del cfg["nlist"], cfg["by_residual"]
         return cfg
@@ -312,13 +347,15 @@ class IndexPQ(_IVF, core.IndexIVFPQ):
 class IndexRefine(FaissIndex, core.IndexRefine):
     """Faiss's ``IndexRefine(base_index, refine_index)``: the refine index is an empty flat index."""
 
-    def __init__(self, base=None, refine=None, *args, **kwargs):
+    def __init__(self, base=None, refine=None, refine_dtype=None, *, refine_device=None, base_class=None,
+                 base_config=None, device=None):
         if isinstance(base, _Flat):
             base._positional = False
-        if refine is None:
-            core.IndexRefine.__init__(self, base, 1.0, torch.float32, *args, **kwargs)
-        else:
-            core.IndexRefine.__init__(self, base, refine, *args, **kwargs)
+        if refine_dtype is None:  # Faiss's float32 store; torch_ivf's float16 default after a k_factor
+            refine_dtype = torch.float32 if refine is None else torch.float16
+        core.IndexRefine.__init__(self, base, 1.0 if refine is None else refine, refine_dtype,
+                                  refine_device=refine_device, base_class=base_class, base_config=base_config,
+                                  device=device)
         self._faiss_setup()
 
     def _faiss_setup(self) -> None:
@@ -331,10 +368,12 @@ class IndexRefine(FaissIndex, core.IndexRefine):
 class IndexRefineFlat(FaissIndex, core.IndexRefineFlat):
     """Faiss's ``IndexRefineFlat(base_index)`` (float32 vectors re-score the candidates)."""
 
-    def __init__(self, base=None, k_factor=1.0, *args, **kwargs):
+    def __init__(self, base=None, k_factor=1.0, refine_dtype=torch.float32, *, refine_device=None,
+                 base_class=None, base_config=None, device=None):
         if isinstance(base, _Flat):
             base._positional = False
-        core.IndexRefineFlat.__init__(self, base, k_factor, *args, **kwargs)
+        core.IndexRefineFlat.__init__(self, base, k_factor, refine_dtype, refine_device=refine_device,
+                                      base_class=base_class, base_config=base_config, device=device)
         self._faiss_setup()
 
     _faiss_setup = IndexRefine._faiss_setup

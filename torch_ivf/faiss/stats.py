@@ -14,6 +14,7 @@ class IndexIVFStats:
         self.reset()
 
     def reset(self) -> None:
+        """Zero every counter and timer."""
         self.nq = self.nlist = self.ndis = self.nheap_updates = 0
         self.quantization_time = self.search_time = 0.0
 

@@ -80,6 +80,7 @@ def randint(n, seed=12345, vmax=None):
 
 
 def lrand(n, seed=12345):
+    """n pseudo-random non-negative int64 values from ``seed`` (Faiss's lrand; numpy out)."""
     return randint(n, seed)
 
 
@@ -92,10 +93,12 @@ def rand_smooth_vectors(n, d, seed=1234):
 
 # ---- threads --------------------------------------------------------------------------------
 def omp_get_max_threads() -> int:
+    """torch's intra-op thread count (Faiss's omp_get_max_threads)."""
     return torch.get_num_threads()
 
 
 def omp_set_num_threads(n) -> None:
+    """Set torch's intra-op thread count to max(1, n) (Faiss's omp_set_num_threads)."""
     torch.set_num_threads(max(1, int(n)))
 
 
@@ -108,6 +111,11 @@ def serialize_index(index) -> np.ndarray:
 
 @faiss_errors
 def deserialize_index(data, io_flags=0):
+    """The index in ``data`` (serialize_index's uint8 array, or bytes), Faiss-shaped; io_flags is ignored.
+
+    Raises:
+        CorruptFileError: (a ValueError) not a torch-ivf index, damaged, or failing its checksums.
+    """
     payload = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
     return adopt(_io.index_from_bytes(payload, source="deserialize_index"))
 
@@ -138,6 +146,7 @@ def read_index(f, io_flags=0):
 
 @faiss_errors
 def clone_index(index):
+    """An independent deep copy of ``index`` (same tensors and device), Faiss-shaped."""
     return adopt(_io.clone_index(index))
 
 
@@ -157,6 +166,7 @@ def extract_index_ivf(index):
 
 
 def try_extract_index_ivf(index):
+    """The IVF index inside ``index`` (itself, or a refine wrapper's base), or None."""
     try:
         return extract_index_ivf(index)
     except (ValueError, TypeError):
@@ -168,6 +178,8 @@ class ParameterSpace(_params.ParameterSpace):
 
     @faiss_errors
     def set_index_parameter(self, index, name, value) -> None:
+        """Set ``name`` (nprobe, max_codes, k_factor_rf; k_factor on a refine index) on ``index``,
+        through IndexIDMap wrappers."""
         while isinstance(index, IndexIDMap):
             index = index.index
         if name == "k_factor" and isinstance(index, IndexRefine):
@@ -176,6 +188,7 @@ class ParameterSpace(_params.ParameterSpace):
 
     @faiss_errors
     def set_index_parameters(self, index, description) -> None:
+        """Comma-separated ``name=value`` pairs, applied left to right (all parsed first)."""
         super().set_index_parameters(index, description)
 
 
@@ -192,9 +205,10 @@ class IDSelectorRange(_sel.IDSelectorRange):
 class IDSelectorBitmap(_sel.IDSelector):
     """Ids whose bit is set in a little-endian bitmap of n bits (Faiss's IDSelectorBitmap(n, bitmap))."""
 
-    def __init__(self, *args):
-        bitmap = np.asarray(args[-1], dtype=np.uint8).reshape(-1)
-        n = int(args[0]) if len(args) == 2 else bitmap.size * 8
+    def __init__(self, n_or_bitmap, bitmap=None):
+        n, bitmap = (None, n_or_bitmap) if bitmap is None else (int(n_or_bitmap), bitmap)
+        bitmap = np.asarray(bitmap, dtype=np.uint8).reshape(-1)
+        n = bitmap.size * 8 if n is None else n
         self.bits = np.unpackbits(bitmap, bitorder="little")[:n].astype(bool)
 
     def mask(self, size, device):
@@ -208,6 +222,8 @@ class IDSelectorBitmap(_sel.IDSelector):
 
 
 class IDSelectorXOr(_sel.IDSelector):
+    """The labels exactly one of ``lhs`` and ``rhs`` selects (Faiss's IDSelectorXOr)."""
+
     def __init__(self, lhs, rhs):
         self.lhs, self.rhs = _sel._check(lhs), _sel._check(rhs)
 
@@ -219,6 +235,8 @@ class IDSelectorXOr(_sel.IDSelector):
 
 
 class IDSelectorAll(_sel.IDSelector):
+    """Every label (Faiss's IDSelectorAll)."""
+
     def mask(self, size, device):
         return torch.ones(size, dtype=torch.bool, device=device)
 
@@ -249,6 +267,11 @@ class Kmeans:
 
     @faiss_errors
     def train(self, x, weights=None, init_centroids=None):
+        """Cluster x (n, d) into k centroids; sets centroids, obj and index; returns the final objective.
+
+        Raises:
+            FaissValueError: weights or init_centroids given (not supported), or x of the wrong shape.
+        """
         if weights is not None or init_centroids is not None:
             raise FaissValueError("weights and init_centroids are not supported")
         x = _float_rows(x)
@@ -263,6 +286,7 @@ class Kmeans:
         return self.obj[-1]
 
     def assign(self, x):
+        """(D, I), each (n, 1): the nearest centroid of each row of x and its distance."""
         return self.index.search(_float_rows(x), 1)
 
 
@@ -272,19 +296,25 @@ class Kmeans:
 
 
 class SIMDConfig:
+    """Faiss's SIMD level switches: torch picks its own kernels, so the only level is SIMDLevel_NONE."""
+
     @staticmethod
     def is_simd_level_available(level) -> bool:
+        """True only for SIMDLevel_NONE."""
         return level == SIMDLevel_NONE
 
     @staticmethod
     def get_level():
+        """SIMDLevel_NONE."""
         return SIMDLevel_NONE
 
     @staticmethod
     def get_dispatched_level():
+        """SIMDLevel_NONE."""
         return SIMDLevel_NONE
 
     @staticmethod
     def set_level(level) -> None:
+        """Accept SIMDLevel_NONE; any other level raises FaissValueError."""
         if level != SIMDLevel_NONE:
             raise FaissValueError(f"SIMD level {level} is not available (torch chooses its own kernels)")

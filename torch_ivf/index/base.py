@@ -96,6 +96,7 @@ class Index:
     # ---- Faiss-style attributes ------------------------------------------------------------------
     @property
     def metric_type(self) -> int:
+        """Faiss's metric number: METRIC_L2 (1) for "l2", METRIC_INNER_PRODUCT (0) for "ip" and "cosine"."""
         return METRIC_L2 if self.metric == "l2" else METRIC_INNER_PRODUCT
 
     @property
@@ -182,9 +183,16 @@ class Index:
                 an IDSelector) or IndexRefineSearchParameters, for this call only.
             D, I: optional float32 / int64 arrays or tensors of shape (nq, k) to fill in and return.
 
-        Returns D (squared L2 ascending; inner product or cosine descending) and I (labels; -1 with D
-        the float32 extreme where fewer than k results exist), numpy for numpy input, else tensors on
-        the index device."""
+        Returns:
+            (D, I): D float32 (nq, k), squared L2 ascending or inner product / cosine descending; I
+            int64 (nq, k) labels, -1 (with D the float32 extreme) where fewer than k results exist.
+            numpy for numpy input, else tensors on the index device.
+
+        Raises:
+            ValueError: untrained index, a bad k, x of the wrong shape or with NaN / Inf, bad params,
+                or D / I buffers of the wrong shape or dtype.
+            TypeError: x not a numeric array or tensor, or params not a SearchParams.
+        """
         k = self._check_k(k)
         params = _params(params)
         if not self.is_trained:
@@ -211,11 +219,17 @@ class Index:
         """Every stored vector within ``radius`` of each query (l2: D < radius; ip/cosine: D > radius).
 
         Args:
-            x: queries (nq, d).
+            x: queries (nq, d), numpy or tensor.
             radius: the distance (l2) or similarity (ip, cosine) threshold.
             params: as for search.
 
-        Returns (lims (nq + 1,), D, I): the results of query i are D[lims[i]:lims[i + 1]], as in Faiss."""
+        Returns:
+            (lims, D, I): lims int64 (nq + 1,); the results of query i are D[lims[i]:lims[i + 1]]
+            (float32) and I[lims[i]:lims[i + 1]] (int64 labels), as in Faiss. numpy for numpy input.
+
+        Raises:
+            ValueError / TypeError: as for search.
+        """
         if isinstance(radius, (bool, np.bool_)) or not isinstance(radius, (int, float, np.integer, np.floating)):
             raise TypeError(f"radius must be a number, got {type(radius).__name__} {radius!r}")
         if not math.isfinite(radius):
@@ -249,14 +263,21 @@ class Index:
         return self.search(x, k)[1]
 
     def to(self, device) -> "Index":
+        """Move the index to ``device`` in place and return it."""
         raise NotImplementedError
 
     def save(self, path) -> None:
+        """Write the index to ``path`` (write_index: safetensors + JSON manifest, atomic, no pickle)."""
         from ..io import write_index
         write_index(self, path)
 
     @classmethod
     def load(cls, path, device=None) -> "Index":
+        """Read an index written by save / write_index onto ``device`` (default: the device it was saved from).
+
+        Raises:
+            ValueError: the file holds another index type, or is damaged (CorruptFileError).
+        """
         from ..io import read_index
         index = read_index(path, device=device)
         if not isinstance(index, cls):

@@ -18,6 +18,7 @@ class FlatSearch(StoredIndex):
         return torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
 
     def load_state_tensors(self, tensors: dict) -> None:
+        """Restore what state_tensors returned (a one-list IVF file's centroids are ignored)."""
         # files written as a one-list IVF also hold a (1, d) "centroids" tensor: Flat has no centroids
         super().load_state_tensors({k: v for k, v in tensors.items() if k != "centroids"})
 
@@ -62,6 +63,7 @@ class IndexFlat(FlatCodes, FlatSearch):
 
     @property
     def is_trained(self) -> bool:
+        """Always True: a flat index has nothing to learn."""
         return True
 
     @property
@@ -70,6 +72,7 @@ class IndexFlat(FlatCodes, FlatSearch):
         return self._sa_bytes()
 
     def config(self) -> dict:
+        """Constructor keyword arguments that rebuild this index (JSON-serialisable)."""
         return {"d": self.d, "metric": self.metric, "dtype": str(self.dtype).removeprefix("torch.")}
 
     def train(self, x) -> None:
@@ -84,6 +87,7 @@ class IndexFlatL2(IndexFlat):
         super().__init__(d, "l2", device=device, dtype=dtype)
 
     def config(self) -> dict:
+        """Constructor keyword arguments that rebuild this index (JSON-serialisable)."""
         return {k: v for k, v in super().config().items() if k != "metric"}
 
 
@@ -94,4 +98,5 @@ class IndexFlatIP(IndexFlat):
         super().__init__(d, "ip", device=device, dtype=dtype)
 
     def config(self) -> dict:
+        """Constructor keyword arguments that rebuild this index (JSON-serialisable)."""
         return {k: v for k, v in super().config().items() if k != "metric"}

@@ -23,6 +23,7 @@ class FlatCodes(Scanner):
 
     @property
     def by_residual(self) -> bool:
+        """True when vectors are stored as residuals to their centroid (float16 / bfloat16 storage)."""
         return self.dtype != torch.float32
 
     def _fields(self) -> dict:

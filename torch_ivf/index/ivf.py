@@ -77,6 +77,7 @@ class IndexIVF(IVFScan, StoredIndex):
     # ---- validated settings --------------------------------------------------------------
     @property
     def nprobe(self) -> int:
+        """Lists scanned per query (a positive int; values above nlist scan every list)."""
         return self._nprobe
 
     @nprobe.setter
@@ -96,6 +97,7 @@ class IndexIVF(IVFScan, StoredIndex):
 
     @property
     def search_mode(self) -> str:
+        """"auto", "grouped" (alias "csr") or "matrix" (see README: How it searches)."""
         return self._search_mode
 
     @search_mode.setter
@@ -106,6 +108,7 @@ class IndexIVF(IVFScan, StoredIndex):
 
     @property
     def max_codes(self) -> int:
+        """Rows visited per query in coarse order (0: unlimited), as Faiss's max_codes."""
         return self._max_codes
 
     @max_codes.setter
@@ -117,10 +120,12 @@ class IndexIVF(IVFScan, StoredIndex):
 
     @property
     def is_trained(self) -> bool:
+        """True once the coarse centroids (and the codec, if any) are trained."""
         return self.coarse.is_trained
 
     @property
     def coarse_metric(self) -> str:
+        """The metric lists are probed with: "l2", or "ip" (also for cosine)."""
         return "l2" if self.metric == "l2" else "ip"
 
     @property
@@ -150,8 +155,18 @@ class IndexIVF(IVFScan, StoredIndex):
         return self.coarse.probe(q, nprobe)
 
     def train(self, x) -> None:
-        """Train the coarse quantizer (unless it is trained already) and the codec on x (n >= nlist, d).
-        Vectors already stored are re-assigned where the codec is lossless; lossy codecs refuse."""
+        """Train the coarse quantizer (unless it is trained already) and the codec.
+
+        Vectors already stored are re-assigned to the new lists where the codec is lossless.
+
+        Args:
+            x: (n, d) training vectors, n >= nlist, numpy or tensor (a sample is enough:
+                torch_ivf.bulk.train_on_sample draws one from a memmap).
+
+        Raises:
+            ValueError: fewer than nlist rows, a bad shape or NaN / Inf, or a lossy index (PQ, SQ)
+                that still holds vectors (reset() first).
+        """
         x, _ = self._vectors(x)
         if x.shape[0] < self.nlist:
             raise ValueError(f"x must have at least nlist={self.nlist} rows to train, got {x.shape[0]}")
@@ -215,9 +230,11 @@ class IndexIVF(IVFScan, StoredIndex):
                 "max_codes": self.max_codes, "seed": self.seed, "niter": self.niter}
 
     def state_tensors(self) -> dict:
+        """Tensors io.py saves: the centroids, the packed lists and the codec's tensors."""
         return {"centroids": self.centroids, **super().state_tensors()}
 
     def load_state_tensors(self, tensors: dict) -> None:
+        """Restore what state_tensors returned (ValueError for centroids of the wrong shape)."""
         centroids = tensors["centroids"]
         if centroids.numel() and tuple(centroids.shape) != (self.nlist, self.d):
             raise ValueError(f"stored centroids have shape {tuple(centroids.shape)}, expected ({self.nlist}, {self.d})")

@@ -102,6 +102,7 @@ class IndexIVFPQ(IndexIVF):
 
     @property
     def is_trained(self) -> bool:
+        """True once the coarse centroids and the product quantizer are trained."""
         return super().is_trained and self.pq.is_trained
 
     @property

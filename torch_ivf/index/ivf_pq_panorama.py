@@ -58,6 +58,7 @@ class PanoramaScan:
                                             device=self.device) if self.use_transform else None
 
     def config(self) -> dict:
+        """Constructor keyword arguments that rebuild this index (JSON-serialisable)."""
         return {**super().config(), "n_levels": self.n_levels, "transform": self.use_transform,
                 "cap": self.cap, "norm_dtype": self.norm_dtype}
 
@@ -74,6 +75,7 @@ class PanoramaScan:
 
     @property
     def is_trained(self) -> bool:
+        """True once the centroids, the codec and the level transform (if any) are trained."""
         return super().is_trained and (self.ptransform is None or self.ptransform.is_trained)
 
     def _fields(self) -> dict:

@@ -21,6 +21,7 @@ class SQCodes(FlatCodes):
 
     @property
     def qtype(self) -> int:
+        """The ScalarQuantizer code type (QT_8bit, QT_4bit, QT_fp16, ...)."""
         return self.sq.qtype
 
     @property
@@ -94,6 +95,7 @@ class IndexScalarQuantizer(SQCodes, FlatSearch):
 
     @property
     def is_trained(self) -> bool:
+        """True once the quantizer's ranges are learnt (always for fp16 / bf16)."""
         return self.sq.is_trained
 
     def train(self, x) -> None:
@@ -102,6 +104,7 @@ class IndexScalarQuantizer(SQCodes, FlatSearch):
         self._train_sq(x)
 
     def config(self) -> dict:
+        """Constructor keyword arguments that rebuild this index (JSON-serialisable)."""
         return {"d": self.d, "qtype": self.qtype, "metric": self.metric}
 
 
@@ -145,15 +148,18 @@ class IndexIVFScalarQuantizer(SQCodes, IndexIVF):
 
     @property
     def by_residual(self) -> bool:
+        """True when codes encode x - centroid rather than x."""
         return self._by_residual
 
     @property
     def is_trained(self) -> bool:
+        """True once the coarse centroids and the quantizer's ranges are trained."""
         return self.coarse.is_trained and self.sq.is_trained
 
     def _train_codec(self, x, lists) -> None:
         self._train_sq(x - self.centroids[lists] if self.by_residual else x)
 
     def config(self) -> dict:
+        """Constructor keyword arguments that rebuild this index (JSON-serialisable)."""
         cfg = {k: v for k, v in super().config().items() if k != "dtype"}
         return {**cfg, "qtype": self.qtype, "by_residual": self.by_residual}

@@ -102,6 +102,7 @@ class IndexRefine(Index):
 
     @property
     def k_factor(self) -> float:
+        """Candidates per result the base proposes for re-ranking (a number >= 1)."""
         return self._k_factor
 
     @k_factor.setter
@@ -111,14 +112,17 @@ class IndexRefine(Index):
     # ---- delegation ---------------------------------------------------------------------
     @property
     def ntotal(self) -> int:
+        """Number of vectors stored (the base's count)."""
         return self.base.ntotal
 
     @property
     def is_trained(self) -> bool:
+        """The base index's is_trained."""
         return self.base.is_trained
 
     @property
     def nprobe(self):
+        """The base index's nprobe (settable)."""
         return self.base.nprobe
 
     @nprobe.setter
@@ -136,9 +140,15 @@ class IndexRefine(Index):
         return self.refine
 
     def train(self, x) -> None:
+        """Train the base index on x (n, d); the full vectors need no training."""
         self.base.train(x)
 
     def add(self, x) -> None:
+        """Add vectors x (n, d) to the base and the full-vector store under labels next_label, ...
+
+        Raises:
+            ValueError: the base is not trained, or x has the wrong shape.
+        """
         xv, _ = self._vectors(x)
         if not self.base.is_trained:
             raise ValueError("the base index must be trained before add")
@@ -149,6 +159,7 @@ class IndexRefine(Index):
         self.next_label = self.base.next_label
 
     def add_with_ids(self, x, ids) -> None:
+        """Add vectors x (n, d) under ids (n,) int64 (unique, non-negative, not stored yet)."""
         xv, _ = self._vectors(x)
         ids = self._ids(ids, xv.shape[0])
         if not self.base.is_trained:
@@ -158,22 +169,27 @@ class IndexRefine(Index):
         self.next_label = self.base.next_label
 
     def remove_ids(self, ids) -> int:
+        """Remove by labels, bool mask or IDSelector from both parts; returns how many were removed."""
         n = self.base.remove_ids(ids)
         self.refine.remove_ids(ids)
         return n
 
     def reset(self) -> None:
+        """Drop every stored vector (training is kept; labels restart at 0)."""
         self.base.reset()
         self.refine.reset()
         self.next_label = 0
 
     def reconstruct_batch(self, labels) -> torch.Tensor:
+        """(n, d) float32 full vectors of the given labels (ValueError for a label not stored)."""
         return self.refine.reconstruct_batch(labels).float().to(self.device)
 
     def reconstruct(self, key) -> torch.Tensor:
+        """(d,) float32 full vector of label ``key``."""
         return self.reconstruct_batch([whole(key, "key")])[0]
 
     def to(self, device) -> "IndexRefine":
+        """Move the base (and the full vectors, unless refine_device pins them) to ``device``; returns self."""
         self.device = torch.device(device)
         self.base.to(device)
         self.refine.to(self.refine_device or device)
@@ -244,17 +260,20 @@ class IndexRefine(Index):
 
     # ---- persistence --------------------------------------------------------------------
     def config(self) -> dict:
+        """Constructor keyword arguments that rebuild this index (JSON-serialisable)."""
         return {"k_factor": self.k_factor, "refine_dtype": str(self.dtype).removeprefix("torch."),
                 "refine_device": None if self.refine_device is None else str(self.refine_device),
                 "base_class": type(self.base).__name__, "base_config": self.base.config()}
 
     def state_tensors(self) -> dict:
+        """Tensors io.py saves: the base's and the full vectors' state."""
         out = {f"base.{k}": v for k, v in self.base.state_tensors().items()}
         out.update({f"refine.{k}": v for k, v in self.refine.state_tensors().items()})
         out["next_labels"] = torch.tensor([self.base.next_label, self.refine.next_label])
         return out
 
     def load_state_tensors(self, tensors) -> None:
+        """Restore what state_tensors returned."""
         self.base.load_state_tensors({k[5:]: v for k, v in tensors.items() if k.startswith("base.")})
         self.refine.load_state_tensors({k[7:]: v for k, v in tensors.items() if k.startswith("refine.")})
         if "next_labels" in tensors:
@@ -283,8 +302,10 @@ def _base_graph_ok(base, nq: int, params) -> bool:
 class IndexRefineFlat(IndexRefine):
     """Faiss's ``IndexRefineFlat(base_index, k_factor=1.0)``: re-ranks on float32 vectors, as Faiss does."""
 
-    def __init__(self, base=None, k_factor=1.0, refine_dtype=torch.float32, **kwargs):
-        super().__init__(base, k_factor, refine_dtype, **kwargs)
+    def __init__(self, base=None, k_factor=1.0, refine_dtype=torch.float32, *, refine_device=None,
+                 base_class=None, base_config=None, device=None):
+        super().__init__(base, k_factor, refine_dtype, refine_device=refine_device, base_class=base_class,
+                         base_config=base_config, device=device)
 
 
 

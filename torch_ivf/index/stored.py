@@ -23,6 +23,7 @@ class StoredIndex(Index):
 
     @property
     def ntotal(self) -> int:
+        """Number of vectors stored."""
         return self.invlists.ntotal
 
     # ---- codec hooks ---------------------------------------------------------------------
@@ -70,14 +71,31 @@ class StoredIndex(Index):
 
     # ---- adding and removing -------------------------------------------------------------
     def add(self, x) -> None:
-        """Add vectors x (n, d) (numpy or tensor); they get the labels next_label, next_label + 1, ..."""
+        """Add vectors; they get the labels next_label, next_label + 1, ...
+
+        Args:
+            x: (n, d) or (d,) vectors, numpy or tensor of any real dtype, on any device.
+
+        Raises:
+            ValueError: the index is not trained, x has the wrong shape, or holds NaN / Inf.
+            TypeError: x is not a numeric array or tensor.
+        """
         x, _ = self._vectors(x)
         self._require_trained()
         labels = torch.arange(self.next_label, self.next_label + x.shape[0], dtype=torch.int64, device=self.device)
         self._append(self._transform(x), labels)
 
     def add_with_ids(self, x, ids) -> None:
-        """Add vectors x (n, d) under the given labels ids (n,) int64: unique, non-negative, not stored yet."""
+        """Add vectors under the caller's labels.
+
+        Args:
+            x: (n, d) vectors, numpy or tensor.
+            ids: (n,) integer labels (numpy, tensor or sequence): unique, non-negative, not stored yet.
+
+        Raises:
+            ValueError: untrained index, wrong shapes, NaN / Inf, or ids repeated, negative or present.
+            TypeError: x or ids of the wrong type (ids must be integers).
+        """
         x, _ = self._vectors(x)
         ids = self._ids(ids, x.shape[0])
         self._require_trained()
@@ -99,8 +117,14 @@ class StoredIndex(Index):
         self.next_label = max(self.next_label, int(labels.max()) + 1)
 
     def remove_ids(self, ids) -> int:
-        """Remove by labels (array), a bool mask over labels or an IDSelector; returns how many were
-        removed. Unknown or repeated ids are ignored, as in Faiss."""
+        """Remove stored vectors; unknown or repeated ids are ignored, as in Faiss.
+
+        Args:
+            ids: labels (int array, tensor or sequence), a bool mask over labels, or an IDSelector.
+
+        Returns:
+            How many vectors were removed (their labels are never handed out again).
+        """
         if not (_is_mask(ids) or isinstance(ids, IDSelector)):
             ids = label_tensor(ids, self.device)
         if self.ntotal == 0:
@@ -136,17 +160,27 @@ class StoredIndex(Index):
 
     # ---- reading back ----------------------------------------------------------------------
     def reconstruct_batch(self, labels) -> torch.Tensor:
-        """(n, d) float32 decoded vectors of the given labels (ValueError for a label not stored)."""
+        """Decoded vectors of the given labels.
+
+        Args:
+            labels: (n,) integer labels.
+
+        Returns:
+            (n, d) float32 tensor on the index device (lossy codecs give their reconstruction).
+
+        Raises:
+            ValueError: a label that is not stored.
+        """
         labels = label_tensor(labels, self.device, "labels")
         pos, lists = self._positions_of(labels)
         return self._untransform(self._decode(pos, lists))
 
     def reconstruct(self, key) -> torch.Tensor:
-        """(d,) float32 decoded vector of label ``key``."""
+        """(d,) float32 tensor: the decoded vector of label ``key`` (ValueError if not stored)."""
         return self.reconstruct_batch([whole(key, "key")])[0]
 
     def reconstruct_n(self, i0: int, n: int) -> torch.Tensor:
-        """Vectors of labels i0 .. i0 + n - 1."""
+        """(n, d) float32 tensor: the vectors of labels i0 .. i0 + n - 1 (ValueError if one is not stored)."""
         i0, n = whole(i0, "i0", 0), whole(n, "n", 0)
         return self.reconstruct_batch(torch.arange(i0, i0 + n))
 
@@ -156,12 +190,23 @@ class StoredIndex(Index):
 
     # ---- standalone codes (Faiss's sa_encode / sa_decode) ---------------------------------
     def sa_code_size(self) -> int:
+        """Bytes of one standalone code (sa_encode): the list number's bytes plus the codec's."""
         return self._head_bytes() + self._sa_bytes()
 
     def sa_encode(self, x):
-        """(n, sa_code_size) uint8 codes: the nearest list's number (little-endian, IVF only), then the
-        codec's code of x (Faiss's layout: raw vectors for flat codes, the bit-packed PQ code of the
-        residual for IVFPQ)."""
+        """Standalone codes of x, in Faiss's byte layout.
+
+        Args:
+            x: (n, d) vectors, numpy or tensor.
+
+        Returns:
+            (n, sa_code_size()) uint8 (numpy for numpy input): the nearest list's number
+            (little-endian, IVF only), then the codec's code (raw float32 for flat codes, the
+            bit-packed PQ code of the residual for IVFPQ).
+
+        Raises:
+            ValueError: the index is not trained, or x has the wrong shape.
+        """
         if not self.is_trained:
             raise ValueError("the index must be trained before sa_encode")
         x, was_numpy = self._vectors(x)
@@ -172,7 +217,18 @@ class StoredIndex(Index):
         return back(torch.cat([head, self._sa_payload(xt, lists)], 1), was_numpy)
 
     def sa_decode(self, codes):
-        """(n, d) float32 vectors from sa_encode's codes."""
+        """Vectors back from sa_encode's codes.
+
+        Args:
+            codes: (n, sa_code_size()) uint8 numpy array or tensor.
+
+        Returns:
+            (n, d) float32 (numpy for numpy input).
+
+        Raises:
+            ValueError: untrained index, codes of the wrong width, or a list number >= nlist.
+            TypeError: codes that are not uint8.
+        """
         if not self.is_trained:
             raise ValueError("the index must be trained before sa_decode")
         was_numpy = isinstance(codes, np.ndarray)
@@ -192,7 +248,15 @@ class StoredIndex(Index):
 
     # ---- merging ---------------------------------------------------------------------------
     def merge_from(self, other: "StoredIndex", add_id: int = 0) -> None:
-        """Move every vector of ``other`` (same type and training) into this index; other is emptied."""
+        """Move every vector of ``other`` into this index; other is left empty.
+
+        Args:
+            other: an index of the same type, d, metric and trained codec (and centroids for IVF).
+            add_id: added to other's labels as they move.
+
+        Raises:
+            ValueError: other is not mergeable, or a shifted label is already stored here.
+        """
         self._check_mergeable(other)
         pos, lists = other.invlists.live_positions()
         fields = other.invlists.gather_all(pos)
@@ -224,9 +288,11 @@ class StoredIndex(Index):
 
     # ---- persistence (io.py writes these) ----------------------------------------------
     def state_tensors(self) -> dict:
+        """Tensors io.py saves: the packed lists and the codec's tensors."""
         return {**self.invlists.packed(), **{f"codec.{k}": v for k, v in self._codec_tensors().items()}}
 
     def load_state_tensors(self, tensors: dict) -> None:
+        """Restore what state_tensors returned."""
         self._load_codec_tensors({k[6:]: v for k, v in tensors.items() if k.startswith("codec.")})
         self.invlists.load_packed(tensors)
 

@@ -228,6 +228,7 @@ class TorchIVFVectorStore(BasePydanticVectorStore):
     @classmethod
     def from_persist_path(cls, persist_path: str, fs: Optional[fsspec.AbstractFileSystem] = None,
                           device: Any = None) -> "TorchIVFVectorStore":
+        """Load a store persisted at ``persist_path`` (a local path, or on ``fs``) onto ``device``."""
         source = persist_path if is_store(persist_path) else _store_dir(persist_path)
         if _is_local(fs):
             return cls(collection=Collection.load(source, device=device))
