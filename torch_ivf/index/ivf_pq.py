@@ -270,25 +270,11 @@ class IndexIVFPQ(IndexIVF):
         starts, sizes = self.invlists.device_meta()
         data = self.invlists.fields()
         lens = sizes[probe]
-        # a list is busy when >= MIN_QUERIES queries probe it: impossible with fewer queries (no kernel then)
-        served = busy_lists(self.nlist, probe) if nq >= MIN_QUERIES else None
-        lens_busy = torch.where(served[probe], lens, 0) if served is not None else torch.zeros_like(lens)
-        lens_rest = lens - lens_busy
-        lens_row = torch.cat([lens_busy, lens_rest], 1)  # (nq, 2P): a query's row holds busy lists, then the rest
-        ends = torch.cumsum(lens_row, 1)
-        off = ends - lens_row
         before = torch.cumsum(lens, 1) - lens if max_codes else None  # max_codes counts in coarse order
-        sizes_rest = torch.where(served, 0, sizes) if served is not None else sizes
         width = max(1, int(self.invlists.sizes.topk(P).values.sum()))  # host bound: a query's P largest lists
         chunk = cost.pq_chunk_queries(nq, P, width, SCORE_BUDGET, self.device)
         span = cost.pq_span(chunk, P, width, self.device)  # > 0: (query, row span) programs (small launches)
         running = k <= RUNNING_MAX_K and not span
-        waves, c0, w = [], 0, 1
-        while c0 < P:
-            waves.append((c0, min(P, c0 + w)))
-            c0, w = waves[-1][1], _WAVE_GROWTH * w
-        if not self._pruning_kernel() or running or nq * P >= MIN_QUERIES * self.nlist:
-            waves = [(0, P)]  # (the last case: most lists are busy, so thresholds would prune the few left)
         best_s = torch.empty((nq, k), device=self.device)
         best_p = torch.empty((nq, k), dtype=torch.int64, device=self.device)
         thr = torch.full((nq,), float("-inf"), device=self.device)
@@ -296,33 +282,49 @@ class IndexIVFPQ(IndexIVF):
         for c in range(0, nq, chunk):
             q = slice(c, min(nq, c + chunk))
             b = q.stop - q.start
+            probe_q, lens_q = probe[q], lens[q]
+            # busy lists: >= MIN_QUERIES queries of this launch probe them (counted over the whole batch,
+            # a launch of ~1/6 of it met 1-3 of a list's queries: each GEMM block decoded rows for one or two)
+            served = busy_lists(self.nlist, probe_q) if b >= MIN_QUERIES else None
+            lens_busy = torch.where(served[probe_q], lens_q, 0) if served is not None else torch.zeros_like(lens_q)
+            lens_rest = lens_q - lens_busy
+            lens_row = torch.cat([lens_busy, lens_rest], 1)  # (b, 2P): a query's row holds busy lists, then the rest
+            ends = torch.cumsum(lens_row, 1)
+            off = ends - lens_row
+            sizes_rest = torch.where(served, 0, sizes) if served is not None else sizes
+            waves, c0, w = [], 0, 1
+            while c0 < P:
+                waves.append((c0, min(P, c0 + w)))
+                c0, w = waves[-1][1], _WAVE_GROWTH * w
+            if not self._pruning_kernel() or running or b * P >= MIN_QUERIES * self.nlist:
+                waves = [(0, P)]  # (the last case: most lists are busy, so thresholds would prune the few left)
             out = torch.full((b, width), float("-inf"), device=self.device)
             bq = None if before is None else before[q]
             if served is not None:
                 pq_lists(out, ctx.q_scaled[q], self.pq.centroids, data["codes"], data["init"], ctx.ct[q], starts,
-                         sizes, probe[q], served, off[q, :P], before=bq, max_codes=max_codes,
+                         sizes, probe_q, served, off[:, :P], before=bq, max_codes=max_codes,
                          labels=data["labels"], mask=mask)
             prune = self._kernel_prune(ctx, q, stats)
             surv = torch.empty((2, b, width), dtype=torch.int32, device=self.device) if prune and not span else None
             if prune and served is not None:  # the busy lists are scanned in full
-                stats.add_(scanned_rows(lens, max_codes)[q].mul(served[probe[q]]).sum() * prune["tails"].shape[1])
+                stats.add_(scanned_rows(lens, max_codes)[q].mul(served[probe_q]).sum() * prune["tails"].shape[1])
             for c0, c1 in waves:
                 wave_prune = prune
                 if prune and span and c0 == 0:  # the split scan's first wave sets the threshold unpruned
                     wave_prune = None
-                    rest = lens_rest[q, c0:c1]
+                    rest = lens_rest[:, c0:c1]
                     stats.add_(scanned_rows(lens, max_codes)[q, c0:c1].mul(rest > 0).sum() * prune["tails"].shape[1])
                 elif prune:
                     prune.update({"k": k} if running else {"thr": thr[q]})
                 pq_scan(out, ctx.tables[:, q], data["codes"], data["init"], ctx.ct[q], starts, sizes_rest,
-                        probe[q], off[q, P:], cols=(c0, c1), before=bq, max_codes=max_codes, labels=data["labels"],
+                        probe_q, off[:, P:], cols=(c0, c1), before=bq, max_codes=max_codes, labels=data["labels"],
                         mask=mask, prune=wave_prune, surv=surv, span=span)
                 if prune and c1 < P and width >= k:  # the k-th best so far: -inf while fewer exist
                     thr[q] = kernels.topk(out, k)[0][:, -1]
             values, idx = kernels.topk(out, min(k, width))
-            col = torch.searchsorted(ends[q], idx, right=True).clamp_max(2 * P - 1)
-            row = idx - off[q].gather(1, col)
-            pos = torch.where(torch.isneginf(values), 0, starts[probe[q].gather(1, col % P)] + row)
+            col = torch.searchsorted(ends, idx, right=True).clamp_max(2 * P - 1)
+            row = idx - off.gather(1, col)
+            pos = torch.where(torch.isneginf(values), 0, starts[probe_q.gather(1, col % P)] + row)
             best_s[q, :values.shape[1]], best_p[q, :values.shape[1]] = values, pos
             if values.shape[1] < k:
                 best_s[q, values.shape[1]:], best_p[q, values.shape[1]:] = float("-inf"), 0
