@@ -161,3 +161,55 @@ def test_per_query_path_not_taken_for_max_codes_or_large_batches():
     assert choose.choose_path(index, choose.PER_QUERY_MAX_NQ + 1, 6) == "grouped"
     index.search_mode = "matrix"
     assert choose.choose_path(index, 1, 6) == "matrix"  # a forced mode is kept
+
+
+# ---- CPU list workers: one thread per op, lists spread over workers ----------------------------
+from torch_ivf.search import workers  # noqa: E402
+
+
+def test_ivf_results_do_not_depend_on_threads_or_workers(monkeypatch):
+    index, _ = _ivf("flat")
+    xq = clustered(40, 24, centres=30, seed=5)
+    before = torch.get_num_threads()
+    runs = []
+    try:
+        for threads, n_workers in ((1, 1), (2, 2), (2, 1), (3, 3)):
+            torch.set_num_threads(threads)
+            monkeypatch.setattr(cost, "cpu_workers", lambda nq, _w=n_workers: _w)
+            runs.append(index.search(xq, 6))
+            assert torch.get_num_threads() == threads  # the caller's setting is left as it was
+    finally:
+        torch.set_num_threads(before)
+    for D, I in runs[1:]:
+        np.testing.assert_array_equal(I, runs[0][1])
+        np.testing.assert_array_equal(D, runs[0][0])
+
+
+def test_cpu_workers_follow_the_callers_setting_and_ivf_ops_run_on_one_thread():
+    seen = []
+    index, xq = _ivf("flat")
+    before = torch.get_num_threads()
+    real = cost.cpu_workers
+    try:
+        torch.set_num_threads(2)
+        cost.cpu_workers = lambda nq: seen.append((real(nq), torch.get_num_threads())) or real(nq)
+        index.search(clustered(20, 24, centres=30, seed=6), 3)
+        index.search(xq[:1], 3)  # small batches take the per-query path: no workers
+    finally:
+        cost.cpu_workers = real
+        torch.set_num_threads(before)
+    assert seen == [(2, 1)]  # two workers, each op on one OpenMP thread
+    assert cost.cpu_workers(100) == 1  # outside a search: no caller setting recorded
+
+
+def test_for_each_runs_every_item_once_and_raises_the_first_error():
+    got = []
+    workers.for_each(got.append, list(range(50)), 3)
+    assert sorted(got) == list(range(50))
+
+    def boom(i):
+        if i == 7:
+            raise ValueError("item 7")
+    with pytest.raises(ValueError, match="item 7"):
+        workers.for_each(boom, list(range(20)), 2)
+    workers.for_each(got.append, [], 2)  # nothing to do

@@ -88,6 +88,10 @@ class IndexIDMap(FaissIndex, Index):
         self._order = np.zeros(0, dtype=np.int64)
         self.next_label = 0
 
+    @property
+    def ops_parallel(self) -> bool:
+        return self.index.ops_parallel
+
     def _search(self, q, k, params):
         return self.index._search(q, k, params)
 

@@ -84,6 +84,8 @@ class Index:
     """Base of every index: metric, input coercion, search / range_search and output formatting.
     Subclasses implement train, add, add_with_ids, remove_ids, reconstruct_batch and ``_search``."""
 
+    ops_parallel = True  # CPU search in few large ops: threads inside them (IVF: many small ops, cost.py)
+
     def __init__(self, d: int, metric="l2", *, device=None, dtype=torch.float32):
         if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0:
             raise ValueError(f"d must be a positive int, got {d!r}")
@@ -203,7 +205,7 @@ class Index:
                 raise ValueError(f"{name} must be a {dtypes[0].__name__} array of shape ({q.shape[0]}, {k}), "
                                  f"got {getattr(buf, 'dtype', type(buf).__name__)} {tuple(getattr(buf, 'shape', ()))}")
         work = self._work_k(k, q.shape[0])
-        with cost.cpu_threads_for(self.device, q.shape[0]):  # the library's thread count, restored after
+        with cost.cpu_threads_for(self.device, q.shape[0], self.ops_parallel):  # the library's count, restored after
             found = self._search(q, work, params)
         if work < k:
             found = pad_results(*found, k, self.missing_distance)

@@ -36,6 +36,7 @@ class PanoramaScan:
     """
 
     wave_scan = True
+    lists_in_parallel = False  # the grouped scan prunes each list against the lists scanned before it
     graph_safe = False  # the torch wave scan syncs with the host (sizes of each wave); the kernels do not
     graph_safe_kernels = True
 

@@ -196,6 +196,10 @@ class IndexRefine(Index):
         return self
 
     # ---- search -------------------------------------------------------------------------
+    @property
+    def ops_parallel(self) -> bool:
+        return self.base.ops_parallel  # the base's search dominates the CPU threads it wants
+
     def _search(self, q, k, params: SearchParams):
         if self.refine.ntotal == 0:  # no slab row to point at; the base answers "all missing" (host count, no sync)
             return self.base._search(q, k, params)

@@ -17,6 +17,7 @@ import contextlib
 import functools
 import json
 import os
+import threading
 from pathlib import Path
 
 import torch
@@ -119,26 +120,41 @@ def pq_span(nq: int, P: int, width: int, device: torch.device) -> int:
 
 
 # ---- CPU threads ------------------------------------------------------------------------------
-# A search is tens to hundreds of small torch ops; each parallel op wakes every OpenMP thread. On the
-# 2-core machine with other processes busy (load 4-8), IVFFlat 200k x 128 ran 2-50x slower with
-# torch's 2 threads than with 1 at nq = 1..1024 (benchmarks/latency/README.md), while faiss-cpu kept
-# its speed. The count depends on the batch only, never on the load: a float32 GEMM's rounding depends
-# on how it is split over threads, and a query's result must not depend on what else runs.
+# A search is tens to thousands of small torch ops; each parallel op wakes every OpenMP thread and
+# waits for all of them. On the 2-core machine with other processes busy (load 4-12), IVFFlat
+# 200k x 128 ran 2-50x slower with torch's 2 threads than with 1 at nq = 1..1024
+# (benchmarks/latency/README.md), while faiss-cpu kept its speed. So:
+# - an index whose search is one large GEMM per chunk (Flat) keeps the caller's threads inside its
+#   ops, except for small batches;
+# - an index whose search is many small ops (IVF) runs every op on one thread, and its grouped scan
+#   spreads lists over list workers (search/workers.py), as many as the caller's thread setting.
+# The counts depend on the batch only, never on the load: a float32 GEMM's rounding depends on how it
+# is split over threads, and a query's result must not depend on what else runs.
 SMALL_BATCH = 4  # batches up to this size run on one thread: thread wake-ups cost more than they save
+_caller = threading.local()  # the caller's thread setting during a search (searches may nest)
 
 
-def cpu_threads(nq: int) -> int:
-    """Threads for a CPU search of nq queries: one for small batches, else the caller's setting (call
-    torch.set_num_threads(1) on a machine whose cores other processes keep busy)."""
-    return 1 if nq <= SMALL_BATCH else torch.get_num_threads()
+def cpu_threads(nq: int, ops_parallel: bool = True) -> int:
+    """OpenMP threads inside each op of a CPU search of nq queries: one for small batches and for
+    indexes of many small ops (ops_parallel False), else the caller's setting."""
+    return 1 if nq <= SMALL_BATCH or not ops_parallel else torch.get_num_threads()
+
+
+def cpu_workers(nq: int) -> int:
+    """List workers of a CPU grouped scan of nq queries: the caller's thread setting (read when the
+    search began), one for small batches."""
+    return 1 if nq <= SMALL_BATCH else getattr(_caller, "threads", 1)
 
 
 @contextlib.contextmanager
-def cpu_threads_for(device: torch.device, nq: int):
-    """torch's intra-op threads set to cpu_threads(nq) for a CPU search, the caller's count restored
-    after (a user's global setting is never left changed)."""
+def cpu_threads_for(device: torch.device, nq: int, ops_parallel: bool = True):
+    """torch's intra-op threads set to cpu_threads(nq, ops_parallel) for a CPU search, the caller's
+    count restored after (a user's global setting is never left changed)."""
     saved = torch.get_num_threads()
-    want = cpu_threads(nq) if device.type == "cpu" else saved
+    want = cpu_threads(nq, ops_parallel) if device.type == "cpu" else saved
+    outer = getattr(_caller, "threads", None)
+    if outer is None:  # a nested search (a refine index's base) keeps the outermost caller's setting
+        _caller.threads = saved
     if want != saved:
         torch.set_num_threads(want)
     try:
@@ -146,3 +162,5 @@ def cpu_threads_for(device: torch.device, nq: int):
     finally:
         if want != saved:
             torch.set_num_threads(saved)
+        if outer is None:
+            del _caller.threads

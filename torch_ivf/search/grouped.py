@@ -7,10 +7,13 @@ import torch
 
 from .. import kernels
 from ..topk import topk_first
+from . import cost
 from .common import SCORE_BUDGET, pad_k, scan_list
+from .workers import for_each as workers_for_each
 
 
 class GroupedScan:
+    lists_in_parallel = True  # lists scanned independently, so CPU list workers may share them out
     def _scan_grouped(self, ctx, probe, k, mask, max_codes):
         """Sort (query, list) pairs by list; score each list against the queries that probe it."""
         nq, P = probe.shape
@@ -55,19 +58,25 @@ class GroupedScan:
         ctx.count_full_scan(valid.sum(), self.d)
 
     def _scan_each_list(self, ctx, qidx, order, counts, k, mask, cand_s, cand_p):
-        """One GEMM per list on a contiguous slice: best on CPUs, where launches are cheap."""
+        """One GEMM per list on a contiguous slice: best on CPUs, where launches are cheap. On CPUs the
+        lists are spread over list workers (search/workers.py), largest work first; each list writes
+        only its own (query, list) rows of the candidate buffers."""
         starts, sizes = self.invlists.starts.tolist(), self.invlists.sizes.tolist()
-        off = 0
-        for lst, cnt in enumerate(counts.tolist()):
-            if cnt == 0:
-                continue
-            rows = order[off : off + cnt]
-            off += cnt
-            if sizes[lst] == 0:
-                continue
+        counts = counts.tolist()
+        first = np.cumsum([0] + counts[:-1]).tolist()
+        lists = [lst for lst, cnt in enumerate(counts) if cnt and sizes[lst]]
+        nq = ctx.q.shape[0]
+        workers = cost.cpu_workers(nq) if self.device.type == "cpu" and self.lists_in_parallel else 1
+        if workers > 1:
+            lists.sort(key=lambda lst: -counts[lst] * sizes[lst])
+
+        def scan(lst):
+            rows = order[first[lst] : first[lst] + counts[lst]]
             s, p = self._scan_list(ctx, qidx[rows], lst, starts[lst], sizes[lst], k, mask)
             cand_s[rows, : s.shape[1]] = s
             cand_p[rows, : s.shape[1]] = p
+
+        workers_for_each(scan, lists, workers)
 
     def _use_buckets(self) -> bool:
         return self.device.type != "cpu" and self.scanner.batched_lists

@@ -19,6 +19,7 @@ class IVFScan(Scanner, GroupedScan, MatrixScan, PerQueryScan):
     itself, which then implements the Scanner methods, or a Scanner object)."""
 
     wave_scan = False  # Panorama: "auto" takes its wave-ordered matrix scan on every device
+    ops_parallel = False  # CPU: many small ops, one thread each; lists spread over workers (cost.py)
 
     # ---- search -------------------------------------------------------------------------
     def _pick_mode(self, nq: int, nprobe: int, max_codes: int = 0) -> str:
