@@ -90,6 +90,7 @@ class IndexIDMap(FaissIndex, Index):
 
     @property
     def ops_parallel(self) -> bool:
+        """Whether a CPU search runs threads inside its ops: as the wrapped index's."""
         return self.index.ops_parallel
 
     def _search(self, q, k, params):

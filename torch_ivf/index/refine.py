@@ -198,7 +198,8 @@ class IndexRefine(Index):
     # ---- search -------------------------------------------------------------------------
     @property
     def ops_parallel(self) -> bool:
-        return self.base.ops_parallel  # the base's search dominates the CPU threads it wants
+        """Whether a CPU search runs threads inside its ops: as the base index's, whose search dominates."""
+        return self.base.ops_parallel
 
     def _search(self, q, k, params: SearchParams):
         if self.refine.ntotal == 0:  # no slab row to point at; the base answers "all missing" (host count, no sync)
