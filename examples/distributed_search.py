@@ -192,8 +192,8 @@ def main(argv=None) -> int:
 
     index = DistributedIndex(local_index(x.shape[1], n, device))  # raises on every rank if d differs
     fits_everywhere(index.local_index, len(x), device)
-    if not index.local_index.is_trained:  # IVF: trained on rank 0 from a sample of every rank's rows
-        index.train(x[::world])
+    if not index.local_index.is_trained:  # IVF: trained on rank 0 from every rank's rows, ~64 a list in all
+        index.train(x[::max(1, n // (64 * index.local_index.nlist))])
     index.add(x)  # labels: rank 0's rows first, so a label is the passage's position
     say(f"index: {index.ntotal} vectors, {type(index.local_index).__name__} shards")
 
