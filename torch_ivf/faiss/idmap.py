@@ -99,8 +99,8 @@ class IndexIDMap(FaissIndex, Index):
     def _range_plan(self, params):
         return self.index._range_plan(params)
 
-    def _range_order(self, q, qi, labels):
-        return self.index._range_order(q, qi, labels)
+    def _range_key(self, q, qi, labels, params):
+        return self.index._range_key(q, qi, labels, params)
 
     def reconstruct_batch(self, key, x=None):
         """Refused (FaissValueError), as in Faiss: IndexIDMap2 reconstructs."""

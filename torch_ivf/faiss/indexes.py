@@ -66,7 +66,10 @@ class FaissIndex:
         return super().search(_rows(x), k, params=params, D=D, I=I)
 
     def range_search(self, x, thresh, *, params=None):
-        return super().range_search(_rows(x), thresh, params=params)
+        lims, D, I = super().range_search(_rows(x), thresh, params=params, order="storage")
+        if isinstance(lims, np.ndarray):
+            lims = lims.astype(np.uint64)  # Faiss's size_t offsets
+        return lims, D, I
 
     def assign(self, x, k, labels=None):
         """Labels (n, k) of the k nearest stored vectors of x; written into ``labels`` when given."""

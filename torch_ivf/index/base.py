@@ -217,31 +217,36 @@ class Index:
                 buf[...] = res.cpu().numpy() if isinstance(res, torch.Tensor) else res
         return (D if D is not None else out[0]), (I if I is not None else out[1])
 
-    def range_search(self, x, radius: float, *, params: SearchParams | None = None):
+    def range_search(self, x, radius: float, *, params: SearchParams | None = None, order: str = "distance"):
         """Every stored vector within ``radius`` of each query (l2: D < radius; ip/cosine: D > radius).
 
         Args:
             x: queries (nq, d), numpy or tensor.
             radius: the distance (l2) or similarity (ip, cosine) threshold.
             params: as for search.
+            order: each query's results "distance" (best first) or "storage" (Faiss's order: as
+                stored; for IVF indexes, the probed lists nearest first, each as stored).
 
         Returns:
             (lims, D, I): lims int64 (nq + 1,); the results of query i are D[lims[i]:lims[i + 1]]
             (float32) and I[lims[i]:lims[i + 1]] (int64 labels), as in Faiss. numpy for numpy input.
 
         Raises:
-            ValueError / TypeError: as for search.
+            ValueError / TypeError: as for search, or an order other than "distance" / "storage".
         """
         if isinstance(radius, (bool, np.bool_)) or not isinstance(radius, (int, float, np.integer, np.floating)):
             raise TypeError(f"radius must be a number, got {type(radius).__name__} {radius!r}")
         if not math.isfinite(radius):
             raise ValueError(f"radius must be finite, got {radius!r}")
+        if order not in ("distance", "storage"):
+            raise ValueError(f"order must be 'distance' or 'storage', got {order!r}")
         params = _params(params)
         q, was_numpy = self._vectors(x)
         nq = q.shape[0]
-        if self.ntotal == 0:
-            lims = torch.zeros(nq + 1, dtype=torch.int64)
-            return self._out(was_numpy, lims, torch.empty(0), torch.empty(0, dtype=torch.int64))
+        if self.ntotal == 0 or nq == 0:
+            lims = torch.zeros(nq + 1, dtype=torch.int64, device=self.device)
+            return self._out(was_numpy, lims, torch.empty(0, device=self.device),
+                             torch.empty(0, dtype=torch.int64, device=self.device))
         # a k-NN search whose k covers every candidate a query can meet, in query chunks so that its
         # (queries x k) buffers stay bounded
         k, rows = self._range_plan(params)
@@ -249,12 +254,24 @@ class Index:
         for a in range(0, nq, rows):
             D, I = self._search(q[a:a + rows], k, params)
             hit = ((D < radius) if not self.largest else (D > radius)) & (I >= 0)
+            qi = torch.nonzero(hit)[:, 0]
+            D, I = D[hit], I[hit]
+            key = self._range_key(q[a:a + rows], qi, I, params) if order == "storage" else None
+            if key is not None:  # hits are grouped by query already: a stable sort by key keeps that
+                perm = torch.sort(key, stable=True).indices
+                perm = perm[torch.sort(qi[perm], stable=True).indices]
+                D, I = D[perm], I[perm]
             counts.append(hit.sum(1))
-            Ds.append(D[hit])
-            Is.append(I[hit])
+            Ds.append(D)
+            Is.append(I)
         lims = torch.zeros(nq + 1, dtype=torch.int64, device=self.device)
         lims[1:] = torch.cumsum(torch.cat(counts), 0)
         return self._out(was_numpy, lims, torch.cat(Ds), torch.cat(Is))
+
+    def _range_key(self, q: torch.Tensor, qi: torch.Tensor, labels: torch.Tensor, params) -> torch.Tensor | None:
+        """Sort key of range_search hits (query qi[j] found labels[j]) within each query for
+        order="storage"; None keeps the best-first order."""
+        return None
 
     def _range_plan(self, params: SearchParams) -> tuple[int, int]:
         """(k that returns every candidate of a query, queries per chunk) for range_search."""

@@ -222,6 +222,14 @@ class IndexIVF(IVFScan, StoredIndex):
         k = max(1, min(k, max_codes) if max_codes else k)
         return k, max(1, _RANGE_BUDGET // (k * nprobe))
 
+    def _range_key(self, q, qi, labels, params) -> torch.Tensor:
+        # Faiss scans a query's probed lists nearest first, each in storage order
+        lists, offset = self._list_offsets(labels)
+        nprobe = min(params.nprobe or self.nprobe, self.nlist)
+        probe, _ = self._coarse(self._transform(q), nprobe)
+        rank = (probe[qi] == lists[:, None]).to(torch.int8).argmax(1)
+        return rank * (self.invlists.max_size + 1) + offset
+
     # ---- persistence (io.py writes these) ----------------------------------------------
     def config(self) -> dict:
         """Constructor keyword arguments that rebuild this index (JSON-serialisable)."""

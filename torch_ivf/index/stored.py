@@ -188,6 +188,16 @@ class StoredIndex(Index):
         """int64 tensor of every stored label."""
         return self.invlists.labels()
 
+    def _range_key(self, q, qi, labels, params) -> torch.Tensor:
+        """Storage order: list by list, rows in the order they were added (Faiss's range_search)."""
+        lists, offset = self._list_offsets(labels)
+        return lists * (self.invlists.max_size + 1) + offset
+
+    def _list_offsets(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(list, row within the list) of stored labels."""
+        _, pos, lists = self.invlists.locate(labels)
+        return lists, pos - self.invlists.device_meta()[0][lists]
+
     # ---- standalone codes (Faiss's sa_encode / sa_decode) ---------------------------------
     def sa_code_size(self) -> int:
         """Bytes of one standalone code (sa_encode): the list number's bytes plus the codec's."""
