@@ -99,3 +99,13 @@ def test_core_order_option(data):
     assert all(np.all(np.diff(ids[a:b]) > 0) for a, b in zip(lims[:-1], lims[1:]))
     with pytest.raises(ValueError, match="order"):
         index.range_search(xq, 1.2, order="sorted")
+
+
+def test_storage_order_across_query_chunks(data, monkeypatch):
+    import torch_ivf.index.base as base
+    xb, xq = data
+    ours, ref = tfaiss.IndexFlatL2(D), faiss.IndexFlatL2(D)
+    for index in (ours, ref):
+        index.add(xb)
+    monkeypatch.setattr(base, "_RANGE_BUDGET", 4 * len(xb))  # 4 queries per chunk
+    _same(ours.range_search(xq, 1.2), ref.range_search(xq, 1.2))
