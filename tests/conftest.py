@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -20,11 +21,18 @@ def clustered(n: int, d: int, *, centres: int = 50, seed: int = 0) -> np.ndarray
     return (c[which] + rng.standard_normal((n, d)).astype(np.float32) * spread[which, None]).astype(np.float32)
 
 
+# Real MiniLM embeddings of man-page passages (manpages-minilm-*.npy, never committed): $BENCH_DATA_DIR,
+# as for the benchmarks, else the data folder CI lays beside the checkout.
+_DATA_DIRS = [Path(os.environ["BENCH_DATA_DIR"])] if os.environ.get("BENCH_DATA_DIR") else []
+_DATA_DIRS.append(Path(__file__).resolve().parent.parent.parent / "shared" / "data")
+
+
 def minilm_sample(n: int) -> np.ndarray:
-    """n seeded rows of the first MiniLM shard in ../shared/data (skips the test where it is absent)."""
-    files = sorted((Path(__file__).parent / ".." / ".." / "shared" / "data").glob("manpages-minilm-*.npy"))
+    """n seeded rows of the first MiniLM shard (skips the test where none is found)."""
+    files = next((f for f in (sorted(d.glob("manpages-minilm-*.npy")) for d in _DATA_DIRS) if f), [])
     if not files:
-        pytest.skip("MiniLM embeddings (../shared/data/manpages-minilm-*.npy) not present")
+        pytest.skip(f"MiniLM embeddings (manpages-minilm-*.npy) not found in {', '.join(map(str, _DATA_DIRS))}; "
+                    "set BENCH_DATA_DIR to a folder holding them")
     x = np.load(files[0], mmap_mode="r")
     rows = np.sort(np.random.default_rng(0).choice(x.shape[0], n, replace=False))
     return np.asarray(x[rows], dtype=np.float32)
