@@ -53,6 +53,22 @@ def test_missing_cuda_fails_at_construction_naming_device_and_fix():
         LlamaStore(device="cuda")
 
 
+def test_indexes_check_their_device_at_construction_and_to():
+    import torch_ivf as ti
+    import torch_ivf.faiss as tfaiss
+
+    absent = "cuda:99"  # on no machine
+    for make in (lambda: ti.IndexIVFFlat(DIM, 4, device=absent), lambda: ti.IndexFlatL2(DIM, device=absent),
+                 lambda: ti.IndexIVFPQ(DIM, 4, 2, 4, device=absent), lambda: tfaiss.IndexFlat(DIM, device=absent)):
+        with pytest.raises(ValueError, match=r"device 'cuda:99' is not available.*device='cpu' \(the default\)"):
+            make()
+    index = ti.IndexRefineFlat(ti.IndexIVFFlat(DIM, 4))
+    with pytest.raises(ValueError, match="cuda:99"):
+        index.to(absent)
+    assert index.device == index.base.device == torch.device("cpu")  # nothing moved
+    assert ti.IndexFlatL2(DIM).device == torch.device("cpu")  # an index's None is the CPU, as in Faiss
+
+
 def test_bad_device_names_and_types():
     with pytest.raises(ValueError, match="not a torch device name"):
         resolve_device("gpu0")

@@ -7,7 +7,7 @@
 """
 
 from .collection import Collection
-from .devices import default_device, resolve_device
+from ..devices import default_device, resolve_device
 from .embeddings import Embedder, MiniLMEmbedder, as_embedder, load_minilm, minilm_path
 from .filters import compile_filter
 from .records import Hit, Record

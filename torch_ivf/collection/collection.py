@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import persist
-from .devices import resolve_device
+from ..devices import resolve_device
 from .embeddings import Embedder, as_embedder, embed_in_batches
 from .filters import compile_filter, filter_cache_key
 from .fusion import blend, check_alpha, check_mode

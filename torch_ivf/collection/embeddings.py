@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .devices import default_device
+from ..devices import default_device
 
 __all__ = ["Embedder", "as_embedder", "embed_in_batches", "default_device", "minilm_path",
            "MiniLMEmbedder", "load_minilm"]

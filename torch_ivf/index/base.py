@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..arrays import float_rows, label_tensor, positive_int, whole
+from ..devices import resolve_device
 from ..search import cost
 from ..selectors import IDSelector, members
 
@@ -91,7 +92,7 @@ class Index:
             raise ValueError(f"d must be a positive int, got {d!r}")
         self.d = int(d)
         self.metric = normalize_metric(metric)
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.device = resolve_device(device, "cpu")
         self.dtype = normalize_dtype(dtype)
         self.next_label = 0  # labels handed out by add(); never reused
 

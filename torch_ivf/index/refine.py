@@ -9,6 +9,7 @@ import torch
 
 from .. import io as _io
 from ..arrays import whole
+from ..devices import resolve_device
 from .. import kernels
 from ..panorama import panorama_stats
 from ..search import graphs
@@ -190,7 +191,7 @@ class IndexRefine(Index):
 
     def to(self, device) -> "IndexRefine":
         """Move the base (and the full vectors, unless refine_device pins them) to ``device``; returns self."""
-        self.device = torch.device(device)
+        self.device = resolve_device(device, "cpu")  # before any part moves
         self.base.to(device)
         self.refine.to(self.refine_device or device)
         return self

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..arrays import back, label_tensor, take_rows, whole
+from ..devices import resolve_device
 from ..invlists import InvertedLists
 from ..selectors import IDSelector
 from .base import Index
@@ -290,8 +291,8 @@ class StoredIndex(Index):
         return mine.keys() == theirs.keys() and all(torch.equal(mine[k].cpu(), theirs[k].cpu()) for k in mine)
 
     def to(self, device) -> "StoredIndex":
-        """Move the index to ``device`` (in place); returns it."""
-        self.device = torch.device(device)
+        """Move the index to ``device`` (in place); returns it. ValueError for a device not on this machine."""
+        self.device = resolve_device(device, "cpu")
         self.invlists.to(self.device)
         self._load_codec_tensors({k: v.to(self.device) for k, v in self._codec_tensors().items()})
         return self

@@ -1,7 +1,7 @@
-"""Which torch device a collection or store runs on, checked before any work starts.
+"""Which torch device an index, collection or store runs on, checked before any work starts.
 
 A device that this torch build or machine lacks fails here with the device's name and the fix, not
-later as an assertion deep in the index after minutes of embedding.
+later as an assertion deep in the index (after minutes of embedding, for a store).
 """
 
 from __future__ import annotations
@@ -40,10 +40,20 @@ def _available(dev: torch.device) -> tuple[bool, str]:
     return True, ""
 
 
-def resolve_device(device: Any) -> torch.device:
-    """``device`` as a torch.device; None picks the GPU when present. Raises ValueError when absent."""
+def resolve_device(device: Any, default: str | None = None) -> torch.device:
+    """``device`` as a torch.device, checked to exist on this machine.
+
+    Args:
+        device: "cpu", "cuda", "cuda:1", "mps", a torch.device, or None.
+        default: the device None stands for; None picks the GPU when one is usable.
+
+    Raises:
+        ValueError: an unknown device name, or a device this torch build or machine lacks (named,
+            with the fix).
+        TypeError: device is not a str, torch.device or None.
+    """
     if device is None:
-        return torch.device(default_device())
+        return torch.device(default or default_device())
     if not isinstance(device, (str, torch.device)):
         raise TypeError(f"device must be a string like 'cpu' or 'cuda:0', a torch.device or None, "
                         f"got {type(device).__name__}")
@@ -53,7 +63,8 @@ def resolve_device(device: Any) -> torch.device:
         raise ValueError(f"device {device!r} is not a torch device name ('cpu', 'cuda', 'cuda:1', 'mps', ...)") from exc
     ok, why = _available(dev)
     if not ok:
-        raise ValueError(f"device {str(device)!r} is not available: {why}. Pass device='cpu', or "
-                         "device=None to use the GPU when there is one; for a GPU, install a CUDA or "
-                         "ROCm build of torch (https://pytorch.org/get-started/locally/)")
+        fallback = "device='cpu' (the default)" if default == "cpu" else \
+            "device='cpu', or device=None to use the GPU when there is one"
+        raise ValueError(f"device {str(device)!r} is not available: {why}. Pass {fallback}; for a GPU, "
+                         "install a CUDA or ROCm build of torch (https://pytorch.org/get-started/locally/)")
     return dev
