@@ -267,21 +267,22 @@ def pq_stage(run, args):
     del xb
     _cuda_mem("empty_cache")
     nprobes = [int(v) for v in args.pq_nprobes.split(",")]
-    sweep(run, f"IVF{nlist},PQ{M}", base, xq, gt, nprobes[:2], args.repeats)  # no re-ranking, for reference
-    profile(run, f"IVF{nlist},PQ{M}", base, xq, nprobes[min(1, len(nprobes) - 1)])
+    base_nprobes = [int(v) for v in args.pq_base_nprobes.split(",")]
+    sweep(run, f"IVF{nlist},PQ{M}", base, xq, gt, base_nprobes, args.repeats)  # no re-ranking, for reference
+    profile(run, f"IVF{nlist},PQ{M}", base, xq, args.pq_profile_nprobe)
     if args.pq_old_chunks:  # the earlier launch size (score buffer of SCORE_BUDGET elements), one point
         with _patched(cost, "DEFAULTS", {**cost.DEFAULTS, "pq_buffer_share": 0.0}):
             cost.figures.cache_clear()
-            sweep(run, f"IVF{nlist},PQ{M} old-chunks", base, xq, gt, nprobes[1:2], 1)
+            sweep(run, f"IVF{nlist},PQ{M} old-chunks", base, xq, gt, [args.pq_profile_nprobe], 1)
         cost.figures.cache_clear()
     for kf in [float(v) for v in args.k_factors.split(",")]:
         sweep(run, name, index, xq, gt, nprobes, args.repeats, k_factor=kf)
-    profile(run, name, index, xq, nprobes[min(1, len(nprobes) - 1)], k_factor=float(args.k_factors.split(",")[0]))
+    profile(run, name, index, xq, args.pq_profile_nprobe, k_factor=float(args.k_factors.split(",")[0]))
     if run.left() > 60:  # the same index with its full vectors in host memory (refine_device="cpu")
         t_move, _ = timed(lambda: setattr(index, "refine_device", torch.device("cpu")) or index.to(DEV))
         run.row(kind="note", index=name, what="refine vectors moved to host memory", seconds=round(t_move, 1),
                 host_gib=round(index.refine.invlists.nbytes() / 2**30, 2))
-        sweep(run, name + "@host", index, xq, gt, nprobes[1:3], args.repeats,
+        sweep(run, name + "@host", index, xq, gt, [int(v) for v in args.pq_host_nprobes.split(",")], args.repeats,
               k_factor=float(args.k_factors.split(",")[0]), refine_device="cpu")
 
 
@@ -298,15 +299,18 @@ def main():
     ap.add_argument("--flat-nlists", default="4096,16384")
     ap.add_argument("--flat-nprobes", default="1,2,4,8,12,16,24,32,48,64,128")
     ap.add_argument("--flat-profile-nprobes", default="16,32")
-    ap.add_argument("--flat-unchunked", type=int, default=1, help="also sweep with whole lists per program")
+    ap.add_argument("--flat-unchunked", type=int, default=0, help="also sweep with whole lists per program")
     ap.add_argument("--n-pq", type=int, default=100_000_000)
     ap.add_argument("--pq-nlist", type=int, default=16384)
     ap.add_argument("--pq-m", type=int, default=48)
-    ap.add_argument("--pq-nprobes", default="8,16,32,64")
+    ap.add_argument("--pq-nprobes", default="8,10,12,16,32,64")
+    ap.add_argument("--pq-base-nprobes", default="8,16", help="IVF-PQ without re-ranking, for reference")
+    ap.add_argument("--pq-host-nprobes", default="16,32", help="re-ranking vectors in host memory")
+    ap.add_argument("--pq-profile-nprobe", type=int, default=16)
     ap.add_argument("--k-factor", type=float, default=8)
-    ap.add_argument("--k-factors", default="8")
-    ap.add_argument("--pq-s-per-m", type=float, default=2.0, help="seconds per million rows, to size the PQ corpus")
-    ap.add_argument("--pq-old-chunks", type=int, default=1, help="one point with the earlier PQ launch size")
+    ap.add_argument("--k-factors", default="4,8")
+    ap.add_argument("--pq-s-per-m", type=float, default=1.6, help="seconds per million rows, to size the PQ corpus")
+    ap.add_argument("--pq-old-chunks", type=int, default=0, help="one point with the earlier PQ launch size")
     args = ap.parse_args()
     global DEV
     DEV = args.device
