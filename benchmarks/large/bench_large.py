@@ -229,6 +229,11 @@ def flat_stage(run, args):
         sweep(run, name, index, xq, gt, nprobes, args.repeats)
         for p in [int(v) for v in args.flat_profile_nprobes.split(",")]:
             profile(run, name, index, xq, p)
+        for bq in [int(v) for v in args.flat_block_q.split(",") if v and DEV == "cuda"]:  # BLOCK_Q forced
+            from torch_ivf.kernels import flat_scan
+            with _patched(flat_scan, "queries_per_program", lambda per_list, bq=bq: bq):
+                sweep(run, f"{name} block_q={bq}", index, xq, gt, [int(v) for v in args.flat_ab_nprobes.split(",")],
+                      args.repeats)
         if args.flat_unchunked:  # the same sweep with whole lists per program at every nprobe
             with _patched(cost, "flat_chunk_rows", lambda *a, **kw: 0):
                 sweep(run, name + " unchunked", index, xq, gt, nprobes, args.repeats)
@@ -270,6 +275,11 @@ def pq_stage(run, args):
     base_nprobes = [int(v) for v in args.pq_base_nprobes.split(",")]
     sweep(run, f"IVF{nlist},PQ{M}", base, xq, gt, base_nprobes, args.repeats)  # no re-ranking, for reference
     profile(run, f"IVF{nlist},PQ{M}", base, xq, args.pq_profile_nprobe)
+    if args.pq_lut_only and DEV == "cuda":  # every list by the look-up scan (no decode + GEMM for busy lists), for comparison
+        from torch_ivf.kernels import pq_lists
+        with _patched(pq_lists, "MIN_QUERIES", 1 << 30):
+            sweep(run, f"IVF{nlist},PQ{M} lut-only", base, xq, gt, [args.pq_profile_nprobe], args.repeats)
+            profile(run, f"IVF{nlist},PQ{M} lut-only", base, xq, args.pq_profile_nprobe)
     if args.pq_old_chunks:  # the earlier launch size (score buffer of SCORE_BUDGET elements), one point
         with _patched(cost, "DEFAULTS", {**cost.DEFAULTS, "pq_buffer_share": 0.0}):
             cost.figures.cache_clear()
@@ -299,6 +309,9 @@ def main():
     ap.add_argument("--flat-nlists", default="4096,16384")
     ap.add_argument("--flat-nprobes", default="1,2,4,8,12,16,24,32,48,64,128")
     ap.add_argument("--flat-profile-nprobes", default="16,32")
+    ap.add_argument("--flat-block-q", default="16,64", help="sweeps with BLOCK_Q forced to each (empty: none)")
+    ap.add_argument("--flat-ab-nprobes", default="8,16,32,64")
+    ap.add_argument("--pq-lut-only", type=int, default=1, help="one point with every list by the look-up scan")
     ap.add_argument("--flat-unchunked", type=int, default=0, help="also sweep with whole lists per program")
     ap.add_argument("--n-pq", type=int, default=100_000_000)
     ap.add_argument("--pq-nlist", type=int, default=16384)

@@ -99,6 +99,14 @@ def _flat_lists(Q, X, BIAS, CT, STARTS, SIZES, ORDER, FIRST, COUNT, TILE_END, CH
         tl.store(OUT_R + at, row, mask=keep)
 
 
+def queries_per_program(per_list: float) -> int:
+    """BLOCK_Q for lists probed by per_list queries of the batch on average. H200, 10M x 128, nq 10k
+    (benchmarks/large): programs of 32 queries ran 2.6x longer than as many of 64 with twice the
+    queries (IVF4096: nprobe 16 at 32 took 224 ms, nprobe 32 at 64 took 87 ms), so lists probed by
+    more than 16 queries take blocks of 64, empty slots and all."""
+    return 16 if per_list <= 16 else 64
+
+
 def flat_scan(q, vectors, bias, ct, starts, sizes, probe, off, labels, mask, max_codes, scale, k, chunk_rows=0,
               sizes_host=None):
     """(scores, slab rows int32) (nq, width): per probed list (or per row chunk of it, chunk_rows > 0;
@@ -111,11 +119,7 @@ def flat_scan(q, vectors, bias, ct, starts, sizes, probe, off, labels, mask, max
     precision = dot_precision(precision)
     kout = triton.next_power_of_2(k)
     block_n = max(block_n, kout)
-    per_list = nq * P / nlist
-    # H200, 10M x 128, nq 10k (benchmarks/large): programs of 32 queries ran 2.6x longer than as many of
-    # 64 with twice the queries (IVF4096: nprobe 16 at 32 took 224 ms, nprobe 32 at 64 took 87 ms), so
-    # lists probed by more than 16 queries take blocks of 64, empty slots and all
-    block_q = 16 if per_list <= 16 else 64
+    block_q = queries_per_program(nq * P / nlist)
     chunked = chunk_rows > 0
     if chunked:
         chunk_rows = triton.cdiv(chunk_rows, block_n) * block_n

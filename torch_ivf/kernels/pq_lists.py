@@ -19,7 +19,7 @@ import triton.language as tl
 from . import dot_precision
 from .list_pairs import group_pairs, program_pairs
 
-# A list takes this scan when >= MIN_QUERIES queries of the batch probe it: a program's block of
+# A list takes this scan when >= MIN_QUERIES queries of a launch probe it: a program's block of
 # queries shares each decoded row (d reads) where look-ups cost M per query and row. H200, MiniLM
 # (benchmarks/pq/gpu_profile.py --sweep): 8 beat 16, 32, 64 and never; any list size: a bar of 128
 # or 512 rows was slower than none on the clustered set too.
