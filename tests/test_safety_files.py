@@ -472,3 +472,161 @@ def test_files_of_earlier_format_versions_still_load_with_the_same_cross_checks(
                                                "manifest_sha256": sha256(text.encode())})
         with pytest.raises(ti.CorruptFileError, match="next_label"):
             io.index_from_bytes(bad)
+
+
+# ---- store directories ---------------------------------------------------------------------------
+from test_safety_store import _coll, _version_of  # noqa: E402  (texts say which save they belong to)
+
+
+def _store_outcome(path, version: int = 1, sound_ok: bool = False) -> str:
+    try:
+        v = _version_of(path)  # asserts texts, vectors and metadata are of one save
+    except ValueError as e:  # CorruptFileError is one; the message names the store or one of its files
+        assert str(path) in str(e), f"refusal without the store's path: {e}"
+        return "refused"
+    except AssertionError:
+        return "wrong"
+    return "identical" if v == version or sound_ok else "wrong"
+
+
+def _pointer(store: Path) -> dict:
+    return json.loads((store / "STORE.json").read_text())
+
+
+def _repoint(store: Path, fname: str, payload: bytes) -> None:
+    """Write payload as the current version's fname and re-checksum the pointer (a forger's tool)."""
+    p = _pointer(store)
+    (store / p["current"] / fname).write_bytes(payload)
+    p["files"][fname] = {"size": len(payload), "sha256": sha256(payload)}
+    p.pop("sha256")
+    p["sha256"] = persist.sha256(persist.canonical(p))
+    (store / "STORE.json").write_text(json.dumps(p))
+
+
+def test_store_byte_flips_truncations_every_pointer_and_manifest_byte(tmp_path):
+    store = tmp_path / "s"
+    _coll(1).save(store)
+    p = _pointer(store)
+    rng = np.random.default_rng(12)
+    counts = Counts("store directories, byte flips/truncations")
+    for f in [store / "STORE.json"] + [store / p["current"] / n for n in p["files"]]:
+        good = f.read_bytes()
+        everywhere = f.name in ("STORE.json", "manifest.json")
+        offsets = range(len(good)) if everywhere else sorted(rng.choice(len(good), 40, replace=False).tolist())
+        for off in offsets:
+            bad = bytearray(good)
+            bad[off] ^= 1 << int(rng.integers(0, 8))
+            f.write_bytes(bytes(bad))
+            counts[_store_outcome(store)] += 1
+            counts["tried"] += 1
+        for cut in sorted(set(np.linspace(0, len(good) - 1, 24).astype(int).tolist())):
+            f.write_bytes(good[:cut])
+            counts[_store_outcome(store)] += 1
+            counts["tried"] += 1
+        f.write_bytes(good)
+        assert _version_of(store) == 1
+    counts.report()
+
+
+def test_store_files_swapped_between_saves(tmp_path):
+    """Each file (and the pointer, and a whole version directory) of one save put into another."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    _coll(1).save(a)
+    cb = _coll(1)
+    cb.delete(["d3", "d4"])  # same documents, other labels: only the cross-checks can tell
+    cb.upsert(["1:3", "1:4"], ids=["d3", "d4"], vectors=np.array([[1, 3] + [0] * (D - 2), [1, 4] + [0] * (D - 2)], np.float32),
+              metadatas=[{"v": 1, "i": 3}, {"v": 1, "i": 4}])
+    cb.save(b)
+    _coll(2).save(tmp_path / "c")
+    counts = Counts("store directories, swaps between saves")
+    for other in (b, tmp_path / "c"):
+        pa, po = _pointer(a), _pointer(other)
+        for fname in po["files"]:
+            dst = a / pa["current"] / fname
+            saved = dst.read_bytes()
+            payload = (other / po["current"] / fname).read_bytes()
+            for forge in (False, True):
+                if forge:
+                    _repoint(a, fname, payload)
+                else:
+                    dst.write_bytes(payload)
+                outcome = _store_outcome(a)
+                counts["tried"] += 1
+                counts[outcome if not (outcome == "identical" and payload != saved) else "wrong"] += 1
+                _repoint(a, fname, saved)
+            assert _version_of(a) == 1
+        saved = (a / "STORE.json").read_bytes()
+        (a / "STORE.json").write_bytes((other / "STORE.json").read_bytes())  # another store's pointer
+        counts[_store_outcome(a)] += 1
+        counts["tried"] += 1
+        (a / "STORE.json").write_bytes(saved)
+    counts.report()
+
+
+def _manifest_crafts() -> dict:
+    deep = _deep(300)
+    return {
+        "metric cosine": {"metric": "cosine"}, "metric ip": {"metric": "ip"}, "metric unknown": {"metric": "foo"},
+        "metric int": {"metric": 3}, "metric null": {"metric": None}, "dim 9": {"dim": 9}, "dim 0": {"dim": 0},
+        "dim -1": {"dim": -1}, "dim str": {"dim": "8"}, "dim 10**12": {"dim": 10 ** 12}, "dim deep": {"dim": deep},
+        "index IVF": {"index": "IVF4,Flat"}, "index junk": {"index": "rm -rf"}, "index int": {"index": 5},
+        "index 10**12 lists": {"index": f"IVF{10 ** 12},Flat"}, "nprobe -1": {"nprobe": -1}, "nprobe str": {"nprobe": "2"},
+        "nprobe float": {"nprobe": 1.5}, "next_label 0": {"next_label": 0}, "next_label -1": {"next_label": -1},
+        "next_label str": {"next_label": "20"}, "next_label 2**70": {"next_label": 2 ** 70},
+        "trained_n str": {"trained_n": "x"}, "trained_n -1": {"trained_n": -1}, "trained_n list": {"trained_n": [1]},
+        "count 19": {"count": 19}, "count str": {"count": "20"}, "format other": {"format": "other"},
+        "version 99": {"version": 99}, "version str": {"version": "1"}, "no metric": {"metric": ...},
+        "no index": {"index": ...}, "no dim": {"dim": ...}, "no format": {"format": ...}, "no version": {"version": ...},
+        "extra key": {"evil": deep},
+    }
+
+
+def test_store_crafted_manifests_and_records_are_refused(tmp_path):
+    """Manifests and records edited with the pointer's checksums recomputed."""
+    store = tmp_path / "s"
+    _coll(1).save(store)
+    p = _pointer(store)
+    vdir = store / p["current"]
+    manifest0, records0 = (vdir / "manifest.json").read_bytes(), (vdir / "records.jsonl").read_bytes()
+    counts = Counts("store directories, crafted manifests/records (pointer re-checksummed)")
+    loaded = []
+    for label, change in _manifest_crafts().items():
+        m = json.loads(manifest0)
+        for k, v in change.items():
+            if v is ...:
+                m.pop(k)
+            else:
+                m[k] = v
+        _repoint(store, "manifest.json", json.dumps(m).encode())
+        outcome = _store_outcome(store, sound_ok=True)
+        counts["tried"] += 1
+        counts[outcome] += 1
+        if outcome != "refused":
+            loaded.append(label)
+    _repoint(store, "manifest.json", manifest0)
+    lines = records0.decode().splitlines()
+    rec = [json.loads(line) for line in lines]
+    record_crafts = {
+        "duplicate id": lines + [json.dumps({**rec[0], "label": 99})],
+        "duplicate label": lines[:-1] + [json.dumps({**rec[-1], "label": rec[0]["label"]})],
+        "negative label": [json.dumps({**rec[0], "label": -1})] + lines[1:],
+        "label not in index": [json.dumps({**rec[0], "label": 19})] + lines[1:],
+        "record missing": lines[1:], "label str": [json.dumps({**rec[0], "label": "0"})] + lines[1:],
+        "id int": [json.dumps({**rec[0], "id": 0})] + lines[1:], "text int": [json.dumps({**rec[0], "text": 5})] + lines[1:],
+        "metadata list": [json.dumps({**rec[0], "metadata": [1]})] + lines[1:],
+        "metadata deep": [json.dumps({**rec[0], "metadata": {"a": _deep(300)}})] + lines[1:],
+        "line not JSON": ["{"] + lines[1:], "line a list": ["[]"] + lines[1:], "NaN": ['{"id": "d0", "label": NaN}'] + lines[1:],
+        "bad UTF-8": None,
+    }
+    for label, new_lines in record_crafts.items():
+        payload = b"\xff\xfe" + records0 if new_lines is None else "".join(line + "\n" for line in new_lines).encode()
+        _repoint(store, "records.jsonl", payload)
+        outcome = _store_outcome(store, sound_ok=False)
+        counts["tried"] += 1
+        counts[outcome] += 1
+        if outcome != "refused":
+            loaded.append(label)
+    _repoint(store, "records.jsonl", records0)
+    assert _version_of(store) == 1
+    print(f"\n  loaded (consistent, as the manifest says): {loaded}")
+    counts.report()

@@ -3,7 +3,8 @@
     <dir>/STORE.json           the pointer: format marker, the current (and previous) version, each
                                file's size and SHA-256, and a SHA-256 of the pointer itself
     <dir>/v000007-1a2b3c4d/    one complete save:
-        manifest.json          format name + version, metric, dimension, index plan, label counter
+        manifest.json          format name + version, metric, dimension, index plan, label counter,
+                               and the SHA-256 of this save's other files ("binds")
         records.jsonl          one JSON object a line: id, label, text, metadata
         index.safetensors      the index itself (torch_ivf.write_index), absent while empty
     <dir>/.STORE.lock          serialises writers (an advisory lock; POSIX)
@@ -13,6 +14,8 @@ renames a temporary pointer over STORE.json (the one atomic step, directory fsyn
 versions that are neither current nor previous: a reader that read the old pointer can still finish,
 and a reader that finds its version gone re-reads the pointer. A crash at any instant therefore
 leaves the old or the new store at the same path; leftovers of a crash are removed by the next save.
+Because the manifest binds its save's records and index, one file of another save is refused even
+where the pointer was rewritten to match it. Every refusal is a CorruptFileError naming the file.
 Stores written before versioning (the three files directly in <dir>) still load and become
 versioned on their next save. A non-empty directory that is not a store is never written into.
 """
@@ -29,14 +32,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..integrity import CorruptFileError, canonical, get, parse_json, sha256
 from ..io import index_from_bytes, index_to_bytes
-from .scores import index_metric
+from .indexing import IndexPlan
+from .scores import check_metric, index_metric
 
 FORMAT = "torch-ivf-collection"
 VERSION = 1
 STORE_FORMAT = "torch-ivf-store"
-STORE_VERSION = 2
+STORE_VERSION = 3  # 3: the manifest binds the records and index files of its own save
 POINTER = "STORE.json"
 LOCK = ".STORE.lock"
 MANIFEST = "manifest.json"
@@ -63,10 +69,13 @@ def write_dir(path: str | os.PathLike, manifest: dict[str, Any], records: list[d
         records_bytes = "".join(line + "\n" for line in lines).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValueError(f"a text or metadata string is not valid Unicode (lone surrogate?): {exc}") from None
-    files = {MANIFEST: json.dumps({"format": FORMAT, "version": VERSION, **manifest}, indent=1).encode(),
-             RECORDS: records_bytes}
+    files = {RECORDS: records_bytes}
     if index is not None:
         files[INDEX] = index_to_bytes(index)
+    # the manifest names its own save's files: one file of another save is refused even where the
+    # pointer was rewritten to match it
+    binds = {f: sha256(p) for f, p in files.items()}
+    files[MANIFEST] = json.dumps({"format": FORMAT, "version": VERSION, **manifest, "binds": binds}, indent=1).encode()
     _claim(target)
     target.mkdir(parents=True, exist_ok=True)
     with _writer_lock(target):
@@ -240,6 +249,7 @@ def _read_pointer(target: Path) -> dict | None:
 
 
 def _read_version(target: Path, pointer: dict) -> dict[str, bytes]:
+    """The current version's files, each checked against the pointer's size and SHA-256."""
     vdir = target / pointer["current"]
     out = {}
     for fname, entry in pointer["files"].items():
@@ -272,7 +282,8 @@ def read_dir(path: str | os.PathLike, device=None) -> tuple[dict[str, Any], list
                 if not (source / MANIFEST).is_file():
                     raise FileNotFoundError(f"no torch-ivf collection at {str(source)!r} (missing {POINTER})")
                 return _parse(source, _read_legacy(source), device)
-            return _parse(source / pointer["current"], _read_version(source, pointer), device)
+            digests = {f: e["sha256"] for f, e in pointer["files"].items()} if pointer["version"] >= 3 else None
+            return _parse(source / pointer["current"], _read_version(source, pointer), device, digests)
         except FileNotFoundError as exc:
             again = _read_pointer(source)
             if again == pointer:  # nothing moved: the file really is missing
@@ -283,19 +294,19 @@ def read_dir(path: str | os.PathLike, device=None) -> tuple[dict[str, Any], list
     raise CorruptFileError(source, f"the store changed {_READ_TRIES} times while being read")
 
 
-def _parse(where: Path, blobs: dict[str, bytes], device) -> tuple[dict, list[dict], Any]:
+def _parse(where: Path, blobs: dict[str, bytes], device, digests: dict | None = None) -> tuple[dict, list[dict], Any]:
+    """digests: the verified SHA-256 of each blob (the pointer's), where the manifest must bind them."""
     mpath = where / MANIFEST
     manifest = parse_json(blobs[MANIFEST], mpath)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CorruptFileError(mpath, f"is not a {FORMAT} manifest")
-    version = get(manifest, "version", int, mpath)
-    if version > VERSION:
-        raise CorruptFileError(mpath, f"collection format version {version} is newer than this torch-ivf "
-                                      f"understands ({VERSION}); upgrade torch-ivf")
-    metric = get(manifest, "metric", str, mpath)
-    dim = get(manifest, "dim", (int, type(None)), mpath)
-    get(manifest, "index", str, mpath)
-    next_label = get(manifest, "next_label", int, mpath) if "next_label" in manifest else 0
+    metric, dim, next_label = _check_manifest(manifest, mpath)
+    if digests is not None or "binds" in manifest:
+        binds = get(manifest, "binds", dict, mpath)
+        held = {f: (digests or {}).get(f) or sha256(p) for f, p in blobs.items() if f != MANIFEST}
+        if binds != held:
+            raise CorruptFileError(where, f"{MANIFEST} was written with other files than the {sorted(held)} "
+                                          "beside it (files of different saves)")
     records = _parse_records(where / RECORDS, blobs[RECORDS])
     labels = [r["label"] for r in records]
     if "count" in manifest and get(manifest, "count", int, mpath) != len(records):
@@ -305,10 +316,7 @@ def _parse(where: Path, blobs: dict[str, bytes], device) -> tuple[dict, list[dic
     index = None
     if INDEX in blobs:
         index = index_from_bytes(blobs[INDEX], device=device, source=str(where / INDEX))
-        try:
-            expected = index_metric(metric)
-        except (TypeError, ValueError):
-            raise CorruptFileError(mpath, f"unknown metric {metric!r}") from None
+        expected = index_metric(metric)
         if index.metric != expected or (dim is not None and index.d != dim):
             raise CorruptFileError(where, f"index (d={index.d}, metric={index.metric}) does not match the "
                                           f"manifest (dim={dim}, metric={metric})")
@@ -319,6 +327,26 @@ def _parse(where: Path, blobs: dict[str, bytes], device) -> tuple[dict, list[dic
     elif records:
         raise CorruptFileError(where, f"{len(records)} records but no {INDEX}")
     return manifest, records, index
+
+
+def _check_manifest(manifest: dict, mpath: Path) -> tuple[str, int | None, int]:
+    """(metric, dim, next_label) of a manifest whose every field is what a save writes."""
+    version = get(manifest, "version", int, mpath)
+    if version > VERSION or version < 1:
+        raise CorruptFileError(mpath, f"collection format version {version} is not one this torch-ivf "
+                                      f"understands (1..{VERSION}); upgrade torch-ivf")
+    metric = get(manifest, "metric", str, mpath)
+    try:
+        metric = check_metric(metric)
+        IndexPlan(get(manifest, "index", str, mpath), "l2", torch.device("cpu"),
+                  get(manifest, "nprobe", (int, type(None)), mpath) if "nprobe" in manifest else None)
+    except (TypeError, ValueError) as exc:
+        raise CorruptFileError(mpath, f"holds settings no store has: {exc}") from None
+    dim = get(manifest, "dim", (int, type(None)), mpath)
+    counters = {k: get(manifest, k, int, mpath) for k in ("next_label", "trained_n", "count") if k in manifest}
+    if (dim is not None and dim < 1) or any(v < 0 for v in counters.values()) or counters.get("next_label", 0) > 1 << 63:
+        raise CorruptFileError(mpath, f"holds an impossible dim or counter (dim={dim!r}, {counters})")
+    return metric, dim, counters.get("next_label", 0)
 
 
 def _parse_records(path: Path, payload: bytes) -> list[dict]:
