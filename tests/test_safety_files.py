@@ -159,7 +159,7 @@ def test_index_truncations_and_appended_bytes(files):
 
 def test_index_swaps_between_two_saves(files):
     """Another save's data under this header, and two same-sized tensors' bytes swapped in place."""
-    other = _build_other()
+    other = _build_other(files)
     total = Counts("index files, swaps between saves")
     for name, payload in files.items():
         good = _state(io.index_from_bytes(payload))
@@ -184,11 +184,11 @@ def test_index_swaps_between_two_saves(files):
     total.report()
 
 
-def _build_other() -> dict:
-    """Each index type again, with the same sizes but other vectors (labels shifted by removal)."""
+def _build_other(files: dict) -> dict:
+    """Each index of files with one vector removed and another added: same sizes, other contents."""
     x = clustered(160, D, centres=8, seed=3)
     out = {}
-    for name, payload in _build().items():
+    for name, payload in files.items():
         index = io.index_from_bytes(payload)
         if name == "IDMap2":
             index.remove_ids(np.array([5]))
