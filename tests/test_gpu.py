@@ -33,6 +33,17 @@ def test_triton_matrix_scan_matches_torch_path(metric, dtype):
         ti.IndexIVFFlat(72, 64, metric, nprobe=6, device="cuda", dtype=dtype, search_mode="matrix"), xb, xq)
 
 
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("qtype", ["QT_8bit", "QT_8bit_uniform", "QT_fp16", "QT_bf16"])
+@pytest.mark.parametrize("by_residual", [True, False])
+def test_triton_sq_scan_matches_torch_path(metric, qtype, by_residual):
+    xb, xq = clustered(30000, 72, centres=300, seed=37), clustered(300, 72, centres=300, seed=38)
+    index = ti.IndexIVFScalarQuantizer(72, 64, qtype, metric, by_residual, nprobe=6, device="cuda",
+                                       search_mode="matrix")
+    assert index.scanner.kernel_scan
+    _assert_kernel_matches_torch(index, xb, xq)
+
+
 def test_all_modes_agree_on_gpu():
     xb, xq = clustered(20000, 32, centres=200, seed=33), clustered(500, 32, centres=200, seed=34)
     index = ti.IndexIVFFlat(32, 50, nprobe=8, device="cuda")

@@ -211,6 +211,22 @@ def test_collection_spec_sq8(tmp_path):
     assert [h.id for h in again.search(x[7], k=5)] == [h.id for h in c.search(x[7], k=5)]
 
 
+def test_collection_named_sq8_is_ivf_sq8_at_nearly_exact_recall():
+    x = clustered(2700, d=32, seed=6)
+    ids = [str(i) for i in range(2600)]
+    c = Collection(index="sq8", metric="l2", device="cpu")
+    c.upsert(vectors=x[:2600], ids=ids)
+    assert c.index_description.startswith("IVF") and "SQ8" in c.index_description
+    assert isinstance(c.index, ti.IndexIVFScalarQuantizer) and c.index.code_size == 32  # a byte per dimension
+    c.index.nprobe = c.index.nlist  # every list scanned: what is left is the codec's error
+    exact = Collection(index="Flat", metric="l2", device="cpu")
+    exact.upsert(vectors=x[:2600], ids=ids)
+    found = [len({h.id for h in c.search(q, k=10)} & {h.id for h in exact.search(q, k=10)}) for q in x[2600:]]
+    assert np.mean(found) / 10 >= 0.9
+    with pytest.raises(ValueError, match="codec"):
+        Collection(index="IVF64,SQ7")  # refused at construction, not when it would first train
+
+
 @pytest.mark.parametrize("qtype", [SQ.QT_8bit, SQ.QT_6bit, SQ.QT_4bit, SQ.QT_8bit_uniform])
 def test_decode_is_within_half_a_bin(qtype):
     from hypothesis import given, settings, strategies as st

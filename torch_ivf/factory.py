@@ -75,6 +75,15 @@ _CODECS = [
 ]
 
 
+def is_codec(text: str) -> bool:
+    """True when ``text`` is a codec stage with an optional refine stage ("SQ8", "PQ32x8,RFlat"), as
+    the part of a description after "IVF{nlist},"."""
+    stages = text.replace(" ", "").split(",")
+    if len(stages) == 2 and stages[1] in _REFINES:
+        stages.pop()
+    return len(stages) == 1 and any(pattern.fullmatch(stages[0]) for pattern, _ in _CODECS)
+
+
 def index_factory(d: int, description: str, metric="l2", **kwargs):
     """Build an index from a Faiss-like description, e.g. ``index_factory(128, "IVF256,Flat")``.
 

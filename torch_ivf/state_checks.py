@@ -141,11 +141,11 @@ def check_derived(index, source) -> None:
     the old vector's norm. Recomputed in chunks of rows on the index's device (O(stored bytes))."""
     for sub in _stored_parts(index):
         pos, lists = sub.invlists.live_positions()
-        code_rows = getattr(sub, "_code_rows", None) or (lambda p, s=sub: s.invlists.gather("codes", p))
+        codec = sub.codec
         for a in range(0, len(pos), _CHUNK_ROWS):
             p, li = pos[a:a + _CHUNK_ROWS], lists[a:a + _CHUNK_ROWS]
-            if hasattr(sub, "_fields_from_codes"):
-                fresh = sub._fields_from_codes(code_rows(p), li)
+            if hasattr(codec, "from_codes"):  # codes stored as they are (SQ, PQ): fields derived from them
+                fresh = sub._fields_from_codes(codec.code_rows(sub.invlists, p), li)
             else:
                 fresh = sub._encode(sub._decode(p, li), li)
             for name, value in fresh.items():

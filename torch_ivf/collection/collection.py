@@ -62,7 +62,9 @@ class Collection:
             sentence-transformers model, a callable texts -> (n, d) array), or None to pass vectors.
         dim: vector dimension (default: taken from the first vectors added).
         index: "auto" (exact until IVF wins on this device), "Flat", "IVF{nlist},Flat",
-            "IVF1024,PQ32", ... (index_factory strings).
+            "IVF1024,Flat", "IVF{nlist},SQ8" or "sq8" (8-bit codes: a quarter of the memory of
+            float32 vectors at nearly their recall), "IVF1024,PQ32", ... (index_factory strings).
+            An explicit IVF spec searches exactly until there are enough documents to train it.
         metric: "cosine" (default), "ip" or "l2".
         device: torch device of the index; None picks the GPU when torch sees one.
         nprobe: lists scanned per query on IVF indexes (default: chosen with the index).

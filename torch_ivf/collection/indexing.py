@@ -23,11 +23,14 @@ MIN_POINTS_PER_LIST = 39  # k-means needs ~39 points per centroid for stable lis
 RETRAIN_GROWTH = 4.0       # retrain an auto-sized IVF once it holds 4x the data it was trained on
 
 _IVF_SPEC = re.compile(r"^IVF(\{nlist\}|\d+),(.+)$")
+# Named choices: "sq8" is IVF over 8-bit scalar-quantized residuals, sized like "auto"'s IVF: a
+# quarter of IVFFlat's float32 memory at nearly its recall (benchmarks/results/sq/README.md).
+NAMED_SPECS = {"sq8": "IVF{nlist},SQ8"}
 
 
 @dataclass
 class IndexPlan:
-    spec: str            # "auto", "Flat", "IVF{nlist},Flat", "IVF1024,Flat", "IVF{nlist},PQ32x8", ...
+    spec: str            # "auto", "Flat", "IVF{nlist},Flat", "IVF1024,Flat", "IVF{nlist},SQ8", "sq8", ...
     metric: str          # index metric: "l2" or "ip" (cosine arrives here as ip over unit vectors)
     device: torch.device
     nprobe: int | None = None
@@ -35,8 +38,13 @@ class IndexPlan:
     def __post_init__(self) -> None:
         if not isinstance(self.spec, str):
             raise TypeError(f"index must be a spec string, got {type(self.spec).__name__}")
-        if self.spec != "auto" and self.spec != "Flat" and not _IVF_SPEC.match(self.spec):
-            raise ValueError(f"index must be 'auto', 'Flat' or 'IVF<nlist|{{nlist}}>,<codec>', got {self.spec!r}")
+        from torch_ivf.factory import is_codec
+
+        self.spec = NAMED_SPECS.get(self.spec, self.spec)
+        ivf = _IVF_SPEC.match(self.spec)
+        if self.spec != "auto" and self.spec != "Flat" and not (ivf and is_codec(ivf.group(2))):
+            raise ValueError(f"index must be 'auto', 'Flat', one of {sorted(NAMED_SPECS)} or "
+                             f"'IVF<nlist|{{nlist}}>,<codec>' (codec: Flat, SQ8, PQ32x8, ...), got {self.spec!r}")
         if self.nprobe is not None and (not isinstance(self.nprobe, int) or self.nprobe < 1):
             raise ValueError(f"nprobe must be a positive int, got {self.nprobe!r}")
 

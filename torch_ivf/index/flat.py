@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import kernels
+from ..codecs import FlatCodec
 from ..search.common import faiss_results, pad_k, scan_list
 from ..search import graphs
 from .base import SearchParams
@@ -55,11 +56,13 @@ class IndexFlat(FlatCodes, FlatSearch):
         dtype: storage dtype, float32, float16 or bfloat16 (scores are computed in float32).
     """
 
-    by_residual = False  # one list, no centroid: vectors are stored as they are
     graph_safe = True
 
     def __init__(self, d, metric="l2", *, device=None, dtype=torch.float32):
         super().__init__(d, metric, device=device, dtype=dtype)
+
+    def _make_codec(self) -> FlatCodec:
+        return FlatCodec(self.d, self.metric, self.dtype)  # one list, no centroid: vectors as they are
 
     @property
     def is_trained(self) -> bool:
@@ -69,7 +72,7 @@ class IndexFlat(FlatCodes, FlatSearch):
     @property
     def code_size(self) -> int:
         """Bytes per stored vector (Faiss's code_size)."""
-        return self._sa_bytes()
+        return self.codec.sa_bytes()
 
     def config(self) -> dict:
         """Constructor keyword arguments that rebuild this index (JSON-serialisable)."""

@@ -1,4 +1,5 @@
-"""Codec + scanner for uncompressed vectors, shared by IndexFlat and the IVF-Flat indexes."""
+"""Scanner for rows stored as d values (flat vectors, scalar-quantized codes): GEMMs against decoded
+rows, and the Triton list-GEMM kernel on GPUs."""
 from __future__ import annotations
 
 import torch
@@ -11,68 +12,23 @@ from ..search.state import QueryState
 
 
 class FlatCodes(Scanner):
-    """Codec + scanner for uncompressed vectors (shared by IndexIVFFlat and IndexFlat).
+    """Scanner of rows a flat-style codec decodes to d floats (FlatCodec, SQCodec): IndexFlat, the
+    IVF-Flat indexes and the scalar quantizers.
 
     Every score has one form, s = scale * q.v - bias[v] + pair[q, list] (larger is better):
     - plain storage (float32): v = x, bias = ||x||^2 (l2), pair = 0;
-    - residual storage (float16 / bfloat16 IVF): v = x - c_list, bias = ||r||^2 + 2<c, r> (l2),
-      pair = the coarse score (2q.c - ||c||^2 for l2, q.c for ip). A half-precision GEMM rounds its
-      output relative to |q.v|; residuals are much shorter than vectors, so the rounding error shrinks
-      with them (measured: recall 0.97 -> float32's within 0.005).
+    - residual storage (float16 / bfloat16 IVF, scalar quantizers by default): v = x - c_list,
+      bias = ||r||^2 + 2<c, r> (l2), pair = the coarse score (2q.c - ||c||^2 for l2, q.c for ip).
+      A half-precision GEMM rounds its output relative to |q.v|; residuals are much shorter than
+      vectors, so the rounding error shrinks with them (measured: recall 0.97 -> float32's within 0.005).
     """
-
-    @property
-    def by_residual(self) -> bool:
-        """True when vectors are stored as residuals to their centroid (float16 / bfloat16 storage)."""
-        return self.dtype != torch.float32
-
-    def _fields(self) -> dict:
-        fields = {"vectors": ((self.d,), self.dtype)}
-        if self.metric == "l2":
-            fields["bias"] = ((), torch.float32)
-        return fields
-
-    # ---- what a subclass with other codes (scalar quantizers) replaces ---------------------
-    def _quantize(self, r: torch.Tensor) -> tuple[dict, torch.Tensor]:
-        """(stored fields, float32 values they decode to) of vectors or residuals r."""
-        stored = r.to(self.dtype)
-        return {"vectors": stored}, stored.float()
 
     def _stored(self, pos) -> torch.Tensor:
         """float32 decoded rows (vectors or residuals) at slab rows pos (a slice or any-shape tensor)."""
-        return self.invlists.field("vectors")[pos].float()
+        return self.codec.rows(self.invlists, pos)
 
-    def _sa_bytes(self) -> int:
-        return self.d * torch.finfo(self.dtype).bits // 8
-
-    def _payload(self, fields: dict) -> torch.Tensor:
-        """The standalone code bytes (n, _sa_bytes) of quantized fields."""
-        return fields["vectors"].contiguous().view(torch.uint8)
-
-    def _unpayload(self, payload: torch.Tensor) -> torch.Tensor:
-        return payload.contiguous().view(self.dtype).float()
-
-    # ---- codec ----------------------------------------------------------------------------
-    def _encode(self, x, lists) -> dict:
-        c = self.centroids[lists] if self.by_residual else None
-        out, v = self._quantize(x - c if c is not None else x)
-        return self._with_bias(out, v, c)
-
-    def _with_bias(self, fields: dict, v: torch.Tensor, c) -> dict:
-        if self.metric == "l2":  # the bias of the *stored* (rounded) values keeps distances consistent
-            fields["bias"] = v.pow(2).sum(1) + (2 * (c * v).sum(1) if c is not None else 0)
-        return fields
-
-    def _sa_payload(self, x, lists):
-        return self._payload(self._quantize(x - self.centroids[lists] if self.by_residual else x)[0])
-
-    def _sa_vectors(self, payload, lists):
-        v = self._unpayload(payload)
-        return v + self.centroids[lists] if self.by_residual else v
-
-    def _decode(self, pos, lists) -> torch.Tensor:
-        v = self._stored(pos)
-        return v + self.centroids[lists] if self.by_residual else v
+    def gather_cost(self) -> int:
+        return self.codec.gather_cost()
 
     @property
     def _scale(self) -> float:
@@ -136,19 +92,24 @@ class FlatCodes(Scanner):
         starts, sizes = self.invlists.device_meta()
         lens = sizes[probe]
         before = torch.cumsum(lens, 1) - lens if max_codes else probe  # max_codes counts rows so far
-        ct = ctx.coarse.gather(1, probe).contiguous() if self.by_residual else None
-        data, q, P, inv = self.invlists.fields(), ctx.q.contiguous(), probe.shape[1], self.invlists
+        ct = ctx.coarse.gather(1, probe) if self.by_residual else None
+        rows, q, const = self.codec.kernel_rows(self.invlists, ctx.q.contiguous())
+        if const is not None:  # a per-query term of every score (scalar quantizers' offsets)
+            const = self._scale * const[:, None]
+            ct = const.expand(probe.shape) if ct is None else ct + const
+        ct = None if ct is None else ct.contiguous()
+        data, P, inv = self.invlists.fields(), probe.shape[1], self.invlists
         best_s, best_p = [], []
         step = max(1, SCORE_BUDGET // (P * k))  # bounds the (queries, P * KOUT) output
         for c in range(0, q.shape[0], step):
             b = slice(c, c + step)
             chunk = cost.flat_chunk_rows(q[b].shape[0], P, self.nlist, inv.ntotal, inv.max_size, self.device)
-            s, rows = flat_scan.flat_scan(q[b], data["vectors"], data.get("bias"), None if ct is None else ct[b],
-                                          starts, sizes, probe[b].contiguous(), before[b].contiguous(),
-                                          data["labels"], mask, max_codes, self._scale, k, chunk, inv.sizes)
+            s, at = flat_scan.flat_scan(q[b], rows, data.get("bias"), None if ct is None else ct[b].contiguous(),
+                                        starts, sizes, probe[b].contiguous(), before[b].contiguous(),
+                                        data["labels"], mask, max_codes, self._scale, k, chunk, inv.sizes)
             values, idx = kernels.topk(s, min(k, s.shape[1]))
             best_s.append(values)
-            best_p.append(torch.where(torch.isneginf(values), 0, rows.gather(1, idx).long()))
+            best_p.append(torch.where(torch.isneginf(values), 0, at.gather(1, idx).long()))
         return pad_k(torch.cat(best_s), torch.cat(best_p), k)
 
     def distances(self, ctx, scores):

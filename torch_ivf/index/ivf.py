@@ -1,10 +1,10 @@
-"""Shared IVF machinery: coarse quantizer + packed inverted lists + a codec/scanner per index type.
+"""Shared IVF machinery: coarse quantizer + packed inverted lists + a codec + a scanner.
 
-Written once here: training, probe selection, grouping (query, list) work, the top-k merge,
-id filters, add/remove/reconstruct, merge_from and the state persisted by io.py. A concrete index
-type supplies the codec hooks (what is stored per vector, how to encode/decode) and the scanner
-hooks (how a group of queries scores a block of one list). Scores inside the scan are always
-"larger is better"; ``distances`` turns them into what Faiss returns.
+Written once here and in stored.py / search/: training, probe selection, the search paths, id
+filters, add/remove/reconstruct, merge_from and the state persisted by io.py. A concrete index type
+supplies its codec (torch_ivf.codecs: what is stored per vector, how to encode / decode it) and its
+scanner (search/scanner.py: how a group of queries scores rows of one list). Scores inside the scan
+are always "larger is better"; ``distances`` turns them into what Faiss returns.
 """
 from __future__ import annotations
 
@@ -47,8 +47,6 @@ class IndexIVF(IVFScan, StoredIndex):
     Raises:
         ValueError: a bad d, nlist, metric, nprobe, dtype, search_mode or max_codes.
     """
-
-    lossless = True  # re-training may re-assign stored vectors only if decode() gives them back
 
     def __init__(self, d: int, nlist: int, metric="l2", nprobe: int = 1, *, device=None,
                  dtype=torch.float32, search_mode: str = "auto", max_codes: int = 0, seed: int = 1234,
@@ -142,9 +140,6 @@ class IndexIVF(IVFScan, StoredIndex):
     @centroids.setter
     def centroids(self, value: torch.Tensor) -> None:
         self.coarse.set_centroids(value.float().to(self.device))
-
-    def _train_codec(self, x: torch.Tensor, lists: torch.Tensor) -> None:
-        """Train whatever the codec needs on the transformed training set (nothing for flat codes)."""
 
     # ---- training and adding ------------------------------------------------------------
     def _assign(self, x: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from ..codecs import FlatCodec
 from .flat_codes import FlatCodes
 from .ivf import IndexIVF, faiss_form
 
@@ -39,3 +40,7 @@ class IndexIVFFlat(FlatCodes, IndexIVF):
                  niter: int = 20, quantizer=None, verbose: bool | None = None):
         super().__init__(d, nlist, metric, nprobe, device=device, dtype=dtype, search_mode=search_mode,
                          max_codes=max_codes, seed=seed, niter=niter, quantizer=quantizer, verbose=verbose)
+
+    def _make_codec(self) -> FlatCodec:
+        # half-precision storage keeps residuals: their rounding error is relative to short vectors
+        return FlatCodec(self.d, self.metric, self.dtype, by_residual=self.dtype != torch.float32)

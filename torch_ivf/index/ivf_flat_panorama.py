@@ -9,7 +9,7 @@ import torch
 
 from .. import kernels
 from ..arrays import take_rows
-from ..panorama import round_up_half, suffix_norms
+from ..codecs import PanoramaFlatCodec
 from ..search.common import scanned_rows
 from ..search.state import PanoramaFlatState
 from .ivf import faiss_form
@@ -57,11 +57,8 @@ class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
         # Flat codes lose nothing to uneven energy, so by default nothing caps the PCA front-loading.
         self._make_transform()
 
-    def _encode(self, x, lists) -> dict:
-        fields = super()._encode(x, lists)
-        tails = suffix_norms(fields["vectors"].float(), self.n_levels)  # norms of what is stored
-        fields["tails"] = round_up_half(tails) if self.norm_dtype == "float16" else tails
-        return fields
+    def _make_codec(self) -> PanoramaFlatCodec:
+        return PanoramaFlatCodec(self.d, self.metric, self.n_levels, self.norm_dtype)
 
     # ---- scanner ----------------------------------------------------------------------------
     state_type = PanoramaFlatState

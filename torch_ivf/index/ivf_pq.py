@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .. import kernels
 from ..search import cost
-from ..arrays import take_rows
+from ..codecs import PQCodec
 from ..pq import ProductQuantizer
 from ..search.common import SCORE_BUDGET, scanned_rows
 from ..search.state import PQState
@@ -68,8 +68,6 @@ class IndexIVFPQ(IndexIVF):
         TypeError: a non-bool by_residual.
     """
 
-    lossless = False  # codes cannot be re-assigned to new centroids without the original vectors
-
     @faiss_form
     def __init__(self, d: int, nlist: int, M: int, nbits: int = 8, metric="l2", nprobe: int = 1, *,
                  by_residual: bool = True, pq_niter: int = 25, pq_max_train: int = 65536, device=None,
@@ -90,15 +88,33 @@ class IndexIVFPQ(IndexIVF):
             raise ValueError(f"nbits must be an int in 1..8, got {nbits!r}")
         if not isinstance(by_residual, bool):
             raise TypeError(f"by_residual must be a bool, got {type(by_residual).__name__}")
-        self.M, self.nbits, self.by_residual = int(M), int(nbits), by_residual
+        self.M, self.nbits, self._by_residual = int(M), int(nbits), by_residual
         self.pq_niter, self.pq_max_train = int(pq_niter), int(pq_max_train)
+        self._pq_seed = int(kwargs.get("seed", 1234))
         super().__init__(d, nlist, metric, **kwargs)
-        self.pq = ProductQuantizer(self.d, self.M, self.nbits, device=self.device, seed=self.seed + 1,
-                                   niter=self.pq_niter)
 
     # ---- codec -------------------------------------------------------------------------
-    def _fields(self) -> dict:
-        return {"codes": ((self.M,), torch.uint8), "init": ((), torch.float32)}
+    def _make_codec(self) -> PQCodec:
+        return PQCodec(self._new_pq(), self.metric, self._by_residual, self.pq_max_train, seed=self._pq_seed + 2)
+
+    def _new_pq(self) -> ProductQuantizer:
+        return ProductQuantizer(self.d, self.M, self.nbits, device=self.device, seed=self._pq_seed + 1,
+                                niter=self.pq_niter)
+
+    @property
+    def pq(self) -> ProductQuantizer:
+        """The trained ProductQuantizer (Faiss's ``index.pq``)."""
+        return self.codec.pq
+
+    @property
+    def by_residual(self) -> bool:
+        return self.codec.by_residual
+
+    @by_residual.setter
+    def by_residual(self, value: bool) -> None:  # Faiss lets it be set before training
+        if not isinstance(value, bool):
+            raise TypeError(f"by_residual must be a bool, got {type(value).__name__}")
+        self.codec.by_residual = value
 
     @property
     def is_trained(self) -> bool:
@@ -110,58 +126,9 @@ class IndexIVFPQ(IndexIVF):
         """Faiss's code_size: bytes of one bit-packed PQ code (stored here one byte per sub-quantizer)."""
         return self.pq.code_size
 
-    def _residuals(self, x, lists):
-        return x - self.centroids[lists] if self.by_residual else x
-
-    def _train_codec(self, x, lists) -> None:
-        r = self._residuals(x, lists)
-        if r.shape[0] > self.pq_max_train:  # PQ k-means subsamples anyway; residuals of a subset suffice
-            g = torch.Generator().manual_seed(self.seed + 2)
-            r = r[torch.randperm(r.shape[0], generator=g)[: self.pq_max_train].to(r.device)]
-        self.pq.train(r, verbose=self.verbose)
-
-    def _init_term(self, rhat, lists):
-        """The per-vector middle term of the decomposition (0 for ip)."""
-        if self.metric != "l2":
-            return torch.zeros(rhat.shape[0], device=rhat.device)
-        init = rhat.pow(2).sum(1)
-        if self.by_residual:
-            init = init + 2 * (self.centroids[lists] * rhat).sum(1)
-        return init
-
     def _code_rows(self, pos) -> torch.Tensor:
         """uint8 codes (..., M) of slab rows pos, whatever the stored layout."""
-        return take_rows(self.invlists.field("codes"), pos)
-
-    def _fields_from_codes(self, codes, lists) -> dict:
-        """Stored fields for given codes (used by encode and by from_faiss)."""
-        rhat = self.pq.decode(codes)
-        return {"codes": codes, "init": self._init_term(rhat, lists)}
-
-    def _encode(self, x, lists) -> dict:
-        return self._fields_from_codes(self.pq.encode(self._residuals(x, lists), verbose=self.verbose), lists)
-
-    def _decode(self, pos, lists):
-        x = self.pq.decode(self._code_rows(pos))
-        return x + self.centroids[lists] if self.by_residual else x
-
-    def _sa_bytes(self) -> int:
-        return self.pq.code_size
-
-    def _sa_payload(self, x, lists):
-        return self.pq.compute_codes(self._residuals(x, lists))
-
-    def _sa_vectors(self, payload, lists):
-        x = self.pq.decode(payload)
-        return x + self.centroids[lists] if self.by_residual else x
-
-    def _codec_tensors(self) -> dict:
-        return {"pq_centroids": self.pq.centroids}
-
-    def _load_codec_tensors(self, tensors) -> None:
-        if "pq_centroids" in tensors and tensors["pq_centroids"].numel():
-            self.pq.set_centroids(tensors["pq_centroids"])
-        self.pq.to(self.device)
+        return self.codec.code_rows(self.invlists, pos)
 
     def config(self) -> dict:
         return {**super().config(), "M": self.M, "nbits": self.nbits, "by_residual": self.by_residual,

@@ -15,8 +15,9 @@ import torch
 
 from .. import kernels
 from ..arrays import take_rows
+from ..codecs.panorama import NORM_DTYPES, PanoramaPQCodec
 from ..panorama import (WAVE_PAIRS, PanoramaStats, bound_slack, merge_ragged, panorama_stats, pruned_scores,
-                        ragged_kth, round_up_half, suffix_norms)
+                        ragged_kth, suffix_norms)
 from ..search.common import SCORE_BUDGET, scanned_rows
 from ..search.state import PanoramaPQState
 from ..topk import running_topk, topk_first
@@ -24,7 +25,6 @@ from ..transforms import PanoramaTransform
 from .ivf import faiss_form
 from .ivf_pq import IndexIVFPQ
 
-_NORM_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 _SEED_LEVEL = 2  # level at which the first wave turns its own lower bounds into a threshold
 
 
@@ -49,8 +49,8 @@ class PanoramaScan:
             raise ValueError(f"n_levels must divide {name}={value}, got n_levels={n_levels}")
         if not isinstance(transform, bool):
             raise TypeError(f"transform must be a bool, got {type(transform).__name__}")
-        if norm_dtype not in _NORM_DTYPES:
-            raise ValueError(f"norm_dtype must be one of {sorted(_NORM_DTYPES)}, got {norm_dtype!r}")
+        if norm_dtype not in NORM_DTYPES:
+            raise ValueError(f"norm_dtype must be one of {sorted(NORM_DTYPES)}, got {norm_dtype!r}")
         self.n_levels, self.use_transform, self.cap, self.norm_dtype = int(n_levels), transform, float(cap), norm_dtype
         self.panorama_stats = PanoramaStats()
 
@@ -78,9 +78,6 @@ class PanoramaScan:
     def is_trained(self) -> bool:
         """True once the centroids, the codec and the level transform (if any) are trained."""
         return super().is_trained and (self.ptransform is None or self.ptransform.is_trained)
-
-    def _fields(self) -> dict:
-        return {**super()._fields(), "tails": ((self.n_levels,), _NORM_DTYPES[self.norm_dtype])}
 
     def _codec_tensors(self) -> dict:
         out = super()._codec_tensors()
@@ -358,19 +355,9 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
                       quantizer=quantizer, verbose=verbose)
         self._make_transform()
 
-    def _fields(self) -> dict:
-        # level-major codes: level j of a list is one contiguous block (see InvertedLists)
-        return {**super()._fields(), "codes": ((self.n_levels, self.M // self.n_levels), torch.uint8, True)}
-
-    def _code_rows(self, pos) -> torch.Tensor:
-        return take_rows(self.invlists.field("codes"), pos).flatten(-2)
-
-    def _fields_from_codes(self, codes, lists) -> dict:
-        fields = super()._fields_from_codes(codes, lists)
-        fields["codes"] = codes.view(codes.shape[0], self.n_levels, -1)
-        tails = suffix_norms(self.pq.decode(codes), self.n_levels)
-        fields["tails"] = round_up_half(tails) if self.norm_dtype == "float16" else tails
-        return fields
+    def _make_codec(self) -> PanoramaPQCodec:
+        return PanoramaPQCodec(self._new_pq(), self.metric, self._by_residual, self.pq_max_train, self._pq_seed + 2,
+                               self.n_levels, self.norm_dtype)
 
     # ---- scanner --------------------------------------------------------------------------
     state_type = PanoramaPQState

@@ -1,23 +1,30 @@
-"""Scalar-quantizer indexes (Faiss's IndexScalarQuantizer and IndexIVFScalarQuantizer): flat codes'
-scanner over rows decoded from 4- to 16-bit codes (torch_ivf.sq), so every search path, filter and
-tie rule of IndexFlat / IndexIVFFlat applies unchanged."""
+"""Scalar-quantizer indexes (Faiss's IndexScalarQuantizer and IndexIVFScalarQuantizer): the codec
+torch_ivf.codecs.SQCodec (4- to 16-bit codes, torch_ivf.sq) under flat codes' scanner, so every
+search path, filter and tie rule of IndexFlat / IndexIVFFlat applies unchanged."""
 from __future__ import annotations
 
 import torch
 
-from ..sq import QT_8bit, ScalarQuantizer
+from ..codecs import SQCodec
+from ..sq import QT_8bit, ScalarQuantizer, check_qtype
 from .flat import FlatSearch
 from .flat_codes import FlatCodes
 from .ivf import IndexIVF, faiss_form
 
 
 class SQCodes(FlatCodes):
-    """Codec: stored field ``codes`` (code_size bytes, Faiss's layout) and, for l2, ``bias``
-    (||r||^2 + 2<c, r> of the decoded residual r, as for flat codes). Scanner: flat codes' GEMM forms
-    over decoded rows; no Triton kernel (the torch path decodes a block, then one GEMM)."""
+    """Scanner of both scalar-quantizer indexes: flat codes' GEMM forms over decoded rows; on GPUs the
+    flat-scan kernel reads 8-bit, fp16 and bf16 codes as they are (SQCodec.kernel_rows); 4- and 6-bit
+    codes take the torch scans."""
 
-    kernel_scan = False
-    lossless = False  # codes cannot be re-assigned without the original vectors
+    @property
+    def kernel_scan(self) -> bool:
+        return self.codec.kernel_ready
+
+    @property
+    def sq(self) -> ScalarQuantizer:
+        """The trained ScalarQuantizer (Faiss's ``index.sq``)."""
+        return self.codec.sq
 
     @property
     def qtype(self) -> int:
@@ -29,43 +36,8 @@ class SQCodes(FlatCodes):
         """Bytes per stored code (Faiss's code_size)."""
         return self.sq.code_size
 
-    def _fields(self) -> dict:
-        fields = {"codes": ((self.sq.code_size,), torch.uint8)}
-        if self.metric == "l2":
-            fields["bias"] = ((), torch.float32)
-        return fields
-
-    def _quantize(self, r):
-        codes = self.sq.encode(r)
-        return {"codes": codes}, self.sq.decode_codes(codes)
-
-    def _fields_from_codes(self, codes: torch.Tensor, lists: torch.Tensor) -> dict:
-        """Stored fields for given codes (from_faiss)."""
-        c = self.centroids[lists] if self.by_residual else None
-        return self._with_bias({"codes": codes}, self.sq.decode_codes(codes), c)
-
-    def _stored(self, pos):
-        return self.sq.decode_codes(self.invlists.field("codes")[pos])
-
-    def _sa_bytes(self) -> int:
-        return self.sq.code_size
-
-    def _payload(self, fields):
-        return fields["codes"]
-
-    def _unpayload(self, payload):
-        return self.sq.decode_codes(payload)
-
-    def gather_cost(self) -> int:
-        return 2 * self.d  # the gathered codes and the decoded rows
-
-    def _codec_tensors(self) -> dict:
-        return {"sq_trained": self.sq.trained}
-
-    def _load_codec_tensors(self, tensors) -> None:
-        if "sq_trained" in tensors and tensors["sq_trained"].numel():
-            self.sq.set_trained(tensors["sq_trained"])
-        self.sq.to(self.device)
+    def _make_codec(self) -> SQCodec:
+        return SQCodec(ScalarQuantizer(self.d, self._qtype, device=self.device), self.metric, self._by_residual)
 
     def _train_sq(self, x: torch.Tensor) -> None:
         if self.ntotal:
@@ -86,11 +58,10 @@ class IndexScalarQuantizer(SQCodes, FlatSearch):
         device: torch device of the codes (default CPU).
     """
 
-    by_residual = False
     graph_safe = True
 
     def __init__(self, d, qtype=QT_8bit, metric="l2", *, device=None):
-        self.sq = ScalarQuantizer(d, qtype, device=device)
+        self._qtype, self._by_residual = check_qtype(qtype), False
         super().__init__(d, metric, device=device)
 
     @property
@@ -141,23 +112,14 @@ class IndexIVFScalarQuantizer(SQCodes, IndexIVF):
             raise TypeError(f"by_residual must be a bool, got {type(by_residual).__name__}")
         if dtype not in (torch.float32, "float32"):
             raise ValueError("dtype must be float32 for IndexIVFScalarQuantizer (the codes set the precision)")
-        self.sq = ScalarQuantizer(d, qtype, device=device)
-        self._by_residual = by_residual
+        self._qtype, self._by_residual = check_qtype(qtype), by_residual
         super().__init__(d, nlist, metric, nprobe, device=device, search_mode=search_mode,
                          max_codes=max_codes, seed=seed, niter=niter, quantizer=quantizer, verbose=verbose)
-
-    @property
-    def by_residual(self) -> bool:
-        """True when codes encode x - centroid rather than x."""
-        return self._by_residual
 
     @property
     def is_trained(self) -> bool:
         """True once the coarse centroids and the quantizer's ranges are trained."""
         return self.coarse.is_trained and self.sq.is_trained
-
-    def _train_codec(self, x, lists) -> None:
-        self._train_sq(x - self.centroids[lists] if self.by_residual else x)
 
     def config(self) -> dict:
         """Constructor keyword arguments that rebuild this index (JSON-serialisable)."""

@@ -1,8 +1,9 @@
 """What every index that keeps its vectors in packed inverted lists shares (IndexFlat: one list;
 IVF indexes: one per centroid): add, ids, remove, reconstruct, merge, standalone codes, persistence.
 
-A subclass supplies where a vector goes (``_assign``), the codec (``_fields``, ``_encode``,
-``_decode``, ``_sa_*``) and the search.
+A subclass supplies where a vector goes (``_assign``), its codec (``_make_codec``: a
+torch_ivf.codecs.Codec) and the search. The codec sees vectors, or residuals when its
+``by_residual`` is set: the list centroids are subtracted and added back here, in one place.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from .base import Index
 class StoredIndex(Index):
     def __init__(self, d, metric="l2", *, device=None, dtype=torch.float32, nlist: int = 1):
         super().__init__(d, metric, device=device, dtype=dtype)
-        self.invlists = InvertedLists(nlist, self._fields(), self.device)
+        self.codec = self._make_codec()
+        self.invlists = InvertedLists(nlist, self.codec.fields(), self.device)
         self.scanner = self  # index types whose scanner is its own object replace this
 
     @property
@@ -27,15 +29,43 @@ class StoredIndex(Index):
         """Number of vectors stored."""
         return self.invlists.ntotal
 
-    # ---- codec hooks ---------------------------------------------------------------------
-    def _fields(self) -> dict:
+    # ---- the codec, with the list centroids of residual codecs ---------------------------
+    def _make_codec(self):
+        """The codec of this index type (called once the index's d, metric, device and dtype are set)."""
         raise NotImplementedError
+
+    @property
+    def by_residual(self) -> bool:
+        """True when the codec stores x - centroid of x's list."""
+        return self.codec.by_residual
+
+    @property
+    def lossless(self) -> bool:
+        """True when decode() gives back what was added (re-training may then re-assign it)."""
+        return self.codec.lossless
+
+    def _list_centroids(self, lists: torch.Tensor):
+        """(n, d) centroids of lists for a residual codec, else None."""
+        return self.centroids[lists] if self.codec.by_residual else None
 
     def _encode(self, x: torch.Tensor, lists: torch.Tensor) -> dict:
-        raise NotImplementedError
+        """Stored fields of transformed vectors x assigned to lists."""
+        c = self._list_centroids(lists)
+        return self.codec.encode(x if c is None else x - c, c, getattr(self, "verbose", False))
+
+    def _fields_from_codes(self, codes: torch.Tensor, lists: torch.Tensor) -> dict:
+        """Stored fields of a codec's own codes (the converters' from_faiss)."""
+        return self.codec.from_codes(codes, self._list_centroids(lists))
 
     def _decode(self, pos: torch.Tensor, lists: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Transformed vectors at slab rows pos of lists."""
+        v = self.codec.rows(self.invlists, pos)
+        return v + self.centroids[lists] if self.codec.by_residual else v
+
+    def _train_codec(self, x: torch.Tensor, lists: torch.Tensor) -> None:
+        """Train the codec on transformed vectors x assigned to lists."""
+        c = self._list_centroids(lists)
+        self.codec.train(x if c is None else x - c, getattr(self, "verbose", False))
 
     def _assign(self, x: torch.Tensor) -> torch.Tensor:
         """The list of each (transformed) vector."""
@@ -49,22 +79,22 @@ class StoredIndex(Index):
         return x
 
     def _codec_tensors(self) -> dict:
-        return {}
+        """Trained state persisted under ``codec.<name>`` (the codec's; Panorama adds its transform)."""
+        return self.codec.tensors()
 
     def _load_codec_tensors(self, tensors: dict) -> None:
-        pass
-
-    def _sa_bytes(self) -> int:
-        """Bytes of the codec's part of a standalone code."""
-        raise NotImplementedError
+        self.codec.load_tensors(tensors)
+        self.codec.to(self.device)
 
     def _sa_payload(self, x: torch.Tensor, lists: torch.Tensor) -> torch.Tensor:
-        """(n, _sa_bytes) uint8 codes of transformed vectors x assigned to lists."""
-        raise NotImplementedError
+        """(n, codec.sa_bytes()) uint8 codes of transformed vectors x assigned to lists."""
+        c = self._list_centroids(lists)
+        return self.codec.sa_encode(x if c is None else x - c)
 
     def _sa_vectors(self, payload: torch.Tensor, lists: torch.Tensor) -> torch.Tensor:
         """Inverse of _sa_payload (transformed space)."""
-        raise NotImplementedError
+        v = self.codec.sa_decode(payload)
+        return v + self.centroids[lists] if self.codec.by_residual else v
 
     def _head_bytes(self) -> int:
         """Bytes of the list number at the head of a standalone code (0 with one list)."""
@@ -202,7 +232,7 @@ class StoredIndex(Index):
     # ---- standalone codes (Faiss's sa_encode / sa_decode) ---------------------------------
     def sa_code_size(self) -> int:
         """Bytes of one standalone code (sa_encode): the list number's bytes plus the codec's."""
-        return self._head_bytes() + self._sa_bytes()
+        return self._head_bytes() + self.codec.sa_bytes()
 
     def sa_encode(self, x):
         """Standalone codes of x, in Faiss's byte layout.

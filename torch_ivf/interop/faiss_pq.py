@@ -45,7 +45,7 @@ def ivfpq_to_faiss(index: IndexIVFPQ):
     out.nprobe = min(index.nprobe, index.nlist)
     out.precompute_table()
     pos, lists, labels = stored_rows(index)
-    codes = pack_codes(index._code_rows(pos).cpu().numpy(), index.nbits)
+    codes = pack_codes(index.codec.code_rows(index.invlists, pos).cpu().numpy(), index.nbits)
     write_faiss_lists(out, lists, labels, codes)
     quantizer.this.disown()  # faiss frees the quantizer with the index
     out.own_fields = True
