@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from . import progress
-from .arrays import back, float_rows
+from .arrays import back, float_rows, positive_int
 from .kmeans import kmeans
 
 # (rows, M, ksub) distances per encoding step: 64 MB, whatever M and nbits (65536 rows at a time
@@ -38,8 +38,7 @@ class ProductQuantizer:
     def __init__(self, d: int, M: int, nbits: int = 8, *, device=None, seed: int = 1234, niter: int = 25,
                  max_points_per_centroid: int = 256):
         for name, v in (("d", d), ("M", M), ("nbits", nbits)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+            positive_int(v, name)
         if d % M:
             raise ValueError(f"M must divide d={d}, got M={M}")
         if nbits > 8:

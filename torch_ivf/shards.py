@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from .arrays import float_rows, label_tensor, whole
+from .arrays import float_rows, label_tensor, positive_int, whole
 from .index.base import Index, SearchParams, _params
 from .selectors import IDSelector
 
@@ -95,8 +95,7 @@ class _Group:
     """Sub-index bookkeeping shared by IndexShards and IndexReplicas."""
 
     def __init__(self, d, threaded: bool):
-        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0:
-            raise ValueError(f"d must be a positive int, got {d!r}")
+        positive_int(d, "d")
         self.d = int(d)
         self.threaded = bool(threaded)
         self.indexes: list = []

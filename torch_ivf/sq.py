@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .arrays import back, float_rows
+from .arrays import back, float_rows, positive_int
 
 QT_8bit, QT_4bit, QT_8bit_uniform, QT_4bit_uniform, QT_fp16, QT_8bit_direct, QT_6bit, QT_bf16 = 0, 1, 2, 3, 4, 5, 6, 7
 _BITS = {QT_8bit: 8, QT_6bit: 6, QT_4bit: 4, QT_8bit_uniform: 8, QT_4bit_uniform: 4}
@@ -44,8 +44,7 @@ class ScalarQuantizer:
         QT_8bit, QT_6bit, QT_4bit, QT_8bit_uniform, QT_4bit_uniform, QT_fp16, QT_bf16)
 
     def __init__(self, d: int, qtype=QT_8bit, *, device=None):
-        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0:
-            raise ValueError(f"d must be a positive int, got {d!r}")
+        positive_int(d, "d")
         self.d, self.qtype = int(d), check_qtype(qtype)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.trained = torch.empty(0, device=self.device)

@@ -9,10 +9,9 @@ the following dimensions), then one random rotation inside each level.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from .arrays import back, float_rows
+from .arrays import back, float_rows, positive_int
 
 
 def _random_rotation(n: int, gen: torch.Generator) -> torch.Tensor:
@@ -38,8 +37,7 @@ class PanoramaTransform:
 
     def __init__(self, d: int, n_levels: int, *, cap: float = 8.0, seed: int = 1234, device=None):
         for name, v in (("d", d), ("n_levels", n_levels)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+            positive_int(v, name)
         if d % n_levels:
             raise ValueError(f"n_levels must divide d={d}, got n_levels={n_levels}")
         if not float(cap) >= 1.0:

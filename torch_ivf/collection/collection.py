@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..arrays import positive_int
 from . import persist
 from ..devices import resolve_device
 from .embeddings import Embedder, as_embedder, embed_in_batches
@@ -36,12 +37,6 @@ log = logging.getLogger("torch_ivf.collection")  # a child of "torch_ivf": confi
 _MASK_CACHE_SIZE = 16
 _TRAIN_POINTS_PER_LIST = 256  # k-means sample size per list (Faiss's default cap)
 _HYBRID_MIN_FETCH = 40  # hybrid candidates per ranking: at least this many, or 4k
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def _str_list(values: Any, name: str) -> list[str]:
@@ -87,8 +82,8 @@ class Collection:
                  nprobe: int | None = None, batch_size: int = 64, progress: bool | None = None):
         self.metric = check_metric(metric)
         if dim is not None:
-            dim = _positive_int(dim, "dim")
-        self.batch_size = _positive_int(batch_size, "batch_size")
+            dim = positive_int(dim, "dim")
+        self.batch_size = positive_int(batch_size, "batch_size")
         self.embedder: Embedder | None = as_embedder(embedding)
         self.device = resolve_device(device)
         self.plan = IndexPlan(index, index_metric(self.metric), self.device, nprobe)
@@ -192,7 +187,7 @@ class Collection:
                 raise ValueError("vectors are required: this collection has no embedding model")
             if any(t is None for t in texts):
                 raise ValueError("texts must not contain None when they are to be embedded")
-            bs = self.batch_size if batch_size is None else _positive_int(batch_size, "batch_size")
+            bs = self.batch_size if batch_size is None else positive_int(batch_size, "batch_size")
             shown = self.progress if progress is None else progress
             vectors = self._coerce_vectors(embed_in_batches(self.embedder, texts, bs, shown), "embedding")
         if n == 0:
@@ -291,7 +286,7 @@ class Collection:
         documents contain a query term. ``distance`` of a hit is the dense index's raw value
         (NaN in keyword mode, where no embedding is compared).
         """
-        k = _positive_int(k, "k")
+        k = positive_int(k, "k")
         mode = check_mode(mode)
         alpha = check_alpha(alpha)
         if mode == "hybrid" and alpha in (0.0, 1.0):
@@ -299,8 +294,8 @@ class Collection:
         if score_threshold is not None and not isinstance(score_threshold, (int, float)):
             raise TypeError(f"score_threshold must be a number, got {type(score_threshold).__name__}")
         if nprobe is not None:
-            nprobe = _positive_int(nprobe, "nprobe")
-        fetch_k = max(k * 4, _HYBRID_MIN_FETCH) if fetch_k is None else max(_positive_int(fetch_k, "fetch_k"), k)
+            nprobe = positive_int(nprobe, "nprobe")
+        fetch_k = max(k * 4, _HYBRID_MIN_FETCH) if fetch_k is None else max(positive_int(fetch_k, "fetch_k"), k)
         if text is not None and not isinstance(text, str):
             raise TypeError(f"text must be a string, got {type(text).__name__}")
         words = query if isinstance(query, str) else text
@@ -329,8 +324,8 @@ class Collection:
 
         ``lambda_mult`` 1 = pure relevance, 0 = pure diversity.
         """
-        k = _positive_int(k, "k")
-        fetch_k = max(_positive_int(fetch_k, "fetch_k"), k)
+        k = positive_int(k, "k")
+        fetch_k = max(positive_int(fetch_k, "fetch_k"), k)
         if not isinstance(lambda_mult, (int, float)) or not 0.0 <= float(lambda_mult) <= 1.0:
             raise ValueError(f"lambda_mult must be a number in [0, 1], got {lambda_mult!r}")
         q = self._query_vector(query)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..arrays import positive_int
 from ..devices import default_device
 
 __all__ = ["Embedder", "as_embedder", "embed_in_batches", "default_device", "minilm_path",
@@ -86,8 +87,7 @@ def as_embedder(model: Any) -> Embedder | None:
 def embed_in_batches(embedder: Embedder, texts: Sequence[str], batch_size: int = 64,
                      progress: bool | None = None, desc: str = "embedding") -> torch.Tensor:
     """Embed ``texts`` ``batch_size`` at a time; shows a tqdm bar when asked or for long inputs."""
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = positive_int(batch_size, "batch_size")
     if progress is None:
         progress = len(texts) >= PROGRESS_MIN_TEXTS
     starts = range(0, len(texts), batch_size)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..arrays import positive_int
+
 # Largest n * d served by exact search under "auto", per device type. GPU: an H100 measurement
 # (37k x 384 exact at 862k QPS vs 49k QPS IVF) leaves exact ahead far beyond RAG sizes.
 # CPU (benchmarks/results/stores-auto-cpu.json, 2 cores, MiniLM d=384, single queries): exact takes
@@ -45,8 +47,8 @@ class IndexPlan:
         if self.spec != "auto" and self.spec != "Flat" and not (ivf and is_codec(ivf.group(2))):
             raise ValueError(f"index must be 'auto', 'Flat', one of {sorted(NAMED_SPECS)} or "
                              f"'IVF<nlist|{{nlist}}>,<codec>' (codec: Flat, SQ8, PQ32x8, ...), got {self.spec!r}")
-        if self.nprobe is not None and (not isinstance(self.nprobe, int) or self.nprobe < 1):
-            raise ValueError(f"nprobe must be a positive int, got {self.nprobe!r}")
+        if self.nprobe is not None:
+            self.nprobe = positive_int(self.nprobe, "nprobe")
 
     # ---- decisions --------------------------------------------------------------------------
     def target_nlist(self, n: int, d: int) -> int | None:

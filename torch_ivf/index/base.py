@@ -88,8 +88,7 @@ class Index:
     ops_parallel = True  # CPU search in few large ops: threads inside them (IVF: many small ops, cost.py)
 
     def __init__(self, d: int, metric="l2", *, device=None, dtype=torch.float32):
-        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0:
-            raise ValueError(f"d must be a positive int, got {d!r}")
+        positive_int(d, "d")
         self.d = int(d)
         self.metric = normalize_metric(metric)
         self.device = resolve_device(device, "cpu")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .. import progress
+from ..arrays import positive_int
 from ..search.choose import SEARCH_MODES
 from ..search.paths import IVFScan
 from .base import _RANGE_BUDGET, SearchParams, _params
@@ -51,8 +52,7 @@ class IndexIVF(IVFScan, StoredIndex):
     def __init__(self, d: int, nlist: int, metric="l2", nprobe: int = 1, *, device=None,
                  dtype=torch.float32, search_mode: str = "auto", max_codes: int = 0, seed: int = 1234,
                  niter: int = 20, quantizer=None, verbose: bool | None = None):
-        if isinstance(nlist, bool) or not isinstance(nlist, (int, np.integer)) or nlist <= 0:
-            raise ValueError(f"nlist must be a positive int, got {nlist!r}")
+        positive_int(nlist, "nlist")
         self.nlist = int(nlist)
         super().__init__(d, metric, device=device, dtype=dtype, nlist=self.nlist)
         self.nprobe = nprobe
@@ -67,8 +67,7 @@ class IndexIVF(IVFScan, StoredIndex):
         """As Index.search; ``nprobe`` (a positive int) overrides the index's and params' for this call:
         ``index.search(xq, 10, 32)``."""
         if nprobe is not None:
-            if isinstance(nprobe, bool) or not isinstance(nprobe, (int, np.integer)) or nprobe <= 0:
-                raise ValueError(f"nprobe must be a positive int, got {nprobe!r}")
+            positive_int(nprobe, "nprobe")
             params = replace(_params(params), nprobe=int(nprobe))
         return super().search(x, k, params=params, D=D, I=I)
 
@@ -80,8 +79,7 @@ class IndexIVF(IVFScan, StoredIndex):
 
     @nprobe.setter
     def nprobe(self, value) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise ValueError(f"nprobe must be a positive int, got {value!r}")
+        positive_int(value, "nprobe")
         self._nprobe = int(value)  # values above nlist are clamped at search time, as Faiss does
 
     @property

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .. import kernels
 from ..search import cost
+from ..arrays import positive_int
 from ..codecs import PQCodec
 from ..pq import ProductQuantizer
 from ..search.common import SCORE_BUDGET, scanned_rows
@@ -80,8 +81,7 @@ class IndexIVFPQ(IndexIVF):
 
     def _init_pq(self, d, nlist, M, nbits=8, metric="l2", *, by_residual=True, pq_niter=25,
                  pq_max_train=65536, **kwargs):
-        if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M <= 0:
-            raise ValueError(f"M must be a positive int, got {M!r}")
+        positive_int(M, "M")
         if isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 and d % M:
             raise ValueError(f"M must divide d={d}, got M={M}")
         if isinstance(nbits, bool) or not isinstance(nbits, (int, np.integer)) or not 1 <= nbits <= 8:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .. import kernels
-from ..arrays import take_rows
+from ..arrays import positive_int, take_rows
 from ..codecs.panorama import NORM_DTYPES, PanoramaPQCodec
 from ..panorama import (WAVE_PAIRS, PanoramaStats, bound_slack, merge_ragged, panorama_stats, pruned_scores,
                         ragged_kth, suffix_norms)
@@ -42,8 +42,7 @@ class PanoramaScan:
 
     # ---- levels, transform and tail norms (shared by both Panorama indexes) ------------------
     def _init_levels(self, n_levels, transform, cap, norm_dtype, divided: tuple[str, object]) -> None:
-        if isinstance(n_levels, bool) or not isinstance(n_levels, (int, np.integer)) or n_levels <= 0:
-            raise ValueError(f"n_levels must be a positive int, got {n_levels!r}")
+        positive_int(n_levels, "n_levels")
         name, value = divided
         if isinstance(value, (int, np.integer)) and value > 0 and value % n_levels:
             raise ValueError(f"n_levels must divide {name}={value}, got n_levels={n_levels}")
