@@ -108,6 +108,7 @@ class IndexIVFPQ(IndexIVF):
 
     @property
     def by_residual(self) -> bool:
+        """True when the codes encode x - centroid (Faiss's default), False for x itself."""
         return self.codec.by_residual
 
     @by_residual.setter

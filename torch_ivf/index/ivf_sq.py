@@ -19,6 +19,7 @@ class SQCodes(FlatCodes):
 
     @property
     def kernel_scan(self) -> bool:
+        """True where the flat-scan Triton kernel can read the codes (8-bit, fp16, bf16)."""
         return self.codec.kernel_ready
 
     @property
