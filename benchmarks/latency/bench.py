@@ -4,7 +4,7 @@ vs exact search vs the earlier torch-ivf 0.1.1 vs faiss-cpu, on clustered data a
     python -m benchmarks.latency.bench --device cuda --out results/h200.jsonl [--old-dir DIR]
     python -m benchmarks.latency.bench --device cpu --out results/cpu.jsonl [--busy]
 Rows: {"dataset", "index", "library", "variant", "nq", "p50_ms", "p99_ms", "qps", "recall"} with
-recall@10 against exact float32 ground truth. CPU rows are interleaved per round (every library once
+recall@10 against exact ground truth (benchmarks.datasets.exact_knn). CPU rows are interleaved per round (every library once
 per round, medians over rounds); --busy repeats them while another process keeps one core busy.
 """
 from __future__ import annotations
@@ -48,19 +48,13 @@ def _stats(times, nq):
 
 
 def recall(I, gt, k=10):
-    return round(float(np.mean([len(set(a[:k]) & set(b[:k])) / k for a, b in zip(I, gt)])), 4)
+    from benchmarks.common import recall_at_k
+    return round(recall_at_k(I, gt, k), 4)
 
 
 def exact_gt(xb, xq, metric, device, k=10):
-    b = torch.from_numpy(xb).to(device)
-    out = []
-    for i in range(0, len(xq), 1024):
-        q = torch.from_numpy(xq[i:i + 1024]).to(device)
-        s = q @ b.T
-        if metric == "l2":
-            s = 2 * s - b.pow(2).sum(1)[None]
-        out.append(s.topk(k, dim=1).indices.cpu().numpy())
-    return np.concatenate(out)
+    from benchmarks.datasets import exact_knn
+    return exact_knn(xb, xq, k, metric, device=str(device))[1]
 
 
 def machine(device):
