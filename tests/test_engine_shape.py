@@ -76,3 +76,23 @@ def test_nprobe_positional_in_ivf_search(data):
     assert index.nprobe == 1
     with pytest.raises(ValueError, match="nprobe"):
         index.search(xq, 5, 0)
+
+
+@pytest.mark.parametrize("description", ["Flat", "SQ8", "IVF16,Flat", "IVF16,SQ8", "IVF16,SQfp16", "IVF16,PQ8",
+                                         "IVF16,PQ8Panorama4", "IVF16,FlatPanorama4"])
+def test_every_index_type_stores_through_a_codec_object(data, description):
+    from torch_ivf.codecs import Codec
+
+    xb, _ = data
+    index = ti.index_factory(32, description)
+    assert isinstance(index.codec, Codec)
+    assert set(index.invlists.specs) == set(index.codec.fields()) | {"labels"}
+    index.train(xb)
+    index.add(xb[:200])
+    pos, lists = index.invlists.live_positions()
+    c = index.centroids[lists] if index.codec.by_residual else 0
+    rows = index.codec.rows(index.invlists, pos) + c  # decoded through the codec alone
+    labels = index.invlists.labels_at(pos)
+    np.testing.assert_allclose(index.reconstruct_batch(labels).numpy(), index._untransform(rows).numpy(), atol=1e-5)
+    head = index.coarse_code_size() if isinstance(index, ti.IndexIVF) else 0
+    assert index.sa_code_size() == head + index.codec.sa_bytes()
