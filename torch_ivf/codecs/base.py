@@ -10,6 +10,10 @@ class Codec:
     ``r`` below is a batch of vectors, or of residuals x - c when ``by_residual``; ``c`` the list
     centroids of those rows (None without residuals); ``pos`` slab rows (a tensor of any shape, or
     a slice) of an InvertedLists holding this codec's fields.
+
+    Codecs that store codes in Faiss's layout (SQ, PQ) also have ``from_codes(codes, c)`` (the stored
+    fields of given codes: from_faiss, and the file checks that recompute derived fields) and
+    ``code_rows(invlists, pos)`` (the codes at slab rows pos).
     """
 
     by_residual = False
