@@ -1,6 +1,7 @@
 """The scanner contract: how one query batch scores rows of the inverted lists. The search paths
-(grouped.py, matrix.py) call only these; a scanner may be its own object (IndexScalarQuantizer's)
-or the index itself (IVFFlat, IVFPQ and Panorama implement them as methods).
+(grouped.py, matrix.py, common.py) reach it only through ``index.scanner``. Every index type today
+implements it as methods of its class (FlatCodes for Flat, IVFFlat and SQ; IndexIVFPQ; PanoramaScan),
+so ``index.scanner is index``; a scanner object with these methods would serve the paths as well.
 
 Scores are always "larger is better"; ``distances`` turns them into what Faiss returns.
 """
