@@ -99,3 +99,43 @@ def test_knn_and_normalize_match_faiss(data):
     tfaiss.normalize_L2(a)
     faiss.normalize_L2(b)
     np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_small_faiss_names_match_faiss(tmp_path):
+    assert isinstance(tfaiss.__version__, str) and tfaiss.__version__.count(".") == 2
+    for key in ("IVF10,PQ4", "IVF10,PQ4np", "PQ4", "PQ4np"):
+        assert tfaiss.index_factory(12, key).do_polysemous_training == faiss.index_factory(12, key).do_polysemous_training
+    for lib in (tfaiss, faiss):
+        with pytest.raises(RuntimeError):
+            lib.index_factory(10, "PQ4")
+    x = np.random.RandomState(4).rand(500, 12).astype("float32")
+    pq = tfaiss.IndexPQ(12, 4, 4)
+    pq.train(x)
+    tfaiss.write_ProductQuantizer(pq.pq, tmp_path / "pq")
+    back = tfaiss.read_ProductQuantizer(str(tmp_path / "pq"))
+    assert (back.M, back.nbits, back.dsub, back.ksub) == (4, 4, 3, 16)
+    np.testing.assert_array_equal(tfaiss.vector_to_array(back.centroids), tfaiss.vector_to_array(pq.pq.centroids))
+    (tmp_path / "bad").write_bytes(b"not a file")
+    with pytest.raises(RuntimeError):
+        tfaiss.read_ProductQuantizer(str(tmp_path / "bad"))
+    idx = tfaiss.read_index(_written(pq, tmp_path), tfaiss.IO_FLAG_SKIP_PRECOMPUTE_TABLE)
+    assert idx.ntotal == 0
+
+
+def _written(index, tmp_path):
+    path = str(tmp_path / "index")
+    tfaiss.write_index(index, path)
+    return path
+
+
+def test_idmap2_consistency_and_translated_selector():
+    x = np.random.RandomState(5).rand(50, 8).astype("float32")
+    ids = np.arange(50, dtype=np.int64) * 7
+    got = []
+    for lib in (tfaiss, faiss):
+        index = lib.index_factory(8, "IDMap2,Flat")
+        index.add_with_ids(x, ids)
+        index.check_consistency()
+        sel = lib.IDSelectorTranslated(index, lib.IDSelectorBatch(ids[::3]))
+        got.append(index.search(x[:5], 4, params=lib.SearchParameters(sel=sel))[1])
+    np.testing.assert_array_equal(got[0], got[1])

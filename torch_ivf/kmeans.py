@@ -1,10 +1,50 @@
 """Seeded k-means on any torch device (Faiss-style: sampled init, subsampling, empty-cluster splits)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from . import progress
 from .distances import nearest_centroids
+
+
+class ClusteringParameters:
+    """k-means settings of an index's training (Faiss's ClusteringParameters: ``index.cp`` for the
+    coarse quantizer of an IVF index, ``pq.cp`` for a product quantizer). Changes made before
+    train() are honoured: niter, seed, max_points_per_centroid (training points kept per centroid;
+    0 keeps all), spherical (unit-norm centroids). min_points_per_centroid, verbose and nredo are
+    kept for Faiss code (no warning is printed; one run is made)."""
+
+    _INTS = {"niter": 0, "seed": None, "max_points_per_centroid": 0, "min_points_per_centroid": 0, "nredo": 1}
+
+    def __init__(self, niter: int = 25, seed: int = 1234, max_points_per_centroid: int = 256,
+                 min_points_per_centroid: int = 39, spherical: bool = False, verbose: bool = False, nredo: int = 1):
+        self.niter, self.seed, self.nredo = niter, seed, nredo
+        self.max_points_per_centroid, self.min_points_per_centroid = max_points_per_centroid, min_points_per_centroid
+        self.spherical, self.verbose = spherical, verbose
+
+    def __setattr__(self, name, value) -> None:
+        if name in self._INTS:
+            low = self._INTS[name]
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (low is not None and value < low):
+                raise ValueError(f"cp.{name} must be an int{'' if low is None else f' >= {low}'}, got {value!r}")
+            value = int(value)
+        elif name in ("spherical", "verbose"):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"cp.{name} must be a bool, got {type(value).__name__}")
+            value = bool(value)
+        else:
+            raise AttributeError(f"ClusteringParameters has no field {name!r}")
+        object.__setattr__(self, name, value)
+
+    def kmeans(self, x: torch.Tensor, k: int, seed_offset: int = 0, verbose: bool | None = False) -> torch.Tensor:
+        """k centroids of x with these settings (seed + seed_offset); verbose: as for kmeans()."""
+        return kmeans(x, k, niter=self.niter, seed=self.seed + seed_offset, verbose=verbose,
+                      max_points_per_centroid=self.max_points_per_centroid, spherical=self.spherical)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in (*self._INTS, "spherical", "verbose"))
+        return f"ClusteringParameters({fields})"
 
 
 def _generator(seed: int) -> torch.Generator:

@@ -12,7 +12,7 @@ import torch
 
 from . import progress
 from .arrays import back, float_rows, positive_int
-from .kmeans import kmeans
+from .kmeans import ClusteringParameters
 
 # (rows, M, ksub) distances per encoding step: 64 MB, whatever M and nbits (65536 rows at a time
 # would need ~20 GB at M 96, 8 bits)
@@ -46,8 +46,32 @@ class ProductQuantizer:
         self.d, self.M, self.nbits = int(d), int(M), int(nbits)
         self.dsub, self.ksub = self.d // self.M, 1 << self.nbits
         self.device = torch.device(device) if device is not None else torch.device("cpu")
-        self.seed, self.niter, self.max_points_per_centroid = int(seed), int(niter), int(max_points_per_centroid)
+        # k-means settings of every sub-quantizer (Faiss's pq.cp); sub-space m is seeded cp.seed + m
+        self.cp = ClusteringParameters(niter=niter, seed=seed, max_points_per_centroid=max_points_per_centroid)
         self.centroids = torch.empty(0, device=self.device)  # (M, ksub, dsub) once trained
+
+    @property
+    def niter(self) -> int:
+        """k-means iterations of each sub-quantizer (``cp.niter``)."""
+        return self.cp.niter
+
+    @niter.setter
+    def niter(self, value) -> None:
+        self.cp.niter = value
+
+    @property
+    def seed(self) -> int:
+        """k-means seed of sub-quantizer 0 (``cp.seed``; sub-quantizer m uses seed + m)."""
+        return self.cp.seed
+
+    @seed.setter
+    def seed(self, value) -> None:
+        self.cp.seed = value
+
+    @property
+    def max_points_per_centroid(self) -> int:
+        """Training points kept per sub-centroid (``cp.max_points_per_centroid``)."""
+        return self.cp.max_points_per_centroid
 
     @property
     def is_trained(self) -> bool:
@@ -93,8 +117,7 @@ class ProductQuantizer:
         with progress.bar(self.M, f"PQ training {self.M}x{self.nbits}", verbose=verbose, unit="subq",
                           work=progress.score_work(n, self.ksub, self.dsub) * self.M * self.niter) as shown:
             for m in range(self.M):
-                centroids.append(kmeans(subs[:, m].contiguous(), self.ksub, niter=self.niter, seed=self.seed + m,
-                                        max_points_per_centroid=self.max_points_per_centroid))
+                centroids.append(self.cp.kmeans(subs[:, m].contiguous(), self.ksub, seed_offset=m))
                 shown.update(1)
         self.centroids = torch.stack(centroids).to(self.device)
 

@@ -5,12 +5,18 @@ what differs."""
 from types import ModuleType as _ModuleType
 
 from ..index.base import METRIC_INNER_PRODUCT, METRIC_L2
+from ..kmeans import ClusteringParameters
 from ..pq import ProductQuantizer
+from ..sq import ScalarQuantizer
 from .errors import FaissTypeError, FaissValueError
 from .factory import index_factory
 from .idmap import IndexIDMap, IndexIDMap2
 from .indexes import (DirectMap, IndexFlat, IndexFlatIP, IndexFlatL2, IndexIVFFlat, IndexIVFFlatPanorama, IndexIVFPQ,
-                      IndexIVFPQPanorama, IndexPQ, Panorama, IndexRefine, IndexRefineFlat)
+                      IndexIVFPQPanorama, IndexIVFScalarQuantizer, IndexPQ, Panorama, IndexRefine, IndexRefineFlat,
+                      IndexScalarQuantizer)
+from .utils import (IO_FLAG_ONDISK_SAME_DIR, IO_FLAG_PQ_SKIP_SDC_TABLE, IO_FLAG_READ_ONLY, IO_FLAG_SKIP_IVF_DATA,
+                    IO_FLAG_SKIP_PRECOMPUTE_TABLE, IO_FLAG_SKIP_STORAGE, IDSelectorTranslated, read_ProductQuantizer,
+                    write_ProductQuantizer)
 from .utils import (IDSelectorAll, IDSelectorBitmap, IDSelectorRange, IDSelectorXOr, IndexIVFStats, IVFSearchParameters,
                     Kmeans, ParameterSpace, SearchParameters, SearchParametersIVF, SIMDConfig, SIMDLevel_ARM_NEON,
                     SIMDLevel_ARM_SVE, SIMDLevel_AVX2, SIMDLevel_AVX512, SIMDLevel_AVX512_SPR, SIMDLevel_NONE,
@@ -20,5 +26,7 @@ from .utils import (IDSelectorAll, IDSelectorBitmap, IDSelectorRange, IDSelector
                     vector_to_array, write_index)
 from ..selectors import IDSelector, IDSelectorAnd, IDSelectorArray, IDSelectorBatch, IDSelectorNot, IDSelectorOr
 from ..index import Index, IndexIVF, IndexRefineSearchParameters
+
+from .. import __version__  # torch-ivf's version (Faiss code reads faiss.__version__)
 
 __all__ = sorted(n for n, v in globals().items() if not n.startswith("_") and not isinstance(v, _ModuleType))

@@ -8,7 +8,7 @@ import re
 from .. import factory as _core
 from .errors import FaissValueError
 from .idmap import IndexIDMap, IndexIDMap2
-from .indexes import IndexPQ, IndexRefine, IndexRefineFlat, adopt
+from .indexes import IndexIVFPQ, IndexPQ, IndexRefine, IndexRefineFlat, adopt
 
 _NLIST = re.compile(r"IVF(\d+)([kM]?)(?=,)")
 
@@ -36,9 +36,11 @@ def index_factory(d, description, metric=None, own_invlists=True):
     if m:
         base = index_factory(d, m.group(1), metric)
         return IndexRefineFlat(base) if m.group(2) == "RFlat" else IndexRefine(base, adopt(_core.index_factory(d, "Flat", metric)))
-    m = re.fullmatch(r"PQ(\d+)(?:x(\d+))?(?:np)?", desc)
+    m = re.fullmatch(r"PQ(\d+)(?:x(\d+))?(np)?", desc)
     if m:
-        return IndexPQ(d, int(m.group(1)), int(m.group(2) or 8), metric)
+        index = IndexPQ(d, int(m.group(1)), int(m.group(2) or 8), metric)
+        index.do_polysemous_training = not m.group(3)
+        return index
     desc = _NLIST.sub(_expand_nlist, desc)
     desc = re.sub(r"FlatPanorama(?:_\d+)?$", lambda m: m.group(0).split("_")[0], desc)
     if re.fullmatch(r"IVF\d+,FlatPanorama", desc):
@@ -47,4 +49,7 @@ def index_factory(d, description, metric=None, own_invlists=True):
         index = _core.index_factory(d, desc, metric)
     except ValueError as e:
         raise FaissValueError(f"index_factory: could not parse {description!r} ({e})") from None
-    return adopt(index)
+    index = adopt(index)
+    if isinstance(index, IndexIVFPQ) and re.search(r",PQ\d+(x\d+)?$", desc):
+        index.do_polysemous_training = True  # Faiss's factory default without the "np" suffix
+    return index

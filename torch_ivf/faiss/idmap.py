@@ -9,7 +9,7 @@ import torch
 from .. import io as _io
 from ..index import Index
 from .errors import FaissValueError, wrap_methods
-from .indexes import FaissIndex, _Flat, _numpy, _rows, _selection, adopt
+from .indexes import FaissIndex, _Positional, _numpy, _rows, _selection, adopt
 
 
 class IndexIDMap(FaissIndex, Index):
@@ -36,7 +36,7 @@ class IndexIDMap(FaissIndex, Index):
             raise ValueError("index must be empty: vectors are added through the IndexIDMap")
         super().__init__(index.d, index.metric, device=index.device)
         self.index = adopt(index)
-        if isinstance(self.index, _Flat):
+        if isinstance(self.index, _Positional):
             self.index._positional = False
         self._order = np.zeros(0, dtype=np.int64)
         self.own_fields = False
@@ -142,6 +142,13 @@ class IndexIDMap(FaissIndex, Index):
 
 class IndexIDMap2(IndexIDMap):
     """IndexIDMap that can also reconstruct by id."""
+
+    def check_consistency(self) -> None:
+        """Raise if id_map and the ids the inner index stores disagree (Faiss's check of its reverse map)."""
+        stored = np.sort(_numpy(self.index.labels()))
+        if len(self._order) != self.ntotal or not np.array_equal(np.sort(self._order), stored):
+            raise FaissValueError(f"id_map holds {len(self._order)} ids that differ from the {self.ntotal} "
+                                  "the inner index stores")
 
     def reconstruct_batch(self, key, x=None):
         """(n, d) float32 numpy vectors of the ids ``key``, written into ``x`` when given."""

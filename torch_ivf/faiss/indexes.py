@@ -12,6 +12,8 @@ from .. import index as core
 from .. import io as _io
 from ..index.base import METRIC_INNER_PRODUCT, METRIC_L2
 from ..index.ivf import faiss_form
+from ..index.stored import StoredIndex
+from ..sq import QT_8bit
 from .errors import FaissValueError, wrap_methods
 from .stats import cvar
 
@@ -117,9 +119,11 @@ class FaissIndex:
         return True
 
 
-class _Flat(FaissIndex):
-    """Vectors are numbered by position: remove_ids renumbers the ones after, add_with_ids is refused
-    (wrap the index in IndexIDMap for your own ids), as in Faiss."""
+class _Positional(FaissIndex):
+    """Faiss's flat-code indexes (IndexFlat, IndexPQ, IndexScalarQuantizer) number vectors by position:
+    remove_ids renumbers the ones after, merge_from numbers the merged vectors after this index's,
+    add_with_ids is refused (wrap the index in IndexIDMap for your own ids). Inside an IDMap or a
+    refine index, the labels are the caller's again (``_positional`` False)."""
 
     _positional = True
 
@@ -134,12 +138,23 @@ class _Flat(FaissIndex):
         """Remove by ids or IDSelector; the vectors after a removed one are renumbered (Faiss's flat
         numbering by position). Returns how many were removed.
         """
-        n = core.IndexFlat.remove_ids(self, _selection(sel))
+        n = StoredIndex.remove_ids(self, _selection(sel))
         if self._positional and n:
             pos, _ = self.invlists.live_positions()
             self.invlists.relabel(pos, torch.arange(len(pos)))
             self.next_label = len(pos)
         return n
+
+    def merge_from(self, other, add_id=0) -> None:
+        if not self._positional:
+            return super().merge_from(other, add_id)
+        if add_id:
+            raise FaissValueError(f"add_id must be 0 for {type(self).__name__}: its vectors are numbered "
+                                  "by position (the merged ones come after this index's)")
+        return super().merge_from(other, self.ntotal)
+
+
+class _Flat(_Positional):
 
     def get_xb(self):
         """The stored vectors (ntotal, d), in storage order."""
@@ -300,7 +315,14 @@ class IndexIVFFlat(_IVF, core.IndexIVFFlat):
     __init__ = _faiss_init(core.IndexIVFFlat)
 
 
-class IndexIVFPQ(_IVF, core.IndexIVFPQ):
+class _PQFlags:
+    """Faiss's polysemous-training flag, kept so Faiss code runs: torch_ivf trains no polysemous code
+    order and searches without Hamming filtering, so it changes nothing."""
+
+    do_polysemous_training = False
+
+
+class IndexIVFPQ(_PQFlags, _IVF, core.IndexIVFPQ):
     __init__ = _faiss_init(core.IndexIVFPQ)
 
 
@@ -324,9 +346,9 @@ class IndexIVFFlatPanorama(_IVF, core.IndexIVFFlatPanorama):
         self._faiss_setup(quantizer)
 
 
-class IndexPQ(_IVF, core.IndexIVFPQ):
+class IndexPQ(_PQFlags, _Positional, _IVF, core.IndexIVFPQ):
     """Faiss's ``IndexPQ(d, M, nbits, metric)``: a PQ code per vector, no coarse lists (one list,
-    codes of the vectors themselves). Reconstruct needs no direct map."""
+    codes of the vectors themselves), numbered by position. Reconstruct needs no direct map."""
 
     def __init__(self, d=None, M=None, nbits=8, metric=METRIC_L2, *, nprobe=1, pq_niter=25, pq_max_train=65536,
                  device=None, dtype=torch.float32, search_mode="auto", max_codes=0, seed=1234, niter=20,
@@ -338,7 +360,7 @@ class IndexPQ(_IVF, core.IndexIVFPQ):
 
     def _faiss_setup(self, quantizer=None) -> None:
         super()._faiss_setup(quantizer)
-        self.direct_map.type = DirectMap.Array
+        self.direct_map.type = DirectMap.Hashtable  # labels are always mapped; Faiss's IndexPQ has no map
 
     def config(self) -> dict:
         """Constructor keyword arguments that rebuild this index (JSON-serialisable)."""
@@ -347,12 +369,24 @@ class IndexPQ(_IVF, core.IndexIVFPQ):
         return cfg
 
 
+class IndexScalarQuantizer(_Positional, core.IndexScalarQuantizer):
+    """Faiss's ``IndexScalarQuantizer(d, qtype, metric)``, numbered by position."""
+
+    def __init__(self, d=None, qtype=QT_8bit, metric=METRIC_L2, *, device=None):
+        core.IndexScalarQuantizer.__init__(self, d, qtype, metric, device=device)
+
+
+class IndexIVFScalarQuantizer(_IVF, core.IndexIVFScalarQuantizer):
+    __init__ = _faiss_init(core.IndexIVFScalarQuantizer)
+
+
 class IndexRefine(FaissIndex, core.IndexRefine):
-    """Faiss's ``IndexRefine(base_index, refine_index)``: the refine index is an empty flat index."""
+    """Faiss's ``IndexRefine(base_index, refine_index)``: refine_index, a flat index holding the base's vectors
+    under the same ids (both may be empty), is used as it is."""
 
     def __init__(self, base=None, refine=None, refine_dtype=None, *, refine_device=None, base_class=None,
                  base_config=None, device=None):
-        if isinstance(base, _Flat):
+        if isinstance(base, _Positional):
             base._positional = False
         if refine_dtype is None:  # Faiss's float32 store; torch_ivf's float16 default after a k_factor
             refine_dtype = torch.float32 if refine is None else torch.float16
@@ -364,7 +398,7 @@ class IndexRefine(FaissIndex, core.IndexRefine):
     def _faiss_setup(self) -> None:
         for part in (self.base, self.refine):
             adopt(part)
-            if isinstance(part, _Flat):
+            if isinstance(part, _Positional):
                 part._positional = False
 
 
@@ -373,7 +407,7 @@ class IndexRefineFlat(FaissIndex, core.IndexRefineFlat):
 
     def __init__(self, base=None, k_factor=1.0, refine_dtype=torch.float32, *, refine_device=None,
                  base_class=None, base_config=None, device=None):
-        if isinstance(base, _Flat):
+        if isinstance(base, _Positional):
             base._positional = False
         core.IndexRefineFlat.__init__(self, base, k_factor, refine_dtype, refine_device=refine_device,
                                       base_class=base_class, base_config=base_config, device=device)
@@ -385,7 +419,8 @@ class IndexRefineFlat(FaissIndex, core.IndexRefineFlat):
 _TWINS = {core.IndexFlat: IndexFlat, core.IndexFlatL2: IndexFlatL2, core.IndexFlatIP: IndexFlatIP,
           core.IndexIVFFlat: IndexIVFFlat, core.IndexIVFPQ: IndexIVFPQ, core.IndexIVFPQPanorama: IndexIVFPQPanorama,
           core.IndexIVFFlatPanorama: IndexIVFFlatPanorama, core.IndexRefine: IndexRefine,
-          core.IndexRefineFlat: IndexRefineFlat}
+          core.IndexRefineFlat: IndexRefineFlat, core.IndexScalarQuantizer: IndexScalarQuantizer,
+          core.IndexIVFScalarQuantizer: IndexIVFScalarQuantizer}
 
 
 def adopt(index):
@@ -403,10 +438,11 @@ def adopt(index):
 
 
 for _cls in (IndexFlat, IndexFlatL2, IndexFlatIP, IndexIVFFlat, IndexIVFPQ, IndexIVFPQPanorama, IndexIVFFlatPanorama,
-             IndexPQ, IndexRefine, IndexRefineFlat):
+             IndexPQ, IndexRefine, IndexRefineFlat, IndexScalarQuantizer, IndexIVFScalarQuantizer):
     wrap_methods(_cls, _PUBLIC)
 _io.register(IndexPQ)  # its own class on disk: Faiss's constructor, not IndexIVFPQ's
 
 __all__ = ["DirectMap", "Panorama", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "IndexIVFPQPanorama",
-           "IndexIVFFlatPanorama", "IndexPQ", "IndexRefine", "IndexRefineFlat", "adopt", "METRIC_L2",
+           "IndexIVFFlatPanorama", "IndexPQ", "IndexRefine", "IndexRefineFlat", "IndexScalarQuantizer",
+           "IndexIVFScalarQuantizer", "adopt", "METRIC_L2",
            "METRIC_INNER_PRODUCT"]

@@ -3,10 +3,14 @@ thread count, (de)serialisation in torch_ivf's safe format, selectors, search pa
 global statistics Faiss exposes as ``faiss.cvar``."""
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as _st_load
+from safetensors.torch import save as _st_save
 
 from .. import io as _io
 from .. import parameters as _params
@@ -14,6 +18,7 @@ from .. import selectors as _sel
 from ..index import IndexIVF, IndexRefine
 from ..index.base import METRIC_INNER_PRODUCT, METRIC_L2, SearchParams
 from ..kmeans import kmeans as _kmeans
+from ..pq import ProductQuantizer
 from .errors import FaissTypeError, FaissValueError, faiss_errors
 from .idmap import IndexIDMap
 from .indexes import IndexFlat, _IVF, adopt
@@ -144,6 +149,61 @@ def read_index(f, io_flags=0):
     return adopt(_io.read_index(os.fspath(f)))
 
 
+# Faiss's read flags: torch-ivf files have no precomputed tables or mmap modes, so they change nothing
+IO_FLAG_READ_ONLY, IO_FLAG_ONDISK_SAME_DIR, IO_FLAG_SKIP_IVF_DATA, IO_FLAG_SKIP_PRECOMPUTE_TABLE = 2, 4, 8, 16
+IO_FLAG_PQ_SKIP_SDC_TABLE, IO_FLAG_SKIP_STORAGE = 32, 1
+
+
+@faiss_errors
+def write_ProductQuantizer(pq, f) -> None:
+    """Write a ProductQuantizer (d, M, nbits and its centroids) to a path or a file object, as a
+    safetensors file (no pickle)."""
+    if not isinstance(pq, ProductQuantizer):
+        raise FaissTypeError(f"pq must be a ProductQuantizer, got {type(pq).__name__}")
+    meta = {"torch_ivf": "ProductQuantizer", "d": str(pq.d), "M": str(pq.M), "nbits": str(pq.nbits)}
+    payload = _st_save({"centroids": pq.centroids.detach().cpu().contiguous()}, metadata=meta)
+    if hasattr(f, "write"):
+        f.write(payload)
+    else:
+        with open(os.fspath(f), "wb") as out:
+            out.write(payload)
+
+
+@faiss_errors
+def read_ProductQuantizer(f) -> ProductQuantizer:
+    """The ProductQuantizer written by write_ProductQuantizer (path or file object)."""
+    if hasattr(f, "read"):
+        payload = f.read()
+    else:
+        with open(os.fspath(f), "rb") as inp:
+            payload = inp.read()
+    try:
+        meta = _header_metadata(payload)
+        tensors = _st_load(payload)
+        pq = ProductQuantizer(int(meta["d"]), int(meta["M"]), int(meta["nbits"]))
+    except (KeyError, TypeError, ValueError, SafetensorError) as e:
+        raise FaissValueError(f"not a ProductQuantizer written by write_ProductQuantizer ({e})") from None
+    if meta.get("torch_ivf") != "ProductQuantizer" or set(tensors) != {"centroids"}:
+        raise FaissValueError("not a ProductQuantizer written by write_ProductQuantizer")
+    if tensors["centroids"].numel():
+        pq.set_centroids(tensors["centroids"])
+    return pq
+
+
+def _header_metadata(payload: bytes) -> dict:
+    """The string metadata of a safetensors payload (its JSON header's __metadata__)."""
+    if len(payload) < 8:
+        raise ValueError("payload too short for a safetensors header")
+    n = int.from_bytes(payload[:8], "little")
+    if n > len(payload) - 8:
+        raise ValueError("safetensors header longer than the payload")
+    header = json.loads(payload[8:8 + n])
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict):
+        raise ValueError("safetensors metadata is not a mapping")
+    return meta
+
+
 @faiss_errors
 def clone_index(index):
     """An independent deep copy of ``index`` (same tensors and device), Faiss-shaped."""
@@ -232,6 +292,20 @@ class IDSelectorXOr(_sel.IDSelector):
 
     def is_member(self, label):
         return self.lhs.is_member(label) != self.rhs.is_member(label)
+
+
+class IDSelectorTranslated(_sel.IDSelector):
+    """Faiss's ``IDSelectorTranslated(index_idmap or id_map, sel)``: sel applied to an IndexIDMap's own
+    ids. torch_ivf indexes inside an IDMap store those ids already, so this is ``sel`` itself."""
+
+    def __init__(self, index_or_id_map, sel):
+        self.sel = _sel._check(sel)
+
+    def mask(self, size, device):
+        return self.sel.mask(size, device)
+
+    def is_member(self, label):
+        return self.sel.is_member(label)
 
 
 class IDSelectorAll(_sel.IDSelector):

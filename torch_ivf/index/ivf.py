@@ -16,6 +16,7 @@ import torch
 
 from .. import progress
 from ..arrays import positive_int
+from ..kmeans import ClusteringParameters
 from ..search.choose import SEARCH_MODES
 from ..search.paths import IVFScan
 from .base import _RANGE_BUDGET, SearchParams, _params
@@ -58,8 +59,8 @@ class IndexIVF(IVFScan, StoredIndex):
         self.nprobe = nprobe
         self.search_mode = search_mode
         self.max_codes = max_codes
-        self.seed = int(seed)
-        self.niter = int(niter)
+        # the coarse k-means settings, Faiss's index.cp (inner-product lists get unit centroids)
+        self.cp = ClusteringParameters(niter=niter, seed=seed, spherical=self.coarse_metric == "ip")
         self.coarse = CoarseQuantizer(self.d, self.nlist, self.coarse_metric, self.device, quantizer)
         self.verbose = verbose
 
@@ -113,6 +114,24 @@ class IndexIVF(IVFScan, StoredIndex):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise ValueError(f"max_codes must be a non-negative int (0 = unlimited), got {value!r}")
         self._max_codes = int(value)
+
+    @property
+    def niter(self) -> int:
+        """Coarse k-means iterations (``cp.niter``)."""
+        return self.cp.niter
+
+    @niter.setter
+    def niter(self, value) -> None:
+        self.cp.niter = value
+
+    @property
+    def seed(self) -> int:
+        """Coarse k-means seed (``cp.seed``)."""
+        return self.cp.seed
+
+    @seed.setter
+    def seed(self, value) -> None:
+        self.cp.seed = value
 
     @property
     def is_trained(self) -> bool:
@@ -179,7 +198,7 @@ class IndexIVF(IVFScan, StoredIndex):
         """Train the pre-transform (if any), the coarse centroids and the codec."""
         xt = self._transform(x)
         if not self.coarse.is_trained:  # a quantizer given trained keeps its centroids, as in Faiss
-            self.coarse.train(xt, niter=self.niter, seed=self.seed, verbose=self.verbose)
+            self.coarse.train(xt, self.cp, verbose=self.verbose)
         self._train_codec(xt, self._assign(xt))
 
     def coarse_code_size(self) -> int:

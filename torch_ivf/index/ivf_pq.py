@@ -89,9 +89,18 @@ class IndexIVFPQ(IndexIVF):
         if not isinstance(by_residual, bool):
             raise TypeError(f"by_residual must be a bool, got {type(by_residual).__name__}")
         self.M, self.nbits, self._by_residual = int(M), int(nbits), by_residual
-        self.pq_niter, self.pq_max_train = int(pq_niter), int(pq_max_train)
+        self._pq_niter, self.pq_max_train = int(pq_niter), int(pq_max_train)
         self._pq_seed = int(kwargs.get("seed", 1234))
         super().__init__(d, nlist, metric, **kwargs)
+
+    @property
+    def pq_niter(self) -> int:
+        """PQ k-means iterations (``pq.cp.niter``)."""
+        return self.pq.cp.niter if "codec" in self.__dict__ else self._pq_niter
+
+    @pq_niter.setter
+    def pq_niter(self, value) -> None:
+        self.pq.cp.niter = value
 
     # ---- codec -------------------------------------------------------------------------
     def _make_codec(self) -> PQCodec:

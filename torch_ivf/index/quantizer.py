@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from ..distances import nearest_centroids
-from ..kmeans import kmeans
+from ..kmeans import ClusteringParameters
 from .flat import IndexFlat
 
 
@@ -52,10 +52,9 @@ class CoarseQuantizer:
         if centroids.numel():
             self.index.add(centroids)
 
-    def train(self, x: torch.Tensor, *, niter: int, seed: int, verbose: bool | None = False) -> None:
-        """Seeded k-means on x (spherical for inner product); verbose: its progress bar (kmeans')."""
-        self.set_centroids(kmeans(x, self.nlist, niter=niter, seed=seed, spherical=self.metric != "l2",
-                                  verbose=verbose).to(self.index.device))
+    def train(self, x: torch.Tensor, cp: ClusteringParameters, verbose: bool | None = False) -> None:
+        """Seeded k-means on x with the index's clustering parameters; verbose: its progress bar."""
+        self.set_centroids(cp.kmeans(x, self.nlist, verbose=verbose).to(self.index.device))
 
     def assign(self, x: torch.Tensor, *, verbose: bool | None = False) -> torch.Tensor:
         """The nearest list of each row of x; verbose: a progress bar (nearest_centroids')."""

@@ -87,19 +87,24 @@ class IndexRefine(Index):
             base = cls(**(base_config or {}), device=device)
         if not isinstance(base, Index) or isinstance(base, IndexRefine):
             raise TypeError(f"base must be a torch_ivf index (not a refine index), got {type(base).__name__}")
-        if isinstance(k_factor, Index):  # Faiss's (base, refine_index): only the empty store's dtype is kept
+        store = None
+        if isinstance(k_factor, Index):  # Faiss's (base, refine_index): that flat index is used as it is
             store, k_factor = k_factor, 1.0
-            if not isinstance(store, IndexFlat) or store.ntotal or store.d != base.d or store.metric != base.metric:
-                raise ValueError("refine_index must be an empty IndexFlat with the base's d and metric")
+            _check_store(base, store)
             refine_dtype = store.dtype
         k_factor = check_k_factor(k_factor)
         refine_device = _device_or_none(refine_device, "refine_device")
-        if base.ntotal:
+        if base.ntotal and store is None:
             raise ValueError("base must be empty: the refine vectors are added through IndexRefine.add")
         super().__init__(base.d, base.metric, device=base.device, dtype=refine_dtype)
         self.base, self._k_factor = base, k_factor
         self.refine_device = refine_device
-        self.refine = IndexFlat(base.d, base.metric, device=self.refine_device or base.device, dtype=self.dtype)
+        if store is None:
+            store = IndexFlat(base.d, base.metric, device=self.refine_device or base.device, dtype=self.dtype)
+        elif store.device != (self.refine_device or base.device):
+            store.to(self.refine_device or base.device)
+        self.refine = store
+        self.next_label = base.next_label
 
     @property
     def k_factor(self) -> float:
@@ -289,6 +294,17 @@ class IndexRefine(Index):
         self.refine.load_state_tensors({k[7:]: v for k, v in tensors.items() if k.startswith("refine.")})
         if "next_labels" in tensors:
             self.base.next_label, self.refine.next_label = (int(v) for v in tensors["next_labels"])
+
+
+def _check_store(base, store) -> None:
+    """A refine index given to IndexRefine: a flat index of the base's vectors under the same labels."""
+    if not isinstance(store, IndexFlat) or store.d != base.d or store.metric != base.metric:
+        raise ValueError(f"refine_index must be an IndexFlat with d={base.d} and metric {base.metric!r}, "
+                         f"got {type(store).__name__}")
+    if store.ntotal != base.ntotal or (base.ntotal and not torch.equal(
+            torch.sort(store.labels().cpu()).values, torch.sort(base.labels().cpu()).values)):
+        raise ValueError(f"refine_index must hold the base's {base.ntotal} vectors under the same ids "
+                         f"(or both be empty), got {store.ntotal} vectors")
 
 
 def _device_or_none(value, name: str):
