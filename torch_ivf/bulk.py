@@ -18,24 +18,18 @@ import torch
 from .index.base import Index
 from .index.refine import IndexRefine
 from .index.stored import StoredIndex
+from .progress import LONG_WORK, bar, check_verbose
 
 _HEADROOM = 1 + 1 / 32 + 0.01  # spare rows the inverted lists keep per list, plus the per-list minimum
 _CHUNK_BYTES = 256 << 20  # default chunk: this many bytes of float32 input rows
 
 
 def _bar(total: int | None, desc: str, progress):
-    """A tqdm bar when asked (progress=True) or by default when tqdm is installed and the job is
-    large (total None: unknown length, shown only when asked); None otherwise. tqdm is optional
-    here: without it nothing is shown."""
-    if progress not in (None, True, False):
-        raise TypeError(f"progress must be True, False or None, got {progress!r}")
-    if progress is False or (progress is None and (total is None or total < 1_000_000)):
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=desc, unit="vec", unit_scale=True, leave=False)
+    """The job's tqdm bar (torch_ivf.progress): progress True always, False never, None for a million
+    rows or more on a terminal (total None, a stream of unknown length, counts as small)."""
+    check_verbose(progress, "progress")
+    big = total is not None and total >= 1_000_000
+    return bar(total, desc, verbose=progress, work=LONG_WORK if big else 0, unit="vec")
 
 
 def _check_int(value, name: str, minimum: int) -> int:
@@ -158,7 +152,8 @@ def train_on_sample(index, x, n_sample: int | None = None, *, seed: int = 0, pro
         n_sample: rows to train on; default: the coarse quantizer's 256 per list (k-means would
             subsample to that anyway), at least 65,536 (the PQ's training set).
         seed: the sample's seed.
-        progress: show a tqdm bar (True), never (False) or for samples of a million rows or more (None).
+        progress: show a tqdm bar (True), never (False) or for samples of a million rows or more, on a
+            terminal (None).
         chunk_size: rows read per step."""
     if not isinstance(index, Index) or not hasattr(index, "train"):
         raise TypeError(f"index must be a torch_ivf index, got {type(index).__name__}")
@@ -173,19 +168,16 @@ def train_on_sample(index, x, n_sample: int | None = None, *, seed: int = 0, pro
     picked = np.arange(n) if n_sample == n else np.sort(gen.choice(n, n_sample, replace=False))
     step = _chunk_rows(index.d, chunk_size, n_sample)
     sample = torch.empty((n_sample, index.d), dtype=torch.float32, device=index.device)
-    bar = _bar(n_sample, "sample", progress)
+    shown = _bar(n_sample, "sample", progress)
     for a in range(0, n_sample, step):
         rows = picked[a:a + step]
         sample[a:a + len(rows)] = _rows(x, rows).to(index.device, torch.float32)
-        if bar is not None:
-            bar.update(len(rows))
-    if bar is not None:
-        bar.set_description("train")
+        shown.update(len(rows))
+    shown.set_description("train")
     try:
         index.train(sample)
     finally:
-        if bar is not None:
-            bar.close()
+        shown.close()
     return torch.from_numpy(picked)
 
 
@@ -237,7 +229,7 @@ def add_in_chunks(index, x, *, ids=None, chunk_size: int | None = None, progress
         x: (n, d) numpy array, memmap, tensor (any device), or an iterable of (m, d) arrays/tensors.
         ids: optional (n,) int64 labels (numpy or tensor), in x's row order; default successive labels.
         chunk_size: rows per chunk (default: 256 MiB of float32 rows).
-        progress: tqdm bar: True, False, or None (shown for a million rows or more, when tqdm is there).
+        progress: tqdm bar: True, False, or None (shown for a million rows or more, on a terminal).
         reserve: for arrays and tensors, first assign every row to its list and make room in one
             step (one more pass of the coarse assignment; no list is moved later).
         check_memory: for arrays and tensors, check_fits first (MemoryError naming the bytes)."""
@@ -260,7 +252,7 @@ def add_in_chunks(index, x, *, ids=None, chunk_size: int | None = None, progress
         check_fits(index, n, chunk_size=step)
     if sized and stores and reserve and n:
         _reserve(index, x, step)
-    bar = _bar(n, "add", progress)
+    shown = _bar(n, "add", progress)
     done = 0
     try:
         for c in _chunks(x, index.d, step):
@@ -272,11 +264,9 @@ def add_in_chunks(index, x, *, ids=None, chunk_size: int | None = None, progress
                     raise ValueError(f"ids has {ids.shape[0]} labels but x has more rows")
                 index.add_with_ids(c, ids[done:done + m])
             done += m
-            if bar is not None:
-                bar.update(m)
+            shown.update(m)
     finally:
-        if bar is not None:
-            bar.close()
+        shown.close()
     if ids is not None and done != ids.shape[0]:
         raise ValueError(f"ids has {ids.shape[0]} labels but x had {done} rows (the rows were added)")
     return done

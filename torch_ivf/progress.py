@@ -35,11 +35,11 @@ def check_verbose(value, name: str = "verbose"):
     return value
 
 
-def bar(total: int, desc: str, *, verbose: bool | None, work: float, unit: str = "it") -> tqdm:
+def bar(total: int | None, desc: str, *, verbose: bool | None, work: float, unit: str = "it") -> tqdm:
     """A tqdm bar of ``total`` steps, disabled (a no-op) unless ``verbose`` and ``work`` ask for one.
 
     Args:
-        total: number of steps the caller will report with ``update``.
+        total: number of steps the caller will report with ``update`` (None: unknown).
         desc: the bar's label.
         verbose: True (always), False (never) or None (long work on a terminal only).
         work: estimated work units of the whole job (score_work).
@@ -48,8 +48,9 @@ def bar(total: int, desc: str, *, verbose: bool | None, work: float, unit: str =
     Returns:
         A tqdm object (use as a context manager; ``update`` on a disabled one costs nothing).
     """
+    shown = {"total": total, "desc": desc, "unit": unit, "leave": False, "unit_scale": unit == "vec"}  # 1.2M vec
     if verbose is True:
-        return tqdm(total=total, desc=desc, unit=unit, leave=False)
+        return tqdm(**shown)
     if verbose is None and work >= LONG_WORK:
-        return tqdm(total=total, desc=desc, unit=unit, leave=False, disable=None, delay=DELAY_S)
+        return tqdm(**shown, disable=None, delay=DELAY_S)
     return tqdm(total=total, disable=True)
