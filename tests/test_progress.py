@@ -107,3 +107,14 @@ def test_bad_verbose_is_refused():
     index.verbose = True
     with pytest.raises(TypeError, match="verbose"):
         ti.kmeans(_x(), 8, verbose="loud")
+
+
+@pytest.mark.parametrize("setting, shown", [(None, True), (False, False)])
+def test_a_collections_progress_setting_covers_its_ivf_training(long_work, setting, shown):
+    from torch_ivf.collection import Collection
+
+    coll = Collection(dim=16, index="IVF4,Flat", device="cpu", progress=setting)
+    with terminal() as err:
+        coll.upsert(ids=[str(i) for i in range(1100)], vectors=_x(1100).numpy())
+    assert coll.index_description.startswith("IVF4")
+    assert ("k-means 4 x 16" in err.getvalue()) == shown

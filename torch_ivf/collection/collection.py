@@ -64,7 +64,8 @@ class Collection:
         device: torch device of the index; None picks the GPU when torch sees one.
         nprobe: lists scanned per query on IVF indexes (default: chosen with the index).
         batch_size: texts embedded per model call.
-        progress: embedding progress bar: True, False, or None (for 256 texts or more).
+        progress: progress bars for embedding and IVF (re)training: True always, False never, None
+            for long work (embedding 256 texts or more; long k-means on a terminal).
 
     Raises:
         ValueError: a bad metric, index spec, dim or batch_size, or a device that does not exist
@@ -502,7 +503,8 @@ class Collection:
         gen = torch.Generator(device="cpu").manual_seed(n)  # deterministic training sample
         sample = torch.randperm(n, generator=gen)[: nlist * _TRAIN_POINTS_PER_LIST].to(vecs.device)
         start = time.perf_counter()
-        ivf = self.plan.new_ivf(self.dim, nlist, vecs[sample])
+        # the collection's progress setting covers k-means and the re-add too (the CLI's --quiet)
+        ivf = self.plan.new_ivf(self.dim, nlist, vecs[sample], None if self.progress is None else bool(self.progress))
         ivf.add_with_ids(vecs, labels)
         log.info("%s IVF%d,%s on %s: k-means on %d of %d vectors (d=%d) + re-adding them took %.2f s; nprobe %d",
                  "retrained" if is_ivf(index) else "trained", nlist, self.plan.codec(), self.device,

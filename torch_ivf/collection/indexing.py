@@ -109,10 +109,11 @@ class IndexPlan:
 
         return IndexFlat(d, metric=self.metric, device=self.device)
 
-    def new_ivf(self, d: int, nlist: int, train: torch.Tensor):
+    def new_ivf(self, d: int, nlist: int, train: torch.Tensor, verbose: bool | None = None):
+        """An IVF index trained on ``train``; verbose: its progress bars (an index's verbose)."""
         from torch_ivf import index_factory
 
-        index = index_factory(d, f"IVF{nlist},{self.codec()}", metric=self.metric)
+        index = index_factory(d, f"IVF{nlist},{self.codec()}", metric=self.metric, verbose=verbose)
         index = index.to(self.device)
         index.train(train.to(self.device))
         index.nprobe = self.default_nprobe(nlist)
