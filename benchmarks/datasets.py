@@ -6,7 +6,7 @@ Datasets
 - ``clustered-<N>x<d>``: gaussian mixture, a few thousand centres with varied spreads and varied
   cluster sizes (seeded); queries are fresh draws from the same mixture.
 - ``minilm``: real all-MiniLM-L6-v2 embeddings of man-page passages (float16, d = 384, L2-normalised)
-  from ``../shared/data/manpages-minilm-*.npy`` (or ``$BENCH_DATA_DIR`` or ``.data/``); a seeded random
+  from ``manpages-minilm-*.npy`` in the data folder (find_minilm_shards: ``$BENCH_DATA_DIR`` first); a seeded random
   5,000 rows are the queries, the rest the base. Skipped with a message when the files are absent.
 - ``gaussian-262144x128``: i.i.d. N(0, 1), the earlier torch-ivf's headline setup (nlist 512,
   nprobe 32, k 20, 20,480 training vectors).

@@ -6,7 +6,7 @@
 
 Writes JSONL rows (one per library x mode x dtype x nprobe x nq; plus add-time rows) and a machine
 description next to them, then prints a summary table. Libraries that are absent (faiss, the earlier
-torch-ivf 0.1.1, this project's index layer) and data that is absent (../shared/data) are skipped with a
+torch-ivf 0.1.1, this project's index layer) and data that is absent (the MiniLM shards) are skipped with a
 message.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ identical results (fraction of dimensions scanned, speedup), and faiss-cpu at eq
     python -m benchmarks.pq.bench_pq --device cpu            # this machine (faiss-cpu alongside)
     python -m benchmarks.pq.bench_pq --device cuda --no-faiss --data-dir benchmarks/pq/.data
 
-Data: real all-MiniLM-L6-v2 embeddings (../shared/data/manpages-minilm-*.npy, d=384, unit norm,
+Data: real all-MiniLM-L6-v2 embeddings (manpages-minilm-*.npy from the data folder, d=384, unit norm,
 metric ip = cosine) and a clustered Gaussian mixture (d=768, l2). Ground truth by exact float32 search.
 Panorama and the reference IVFPQ share coarse centroids and PQ codebooks (the reference stores the
 transformed vectors), so their results must be identical; the row records whether they are.

@@ -2,7 +2,7 @@
 low byte planes, each xz-compressed (lossless, ~29% smaller), so all four shards and the faiss wheel fit
 in one device call's 64 MiB.
 
-    python -m benchmarks.pq.shards pack benchmarks/pq/.data 0 1 2 3   # here (reads ../shared/data)
+    python -m benchmarks.pq.shards pack benchmarks/pq/.data 0 1 2 3   # here (reads $BENCH_DATA_DIR or the data folder)
     python -m benchmarks.pq.shards unpack benchmarks/pq/.data         # on the GPU machine -> .npy
 """
 from __future__ import annotations

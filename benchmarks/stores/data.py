@@ -1,4 +1,5 @@
-"""Real passages and MiniLM embeddings from ../shared/data (never committed), plus small helpers."""
+"""Real passages and MiniLM embeddings from the benchmark data folder (never committed; $BENCH_DATA_DIR,
+see benchmarks/README.md), plus small helpers."""
 
 from __future__ import annotations
 

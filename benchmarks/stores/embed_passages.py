@@ -1,4 +1,4 @@
-"""Make the MiniLM shard the store benchmarks read, where ../shared/data's shards are not (the GPU machine).
+"""Make the MiniLM shard the store benchmarks read, where the data folder's shards are not (the GPU machine).
 
     python -m benchmarks.stores.embed_passages --model-dir DIR --rows 26000 --out DATA/manpages-minilm-0.npy \
         [--check REF.npy]

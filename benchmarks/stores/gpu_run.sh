@@ -6,7 +6,7 @@
 # On the device, from the repository root, carrying [".gpu_stores"]:  bash benchmarks/stores/gpu_run.sh
 #
 # The device has torch, sentence-transformers, transformers but no langchain-core, no MiniLM package, no
-# network and no ../shared/data: the wheels go into $SITE, the model is the carried float16 copy (run in
+# network and no data folder: the wheels go into $SITE, the model is the carried float16 copy (run in
 # float32, as MiniLMEmbeddings runs), and the MiniLM shard the store benchmarks read is embedded there from
 # the carried passages (checked against the first 256 rows of the real shards). faiss / langchain-community
 # are not carried (too large beside the model), so the FAISS store is not measured on the GPU.
