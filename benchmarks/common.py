@@ -32,6 +32,14 @@ def recall_at_k(I: np.ndarray, gt: np.ndarray, k: int) -> float:
     return hits / float(I.shape[0] * k)
 
 
+def recall_tensors(I, gt) -> float:
+    """recall_at_k of tensors on any device (k = gt's width), without a copy to the host."""
+    k = gt.shape[1]
+    I = I[: gt.shape[0], :k]
+    hits = (I[:, :, None] == gt[:, None, :]).any(2).sum()
+    return float(hits) / gt.numel()
+
+
 def recall_tie_aware(I: np.ndarray, xq: np.ndarray, xb: np.ndarray, gt_d: np.ndarray, k: int,
                      metric: str) -> float:
     """Recall that counts a returned id as correct when its exact distance is no worse than the exact

@@ -94,6 +94,55 @@ def make_clustered(n: int, d: int, nq: int, *, n_centres: int = 3000, seed: int 
     return xb, xq, xadd
 
 
+class TorchMixture:
+    """make_clustered's law sampled with torch on ``device`` in chunks (seeded, reproducible; not the
+    same draws as make_clustered): data sets that are generated where they are searched (10M-100M
+    rows on a GPU) instead of being carried."""
+
+    def __init__(self, d: int, seed: int, n_centres: int = 3000, device="cuda"):
+        import torch
+
+        g = torch.Generator(device=device).manual_seed(seed)
+        self.d, self.g, self.device = d, g, device
+        self.centres = torch.randn(n_centres, d, device=device, generator=g)
+        self.spreads = torch.exp(torch.empty(n_centres, device=device).uniform_(np.log(0.15), np.log(0.6), generator=g))
+        w = torch.distributions.Gamma(torch.ones(n_centres, device=device), 1.0).sample()  # Dirichlet(1)
+        self.cum = torch.cumsum(w / w.sum(), 0)
+
+    def sample(self, n: int, chunk: int = 1 << 22):
+        import torch
+
+        out = torch.empty(n, self.d, device=self.device)
+        for a in range(0, n, chunk):
+            m = min(chunk, n - a)
+            u = torch.rand(m, device=self.device, generator=self.g)
+            c = torch.searchsorted(self.cum, u).clamp_max(len(self.cum) - 1)
+            out[a:a + m] = self.centres[c] + torch.randn(m, self.d, device=self.device, generator=self.g) * self.spreads[c, None]
+        return out
+
+
+def exact_top_torch(xb, q, k: int, chunk: int = 1 << 19):
+    """Exact l2 top-k labels of tensors already on their device (float32 products, TF32 off), the
+    base scanned in chunks: ground truth for TorchMixture data too large to copy to numpy."""
+    import torch
+
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    best_s = torch.full((q.shape[0], k), -float("inf"), device=q.device)
+    best_i = torch.zeros((q.shape[0], k), dtype=torch.int64, device=q.device)
+    try:
+        for a in range(0, xb.shape[0], chunk):
+            x = xb[a:a + chunk]
+            s = 2 * q @ x.T - (x * x).sum(1)[None, :]
+            v, i = s.topk(min(k, x.shape[0]), dim=1)
+            cat_s, cat_i = torch.cat([best_s, v], 1), torch.cat([best_i, i + a], 1)
+            best_s, at = cat_s.topk(k, dim=1)
+            best_i = cat_i.gather(1, at)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    return best_i
+
+
 def make_gaussian(n: int, d: int, nq: int, *, seed: int = 1234):
     rng = np.random.default_rng(seed)
     xb = rng.standard_normal((n, d), dtype=np.float32)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import sys
 import time
@@ -22,6 +21,8 @@ import time
 import torch
 
 import torch_ivf as ti
+from benchmarks.common import recall_tensors as recall
+from benchmarks.datasets import TorchMixture, exact_top_torch as exact_top
 from torch_ivf import bulk
 from torch_ivf.search import cost
 
@@ -75,48 +76,9 @@ def timed(fn):
 
 
 # ---- data ---------------------------------------------------------------------------------------
-class Mixture:
-    """The make_clustered law, sampled on the GPU in chunks (seeded, reproducible)."""
-
-    def __init__(self, d: int, seed: int, n_centres: int = 3000):
-        g = torch.Generator(device=DEV).manual_seed(seed)
-        self.d, self.g = d, g
-        self.centres = torch.randn(n_centres, d, device=DEV, generator=g)
-        self.spreads = torch.exp(torch.empty(n_centres, device=DEV).uniform_(math.log(0.15), math.log(0.6), generator=g))
-        w = torch.distributions.Gamma(torch.ones(n_centres, device=DEV), 1.0).sample()  # Dirichlet(1)
-        self.cum = torch.cumsum(w / w.sum(), 0)
-
-    def sample(self, n: int, chunk: int = 1 << 22) -> torch.Tensor:
-        out = torch.empty(n, self.d, device=DEV)
-        for a in range(0, n, chunk):
-            m = min(chunk, n - a)
-            c = torch.searchsorted(self.cum, torch.rand(m, device=DEV, generator=self.g)).clamp_max(len(self.cum) - 1)
-            out[a:a + m] = self.centres[c] + torch.randn(m, self.d, device=DEV, generator=self.g) * self.spreads[c, None]
-        return out
-
-
-def exact_top(xb: torch.Tensor, q: torch.Tensor, k: int, chunk: int = 1 << 19) -> torch.Tensor:
-    """Exact l2 top-k labels (float32 products, TF32 off), base scanned in chunks."""
-    tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    best_s = torch.full((q.shape[0], k), -float("inf"), device=DEV)
-    best_i = torch.zeros((q.shape[0], k), dtype=torch.int64, device=DEV)
-    for a in range(0, xb.shape[0], chunk):
-        x = xb[a:a + chunk]
-        s = 2 * q @ x.T - (x * x).sum(1)[None, :]
-        v, i = s.topk(k, dim=1)
-        cat_s, cat_i = torch.cat([best_s, v], 1), torch.cat([best_i, i + a], 1)
-        best_s, at = cat_s.topk(k, dim=1)
-        best_i = cat_i.gather(1, at)
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    return best_i
-
-
-def recall(I: torch.Tensor, gt: torch.Tensor) -> float:
-    k = gt.shape[1]
-    I = I[: gt.shape[0], :k]
-    hits = (I[:, :, None] == gt[:, None, :]).any(2).sum()
-    return float(hits) / gt.numel()
+def Mixture(d: int, seed: int, n_centres: int = 3000) -> TorchMixture:
+    """The make_clustered law, sampled on DEV (benchmarks.datasets.TorchMixture)."""
+    return TorchMixture(d, seed, n_centres, device=DEV)
 
 
 def index_bytes(index) -> int:

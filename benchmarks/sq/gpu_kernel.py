@@ -1,6 +1,6 @@
 """IVF-SQ8 on a GPU: the flat-scan Triton kernel reading the 8-bit codes (SQCodec.kernel_rows) against
 the torch path (kernels off, the reference) and against IVFFlat's kernel, on clustered 1M x 128
-generated on the GPU (benchmarks.large's mixture), shared coarse centroids (nlist 1024), nprobe 32.
+generated on the GPU (benchmarks.datasets.TorchMixture), shared coarse centroids (nlist 1024), nprobe 32.
 
 Checks at every batch size: ids of the kernel and the torch path (fraction equal) and their largest
 distance difference; recall@10 against exact float32 ground truth; bytes per vector. Times: median of
@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 import torch_ivf as ti
-from benchmarks.large import bench_large as large
+from benchmarks.common import recall_tensors
+from benchmarks.datasets import TorchMixture, exact_top_torch
 from torch_ivf import kernels
 
 N, D, NQ, NLIST, NPROBE, K = 1_000_000, 128, 10_000, 1024, 32, 10
@@ -26,7 +27,7 @@ BATCHES = (1, 64, 1024, 10_000)
 
 
 def sync():
-    if large.DEV == "cuda":
+    if torch.cuda.is_available():
         torch.cuda.synchronize()
 
 
@@ -57,11 +58,11 @@ def bytes_per_vector(index) -> float:
 
 def main(out_path, budget_s="100", n=str(N)):
     t0, n = time.perf_counter(), int(n)
-    dev = large.DEV = "cuda" if torch.cuda.is_available() else "cpu"  # CPU: a smoke run at toy sizes
+    dev = "cuda" if torch.cuda.is_available() else "cpu"  # CPU: a smoke run at toy sizes
     nlist = NLIST if n >= 100_000 else 64
-    mix = large.Mixture(D, seed=5)
+    mix = TorchMixture(D, seed=5, device=dev)
     xb, xq = mix.sample(n), mix.sample(NQ)
-    gt = large.exact_top(xb, xq[:1024], K)
+    gt = exact_top_torch(xb, xq[:1024], K)
     flat = ti.IndexIVFFlat(D, nlist, nprobe=NPROBE, device=dev, niter=10)
     flat.train(xb[torch.randperm(n, device=dev)[: 64 * nlist]])
     flat.add(xb)
@@ -88,8 +89,8 @@ def main(out_path, budget_s="100", n=str(N)):
                "ids_equal_kernel_torch": float((Ik == It).float().mean()),
                "max_abs_D_diff": float((Dk - Dt).abs().max()),
                "max_rel_D_diff": float(((Dk - Dt).abs() / Dt.abs().clamp_min(1e-6)).max()),
-               "recall_sq8_kernel": large.recall(Ik[:m], gt[:m]), "recall_sq8_torch": large.recall(It[:m], gt[:m]),
-               "recall_ivfflat": large.recall(If[:m], gt[:m]),
+               "recall_sq8_kernel": recall_tensors(Ik[:m], gt[:m]), "recall_sq8_torch": recall_tensors(It[:m], gt[:m]),
+               "recall_ivfflat": recall_tensors(If[:m], gt[:m]),
                "ms_sq8_kernel": 1e3 * median_time(lambda: search(sq, q)),
                "ms_sq8_torch": 1e3 * median_time(lambda: search(sq, q, use_kernels=False)),
                "ms_ivfflat_kernel": 1e3 * median_time(lambda: search(flat, q))}
