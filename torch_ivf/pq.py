@@ -73,6 +73,13 @@ class ProductQuantizer:
         """Training points kept per sub-centroid (``cp.max_points_per_centroid``)."""
         return self.cp.max_points_per_centroid
 
+    def sync_transposed_centroids(self) -> None:
+        """Faiss's switch to a transposed codebook for faster compute_codes: the codes are the same
+        either way, and encode() here is one batched GEMM already, so nothing changes."""
+
+    def clear_transposed_centroids(self) -> None:
+        """Undo sync_transposed_centroids (nothing to undo here)."""
+
     @property
     def is_trained(self) -> bool:
         """True once the (M, ksub, dsub) codebooks are set."""

@@ -11,6 +11,7 @@ from ..sq import ScalarQuantizer
 from .errors import FaissTypeError, FaissValueError
 from .factory import index_factory
 from .idmap import IndexIDMap, IndexIDMap2
+from .shards import IndexReplicas, IndexShards
 from .indexes import (DirectMap, IndexFlat, IndexFlatIP, IndexFlatL2, IndexIVFFlat, IndexIVFFlatPanorama, IndexIVFPQ,
                       IndexIVFPQPanorama, IndexIVFScalarQuantizer, IndexPQ, Panorama, IndexRefine, IndexRefineFlat,
                       IndexScalarQuantizer)

@@ -99,8 +99,8 @@ class IndexIDMap(FaissIndex, Index):
     def _range_plan(self, params):
         return self.index._range_plan(params)
 
-    def _range_key(self, q, qi, labels, params):
-        return self.index._range_key(q, qi, labels, params)
+    def _range_key(self, q, qi, labels, params, probe=None):
+        return self.index._range_key(q, qi, labels, params, probe)
 
     def reconstruct_batch(self, key, x=None):
         """Refused (FaissValueError), as in Faiss: IndexIDMap2 reconstructs."""

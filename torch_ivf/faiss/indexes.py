@@ -19,7 +19,8 @@ from .stats import cvar
 
 _PUBLIC = ("__init__", "train", "add", "add_with_ids", "search", "range_search", "remove_ids", "reconstruct",
            "reconstruct_n", "reconstruct_batch", "merge_from", "assign", "sa_encode", "sa_decode",
-           "search_and_reconstruct", "set_direct_map_type", "make_direct_map", "get_list_size")
+           "search_and_reconstruct", "set_direct_map_type", "make_direct_map", "get_list_size",
+           "search_preassigned", "range_search_preassigned")
 
 
 def _numpy(t):
@@ -108,11 +109,15 @@ class FaissIndex:
         rec = np.zeros((I.shape[0], k, self.d), dtype=np.float32)
         ok = I >= 0
         if ok.any():
-            rec[ok] = self.reconstruct_batch(I[ok])
+            rec[ok] = self._found_vectors(I[ok])
         if R is not None:
             R[...] = rec
             return D, I, R
         return D, I, rec
+
+    def _found_vectors(self, ids) -> np.ndarray:
+        """float32 vectors of ids a search returned (search_and_reconstruct)."""
+        return self.reconstruct_batch(ids)
 
     def is_faiss(self) -> bool:
         """True: a Faiss-shaped class (torch_ivf.faiss), numpy out."""
@@ -286,6 +291,36 @@ class _IVF(FaissIndex):
             raise FaissValueError("direct map not initialized: call make_direct_map() or "
                                   "set_direct_map_type() before reconstruct")
         return super().reconstruct_batch(key, x)
+
+    def _found_vectors(self, ids) -> np.ndarray:
+        # Faiss reads the search's hits from the lists: no direct map needed
+        return _numpy(core.IndexIVF.reconstruct_batch(self, torch.as_tensor(ids))).astype(np.float32)
+
+    @property
+    def nprobe(self) -> int:
+        """Lists scanned per query. Faiss accepts 0 here and refuses it at search time; so does this."""
+        return self._nprobe
+
+    @nprobe.setter
+    def nprobe(self, value) -> None:
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value == 0:
+            self._nprobe = 0
+        else:
+            core.IndexIVF.nprobe.fset(self, value)
+
+    def search_preassigned(self, x, k, assign, centroid_dis=None, *, params=None, D=None, I=None):
+        """search() over the lists assign (nq, nprobe) names, e.g. index.quantizer.search(x, nprobe)[1]."""
+        Dn, In = super().search_preassigned(_rows(x), k, assign, centroid_dis, params=params)
+        for buf, res in ((D, Dn), (I, In)):
+            if buf is not None:
+                buf[...] = res
+        return (Dn if D is None else D), (In if I is None else I)
+
+    def range_search_preassigned(self, x, thresh, assign, centroid_dis=None, *, params=None):
+        """range_search() over the lists assign names, in Faiss's order (lists as given, each as stored)."""
+        lims, D, I = super().range_search_preassigned(_rows(x), thresh, assign, centroid_dis, params=params,
+                                                      order="storage")
+        return (lims.astype(np.uint64) if isinstance(lims, np.ndarray) else lims), D, I
 
     def reconstruct_n(self, n0=0, ni=-1, x=None):
         """Vectors with ids n0 .. n0+ni-1 (Faiss reads them from the lists: no direct map needed)."""

@@ -81,6 +81,16 @@ def pad_results(D: torch.Tensor, I: torch.Tensor, k: int, missing: float):
             torch.nn.functional.pad(I, (0, pad), value=-1))
 
 
+def _check_range(radius, order) -> None:
+    """range_search's radius and order arguments."""
+    if isinstance(radius, (bool, np.bool_)) or not isinstance(radius, (int, float, np.integer, np.floating)):
+        raise TypeError(f"radius must be a number, got {type(radius).__name__} {radius!r}")
+    if not math.isfinite(radius):
+        raise ValueError(f"radius must be finite, got {radius!r}")
+    if order not in ("distance", "storage"):
+        raise ValueError(f"order must be 'distance' or 'storage', got {order!r}")
+
+
 class Index:
     """Base of every index: metric, input coercion, search / range_search and output formatting.
     Subclasses implement train, add, add_with_ids, remove_ids, reconstruct_batch and ``_search``."""
@@ -234,29 +244,28 @@ class Index:
         Raises:
             ValueError / TypeError: as for search, or an order other than "distance" / "storage".
         """
-        if isinstance(radius, (bool, np.bool_)) or not isinstance(radius, (int, float, np.integer, np.floating)):
-            raise TypeError(f"radius must be a number, got {type(radius).__name__} {radius!r}")
-        if not math.isfinite(radius):
-            raise ValueError(f"radius must be finite, got {radius!r}")
-        if order not in ("distance", "storage"):
-            raise ValueError(f"order must be 'distance' or 'storage', got {order!r}")
+        _check_range(radius, order)
         params = _params(params)
         q, was_numpy = self._vectors(x)
+        return self._out(was_numpy, *self._range(q, radius, params, order))
+
+    def _range(self, q: torch.Tensor, radius: float, params: SearchParams, order: str, probe=None):
+        """(lims, D, I) tensors of range_search; ``probe`` (nq, nprobe): IVF lists given by the caller."""
         nq = q.shape[0]
         if self.ntotal == 0 or nq == 0:
             lims = torch.zeros(nq + 1, dtype=torch.int64, device=self.device)
-            return self._out(was_numpy, lims, torch.empty(0, device=self.device),
-                             torch.empty(0, dtype=torch.int64, device=self.device))
+            return lims, torch.empty(0, device=self.device), torch.empty(0, dtype=torch.int64, device=self.device)
         # a k-NN search whose k covers every candidate a query can meet, in query chunks so that its
         # (queries x k) buffers stay bounded
         k, rows = self._range_plan(params)
         counts, Ds, Is = [], [], []
         for a in range(0, nq, rows):
-            D, I = self._search(q[a:a + rows], k, params)
+            qc, pc = q[a:a + rows], None if probe is None else probe[a:a + rows]
+            D, I = self._search(qc, k, params) if pc is None else self._search_assigned(qc, k, params, pc)
             hit = ((D < radius) if not self.largest else (D > radius)) & (I >= 0)
             qi = torch.nonzero(hit)[:, 0]
             D, I = D[hit], I[hit]
-            key = self._range_key(q[a:a + rows], qi, I, params) if order == "storage" else None
+            key = self._range_key(qc, qi, I, params, pc) if order == "storage" else None
             if key is not None:  # hits are grouped by query already: a stable sort by key keeps that
                 perm = torch.sort(key, stable=True).indices
                 perm = perm[torch.sort(qi[perm], stable=True).indices]
@@ -266,11 +275,12 @@ class Index:
             Is.append(I)
         lims = torch.zeros(nq + 1, dtype=torch.int64, device=self.device)
         lims[1:] = torch.cumsum(torch.cat(counts), 0)
-        return self._out(was_numpy, lims, torch.cat(Ds), torch.cat(Is))
+        return lims, torch.cat(Ds), torch.cat(Is)
 
-    def _range_key(self, q: torch.Tensor, qi: torch.Tensor, labels: torch.Tensor, params) -> torch.Tensor | None:
+    def _range_key(self, q: torch.Tensor, qi: torch.Tensor, labels: torch.Tensor, params,
+                   probe=None) -> torch.Tensor | None:
         """Sort key of range_search hits (query qi[j] found labels[j]) within each query for
-        order="storage"; None keeps the best-first order."""
+        order="storage" (probe: the lists the caller gave, IVF); None keeps the best-first order."""
         return None
 
     def _range_plan(self, params: SearchParams) -> tuple[int, int]:

@@ -19,7 +19,7 @@ from ..arrays import positive_int
 from ..kmeans import ClusteringParameters
 from ..search.choose import SEARCH_MODES
 from ..search.paths import IVFScan
-from .base import _RANGE_BUDGET, SearchParams, _params
+from .base import _RANGE_BUDGET, SearchParams, _check_range, _params
 from .flat import IndexFlat
 from .quantizer import CoarseQuantizer
 from .stored import StoredIndex
@@ -234,13 +234,72 @@ class IndexIVF(IVFScan, StoredIndex):
         k = max(1, min(k, max_codes) if max_codes else k)
         return k, max(1, _RANGE_BUDGET // (k * nprobe))
 
-    def _range_key(self, q, qi, labels, params) -> torch.Tensor:
-        # Faiss scans a query's probed lists nearest first, each in storage order
+    def _range_key(self, q, qi, labels, params, probe=None) -> torch.Tensor:
+        # Faiss scans a query's probed lists in the order probed (nearest first), each in storage order
         lists, offset = self._list_offsets(labels)
-        nprobe = min(params.nprobe or self.nprobe, self.nlist)
-        probe, _ = self._coarse(self._transform(q), nprobe)
+        if probe is None:
+            nprobe = min(params.nprobe or self.nprobe, self.nlist)
+            probe, _ = self._coarse(self._transform(q), nprobe)
         rank = (probe[qi] == lists[:, None]).to(torch.int8).argmax(1)
         return rank * (self.invlists.max_size + 1) + offset
+
+    # ---- searches over lists the caller chose (Faiss's *_preassigned) ------------------------
+    def _assignment(self, assign, nq: int) -> torch.Tensor:
+        a = torch.as_tensor(assign.cpu().numpy() if isinstance(assign, torch.Tensor) else np.asarray(assign))
+        if a.dtype.is_floating_point or a.dtype == torch.bool or a.ndim != 2 or a.shape[0] != nq or a.shape[1] == 0:
+            raise ValueError(f"assign must be an integer array of shape ({nq}, nprobe), got "
+                             f"{a.dtype} {tuple(a.shape)}")
+        if a.numel() and (int(a.min()) < 0 or int(a.max()) >= self.nlist):
+            raise ValueError(f"assign must hold list numbers in [0, {self.nlist}), got {int(a.min())}..{int(a.max())}")
+        return a.to(device=self.device, dtype=torch.int64)
+
+    def _search_assigned(self, q, k, params, probe):
+        nq = q.shape[0]
+        if self.ntotal == 0 or nq == 0:
+            return (torch.full((nq, k), self.missing_distance, device=self.device),
+                    torch.full((nq, k), -1, dtype=torch.int64, device=self.device))
+        max_codes = self.max_codes if params.max_codes is None else int(params.max_codes)
+        mode = self._pick_mode(nq, probe.shape[1])
+        return self._search_core(q, k, probe.shape[1], max_codes, self._allowed_mask(params.allowed), mode, probe=probe)
+
+    def search_preassigned(self, x, k, assign, centroid_dis=None, *, params: SearchParams | None = None):
+        """search() over the lists ``assign`` names instead of the nearest ones (Faiss's
+        search_preassigned, e.g. with ``index.quantizer.search(x, nprobe)``'s labels).
+
+        Args:
+            x: queries (nq, d).
+            k: results per query.
+            assign: (nq, nprobe) integer list numbers in [0, nlist), each query's lists.
+            centroid_dis: the queries' distances to those lists; not read (recomputed exactly).
+            params: as for search (its nprobe is not used).
+
+        Returns:
+            (D, I) as search returns them.
+
+        Raises:
+            ValueError / TypeError: as for search, or assign not (nq, nprobe) list numbers.
+        """
+        k = self._check_k(k)
+        params = _params(params)
+        if not self.is_trained:
+            raise ValueError("the index must be trained before search")
+        q, was_numpy = self._vectors(x)
+        probe = self._assignment(assign, q.shape[0])
+        D, I = self._search_assigned(q, k, params, probe)
+        return self._out(was_numpy, D, I)
+
+    def range_search_preassigned(self, x, radius: float, assign, centroid_dis=None, *,
+                                 params: SearchParams | None = None, order: str = "distance"):
+        """range_search() over the lists ``assign`` names (Faiss's range_search_preassigned); arguments
+        as for search_preassigned and range_search."""
+        _check_range(radius, order)
+        params = _params(params)
+        if not self.is_trained:
+            raise ValueError("the index must be trained before search")
+        q, was_numpy = self._vectors(x)
+        probe = self._assignment(assign, q.shape[0])
+        # the range plan sizes its k by nprobe: the lists given here
+        return self._out(was_numpy, *self._range(q, radius, replace(params, nprobe=probe.shape[1]), order, probe))
 
     # ---- persistence (io.py writes these) ----------------------------------------------
     def config(self) -> dict:

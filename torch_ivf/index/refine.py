@@ -265,10 +265,10 @@ class IndexRefine(Index):
             s[a:a + step] = _scores(q[a:a + step], x, local, found[a:a + step].to(q.device), self.metric)
         return s, rows.to(q.device)
 
-    def _range_key(self, q, qi, labels, params):
+    def _range_key(self, q, qi, labels, params, probe=None):
         if isinstance(params, IndexRefineSearchParameters) and params.base_index_params is not None:
             params = _params(params.base_index_params)
-        return self.base._range_key(q, qi, labels, params)  # the base's order, as Faiss returns it
+        return self.base._range_key(q, qi, labels, params, probe)  # the base's order, as Faiss returns it
 
     def _range_plan(self, params) -> tuple[int, int]:
         k, rows = self.base._range_plan(params)  # every base candidate is re-scored: k_factor x the buffers

@@ -219,7 +219,7 @@ class StoredIndex(Index):
         """int64 tensor of every stored label."""
         return self.invlists.labels()
 
-    def _range_key(self, q, qi, labels, params) -> torch.Tensor:
+    def _range_key(self, q, qi, labels, params, probe=None) -> torch.Tensor:
         """Storage order: list by list, rows in the order they were added (Faiss's range_search)."""
         lists, offset = self._list_offsets(labels)
         return lists * (self.invlists.max_size + 1) + offset

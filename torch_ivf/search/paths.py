@@ -33,16 +33,20 @@ class IVFScan(Scanner, GroupedScan, MatrixScan, PerQueryScan):
                     torch.full((nq, k), -1, dtype=torch.int64, device=self.device))
         nprobe = min(params.nprobe if params.nprobe is not None else self.nprobe, self.nlist)
         if nprobe <= 0:
-            raise ValueError(f"params.nprobe must be a positive int, got {params.nprobe!r}")
+            raise ValueError(f"nprobe must be a positive int, got {nprobe!r} (index.nprobe {self.nprobe!r}, params.nprobe {params.nprobe!r})")
         max_codes = self.max_codes if params.max_codes is None else int(params.max_codes)
         mode = self._pick_mode(nq, nprobe, max_codes)
         if mode == "matrix" and mask is None and self._graph_ok(nq):
             return self._search_graphed(q, k, nprobe, max_codes, mode)
         return self._search_core(q, k, nprobe, max_codes, mask, mode)
 
-    def _search_core(self, q, k, nprobe, max_codes, mask, mode):
+    def _search_core(self, q, k, nprobe, max_codes, mask, mode, probe=None):
+        """probe: (nq, nprobe) lists to scan, given by the caller (search_preassigned), or None."""
         qt = self._transform(q)
-        probe, coarse = self.coarse.probe(qt, nprobe)
+        if probe is None:
+            probe, coarse = self.coarse.probe(qt, nprobe)
+        else:
+            coarse = self.coarse.scores(qt)
         ctx = self.scanner.prepare(qt, probe, coarse)
         if mode == "matrix":
             scores, pos = self._scan_matrix(ctx, probe, k, mask, max_codes)
