@@ -152,15 +152,16 @@ def main(argv: list[str] | None = None) -> None:
     Bad input (a missing store, a bad filter, an unknown device) prints one line on stderr and
     exits with status 2.
     """
-    ap = argparse.ArgumentParser(prog="torch-ivf", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="torch-ivf", description=__doc__.split("\n\n")[0].replace("``", ""))
     sub = ap.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="embed a folder or JSONL file into a saved store")
     b.add_argument("docs", help='a folder of .txt/.md/.rst files, or a JSONL file with "text" (+ "id", metadata)')
     b.add_argument("store", help="directory to save the store in")
-    b.add_argument("--index", default="auto", help='"auto" (exact, IVF once large), "Flat" or a factory string')
+    b.add_argument("--index", default="auto",
+                   help='"auto" (exact, IVF once large), "Flat", "IVF{nlist},Flat", "IVF1024,PQ32", ...')
     b.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: the GPU when present)")
     b.add_argument("--chunk-words", type=int, default=150, help="words per chunk for text files (~200 MiniLM tokens)")
-    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(fn=cmd_build)
     q = sub.add_parser("query", help="search a saved store")
     q.add_argument("store", help="a store saved by build (or by a LangChain / LlamaIndex store)")
