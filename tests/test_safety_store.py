@@ -217,42 +217,7 @@ def test_a_reader_never_sees_two_versions_mixed(tmp_path):
     assert loads > 5 and len(seen) > 2
 
 
-# ---- corruption --------------------------------------------------------------------------------
-def _attempt(path) -> str:
-    """'refused' (CorruptFileError), 'same' (loaded exactly the saved content) or raises."""
-    try:
-        v = _version_of(path)
-    except ti.CorruptFileError:
-        return "refused"
-    return "same" if v == 1 else "wrong"
-
-
-def test_flipped_bytes_and_truncations_in_a_store_are_refused(tmp_path):
-    store = tmp_path / "s"
-    _coll(1).save(store)
-    pointer = json.loads((store / "STORE.json").read_text())
-    files = [store / "STORE.json"] + [store / pointer["current"] / f for f in pointer["files"]]
-    rng = np.random.default_rng(0)
-    counts = {"tried": 0, "refused": 0, "same": 0, "wrong": 0}
-    for f in files:
-        good = f.read_bytes()
-        offsets = sorted(set(rng.integers(0, len(good), 40).tolist()) | set(range(min(64, len(good)))))
-        for off in offsets:
-            bad = bytearray(good)
-            bad[off] ^= 1 << int(rng.integers(0, 8))
-            f.write_bytes(bytes(bad))
-            counts[_attempt(store)] += 1
-            counts["tried"] += 1
-        for cut in (0, 1, len(good) // 2, len(good) - 1):
-            f.write_bytes(good[:cut])
-            counts[_attempt(store)] += 1
-            counts["tried"] += 1
-        f.write_bytes(good)
-    print(f"\nstore byte flips/truncations: {counts}")
-    assert counts["wrong"] == 0 and counts["refused"] + counts["same"] == counts["tried"]
-    assert counts["refused"] >= counts["tried"] - 5  # only whitespace-like flips in the pointer JSON can be harmless
-
-
+# ---- corruption (byte flips, truncations and crafted files: tests/test_safety_files.py) ---------
 def test_files_swapped_between_saves_are_refused_even_with_forged_checksums(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     ca = _coll(1)

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from ..integrity import CorruptFileError, canonical, get, parse_json, sha256
-from ..io import index_from_bytes, index_to_bytes
+from ..io import fsync_dir, index_from_bytes, index_to_bytes
 from .indexing import IndexPlan
 from .scores import check_metric, index_metric
 
@@ -90,7 +90,7 @@ def write_dir(path: str | os.PathLike, manifest: dict[str, Any], records: list[d
             os.mkdir(vdir)
             for fname, payload in files.items():
                 _write_file(vdir / fname, payload)
-            _fsync_dir(vdir)
+            fsync_dir(vdir)
             pointer = {"format": STORE_FORMAT, "version": STORE_VERSION, "current": name,
                        "previous": old["current"] if old else None,
                        "files": {f: {"size": len(p), "sha256": sha256(p)} for f, p in files.items()}}
@@ -126,17 +126,7 @@ def _write_pointer(target: Path, pointer: dict) -> None:
         except OSError:
             pass
         raise
-    _fsync_dir(target)
-
-
-def _fsync_dir(path: Path) -> None:
-    if os.name == "nt":  # directories cannot be opened for fsync there; NTFS journals renames
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(target)
 
 
 @contextmanager
