@@ -85,3 +85,60 @@ def test_shards_and_replicas_call_forms(data, group):
         sizes.append(index.ntotal)
         out.append(sizes)
     assert out[0] == out[1]
+
+
+@pytest.mark.parametrize("cls,args", [("IndexFlatL2Panorama", (8, 128)), ("IndexFlatIPPanorama", (4,)),
+                                      ("IndexFlatPanorama", (faiss.METRIC_L2, 8, 128))])
+def test_flat_panorama_matches_faiss(data, cls, args):
+    xb, xq = data
+    out = []
+    for lib in (tfaiss, faiss):
+        index = getattr(lib, cls)(D, *args)
+        assert index.is_trained
+        index.add(xb)
+        index.remove_ids(np.arange(0, 100, 3))  # renumbered by position
+        dist, ids = index.search(xq, 10)
+        r = float(np.median(dist[:, -1]))
+        out.append((ids, *index.range_search(xq, r), index.reconstruct(7)))
+    for a, b in zip(*out):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    ours = getattr(tfaiss, cls)(D, *args)
+    ours.add(xb)
+    back = tfaiss.deserialize_index(tfaiss.serialize_index(ours))
+    assert type(back) is type(ours) and back.n_levels == ours.n_levels
+    np.testing.assert_array_equal(back.search(xq, 5)[1], ours.search(xq, 5)[1])
+
+
+def test_search_parameters_ivf_early_stop_fields(data):
+    xb, xq = data
+    ours, ref = _pair("IVF16,Flat", xb)
+    p, rp = tfaiss.SearchParametersIVF(), faiss.SearchParametersIVF()
+    for name in ("max_lists_num", "ensure_topk_full", "max_empty_result_buckets"):
+        assert getattr(p, name) == getattr(rp, name)
+    p.max_lists_num = 3  # kept, not applied: every probed list is scanned
+    np.testing.assert_array_equal(ours.search(xq, 10, params=p)[1], ours.search(xq, 10)[1])
+    p, rp = tfaiss.SearchParametersIVF(nprobe=16), faiss.SearchParametersIVF(nprobe=16)
+    p.max_empty_result_buckets = rp.max_empty_result_buckets = 1
+    full = ours.range_search(xq, 1.2, params=tfaiss.SearchParametersIVF(nprobe=16))
+    early = ours.range_search(xq, 1.2, params=p)
+    assert np.all(np.diff(early[0].astype(int)) <= np.diff(full[0].astype(int)))
+    assert early[0][-1] < full[0][-1]  # some query stopped early
+    for a, b in zip(early, ref.range_search(xq, 1.2, params=rp)):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+    for index in (ours, ref):
+        index.parallel_mode = 1
+    for index, params in ((ours, p), (ref, rp)):
+        with pytest.raises(RuntimeError):
+            index.range_search(xq, 0.5, params=params)
+    with pytest.raises(ValueError, match="max_lists_num"):
+        ours.search(xq, 5, params=tfaiss.SearchParametersIVF(max_lists_num=-1))
+
+
+def test_ensure_topk_full_fills_every_row(data):
+    xb, xq = data
+    ours, _ = _pair("IVF16,Flat", xb)
+    sel = tfaiss.IDSelectorBatch(np.arange(0, len(xb), 10).astype(np.int64))
+    p = tfaiss.SearchParametersIVF(nprobe=16, max_codes=5, sel=sel)
+    assert (ours.search(xq, 10, params=p)[1] == -1).any()
+    p.ensure_topk_full = True
+    assert not (ours.search(xq, 10, params=p)[1] == -1).any()

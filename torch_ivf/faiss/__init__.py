@@ -12,7 +12,8 @@ from .errors import FaissTypeError, FaissValueError
 from .factory import index_factory
 from .idmap import IndexIDMap, IndexIDMap2
 from .shards import IndexReplicas, IndexShards
-from .indexes import (DirectMap, IndexFlat, IndexFlatIP, IndexFlatL2, IndexIVFFlat, IndexIVFFlatPanorama, IndexIVFPQ,
+from .indexes import (DirectMap, IndexFlat, IndexFlatIP, IndexFlatIPPanorama, IndexFlatL2, IndexFlatL2Panorama,
+                      IndexFlatPanorama, IndexIVFFlat, IndexIVFFlatPanorama, IndexIVFPQ,
                       IndexIVFPQPanorama, IndexIVFScalarQuantizer, IndexPQ, Panorama, IndexRefine, IndexRefineFlat,
                       IndexScalarQuantizer)
 from .utils import (IO_FLAG_ONDISK_SAME_DIR, IO_FLAG_PQ_SKIP_SDC_TABLE, IO_FLAG_READ_ONLY, IO_FLAG_SKIP_IVF_DATA,

@@ -15,6 +15,7 @@ from ..index.ivf import faiss_form
 from ..index.stored import StoredIndex
 from ..sq import QT_8bit
 from .errors import FaissValueError, wrap_methods
+from .params import checked, fill_topk, stop_after_empty
 from .stats import cvar
 
 _PUBLIC = ("__init__", "train", "add", "add_with_ids", "search", "range_search", "remove_ids", "reconstruct",
@@ -252,10 +253,26 @@ class _IVF(FaissIndex):
 
     def search(self, x, k, *, params=None, D=None, I=None):
         """As torch_ivf's search (numpy in, numpy out), counting into cvar.indexIVF_stats."""
+        params = checked(params)
         out = super().search(x, k, params=params, D=D, I=I)
         if self.nlist > 1:
             cvar.indexIVF_stats.add_search(self, self._vectors(_rows(x))[0], params)
+        if isinstance(out[1], np.ndarray):
+            out = fill_topk(self, _rows(x), k, params, *out)
         return out
+
+    def range_search(self, x, thresh, *, params=None):
+        """As torch_ivf's range_search in Faiss's order; honours max_empty_result_buckets of
+        SearchParametersIVF."""
+        m = int(getattr(params, "max_empty_result_buckets", 0) or 0)
+        if m and self.parallel_mode != 0:
+            raise FaissValueError("max_empty_result_buckets needs parallel_mode 0 (queries scanned one by one), "
+                                  f"got parallel_mode {self.parallel_mode}")
+        params = checked(params)
+        lims, D, I = super().range_search(x, thresh, params=params)
+        if m and isinstance(lims, np.ndarray):
+            lims, D, I = stop_after_empty(self, self._vectors(_rows(x))[0], params or core.SearchParams(), lims, D, I, m)
+        return lims, D, I
 
     def add_with_ids(self, x, ids) -> None:
         """Add x (n, d) under ids (n,) int64; refused with an Array direct map (use Hashtable)."""
@@ -404,6 +421,49 @@ class IndexPQ(_PQFlags, _Positional, _IVF, core.IndexIVFPQ):
         return cfg
 
 
+class IndexFlatPanorama(_Positional, core.IndexIVFFlatPanorama):
+    """Faiss's ``IndexFlatPanorama(d, metric, n_levels, batch_size)``: exact search, candidates pruned
+    level by level (IndexIVFFlatPanorama with one list whose centroid is 0, so it needs no training),
+    numbered by position. batch_size (Faiss's scan block) changes nothing here."""
+
+    def __init__(self, d=None, metric=METRIC_L2, n_levels=8, batch_size=Panorama.kDefaultBatchSize, *,
+                 device=None):
+        core.IndexIVFFlatPanorama.__init__(self, d, 1, n_levels, metric, device=device)
+        self.batch_size = int(batch_size)
+        self.centroids = torch.zeros(1, self.d)  # one list: every vector, every query
+
+    def reconstruct_batch(self, key, x=None):
+        """float32 vectors of ids ``key`` (numpy)."""
+        out = _numpy(core.IndexIVF.reconstruct_batch(self, torch.as_tensor(np.asarray(key, dtype=np.int64)).reshape(-1)))
+        if x is not None:
+            x[...] = out
+            return x
+        return out.astype(np.float32)
+
+    def config(self) -> dict:
+        return {"d": self.d, "metric": self.metric, "n_levels": self.n_levels, "batch_size": self.batch_size}
+
+
+class IndexFlatL2Panorama(IndexFlatPanorama):
+    """Faiss's ``IndexFlatL2Panorama(d, n_levels, batch_size)``."""
+
+    def __init__(self, d=None, n_levels=8, batch_size=Panorama.kDefaultBatchSize, *, device=None):
+        super().__init__(d, METRIC_L2, n_levels, batch_size, device=device)
+
+    def config(self) -> dict:
+        return {k: v for k, v in super().config().items() if k != "metric"}
+
+
+class IndexFlatIPPanorama(IndexFlatPanorama):
+    """Faiss's ``IndexFlatIPPanorama(d, n_levels, batch_size)``."""
+
+    def __init__(self, d=None, n_levels=8, batch_size=Panorama.kDefaultBatchSize, *, device=None):
+        super().__init__(d, METRIC_INNER_PRODUCT, n_levels, batch_size, device=device)
+
+    def config(self) -> dict:
+        return {k: v for k, v in super().config().items() if k != "metric"}
+
+
 class IndexScalarQuantizer(_Positional, core.IndexScalarQuantizer):
     """Faiss's ``IndexScalarQuantizer(d, qtype, metric)``, numbered by position."""
 
@@ -473,11 +533,13 @@ def adopt(index):
 
 
 for _cls in (IndexFlat, IndexFlatL2, IndexFlatIP, IndexIVFFlat, IndexIVFPQ, IndexIVFPQPanorama, IndexIVFFlatPanorama,
-             IndexPQ, IndexRefine, IndexRefineFlat, IndexScalarQuantizer, IndexIVFScalarQuantizer):
+             IndexPQ, IndexRefine, IndexRefineFlat, IndexScalarQuantizer, IndexIVFScalarQuantizer, IndexFlatPanorama,
+             IndexFlatL2Panorama, IndexFlatIPPanorama):
     wrap_methods(_cls, _PUBLIC)
-_io.register(IndexPQ)  # its own class on disk: Faiss's constructor, not IndexIVFPQ's
+for _cls in (IndexPQ, IndexFlatPanorama, IndexFlatL2Panorama, IndexFlatIPPanorama):
+    _io.register(_cls)  # its own class on disk: Faiss's constructor, not IndexIVFPQ's
 
 __all__ = ["DirectMap", "Panorama", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "IndexIVFPQPanorama",
            "IndexIVFFlatPanorama", "IndexPQ", "IndexRefine", "IndexRefineFlat", "IndexScalarQuantizer",
-           "IndexIVFScalarQuantizer", "adopt", "METRIC_L2",
+           "IndexIVFScalarQuantizer", "IndexFlatPanorama", "IndexFlatL2Panorama", "IndexFlatIPPanorama", "adopt", "METRIC_L2",
            "METRIC_INNER_PRODUCT"]

@@ -21,6 +21,7 @@ from ..kmeans import kmeans as _kmeans
 from ..pq import ProductQuantizer
 from .errors import FaissTypeError, FaissValueError, faiss_errors
 from .idmap import IndexIDMap
+from .params import SearchParametersIVF
 from .indexes import IndexFlat, _IVF, adopt
 from .stats import IndexIVFStats, cvar  # noqa: F401  (faiss.cvar)
 
@@ -319,7 +320,7 @@ class IDSelectorAll(_sel.IDSelector):
 
 
 SearchParameters = SearchParams
-SearchParametersIVF = IVFSearchParameters = SearchParams
+IVFSearchParameters = SearchParametersIVF
 
 
 # ---- clustering -----------------------------------------------------------------------------
