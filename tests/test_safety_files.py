@@ -621,3 +621,32 @@ def test_store_crafted_manifests_and_records_are_refused(tmp_path):
     assert _version_of(store) == 1
     print(f"\n  loaded (consistent, as the manifest says): {loaded}")
     counts.report()
+
+
+def test_a_large_foreign_file_is_refused_after_reading_its_header_only(tmp_path, monkeypatch):
+    path = tmp_path / "big.bin"
+    with open(path, "wb") as f:
+        f.write((16).to_bytes(8, "little") + b'{"a": 1}        ')
+        f.truncate(1 << 30)  # sparse: 1 GiB that read_index must not read
+    read = []
+
+    class Counting:  # a file object that records how many bytes were read from it
+        def __init__(self, *a, **k):
+            self.fh = open(*a, **k)
+
+        def read(self, n=-1):
+            read.append(len(out := self.fh.read(n)))
+            return out
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+    monkeypatch.setattr(io, "open", Counting, raising=False)
+    with pytest.raises(ti.CorruptFileError, match="big.bin: is not a torch-ivf index file"):
+        ti.read_index(path)
+    assert read and sum(read) <= 64, read  # the 8 length bytes and the 16-byte header

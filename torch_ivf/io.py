@@ -33,6 +33,7 @@ _READABLE = ("1", "2", "3")
 _REGISTRY: dict[str, type] = {}
 _ALWAYS_OK = 1 << 16  # a size parameter up to this needs no backing data (its allocations stay small)
 _SIZE_KEYS = ("d", "nlist", "M", "n_levels")
+_MAX_HEADER = 100 << 20  # safetensors' own limit on a header
 _DTYPES = {torch.bool: "BOOL", torch.uint8: "U8", torch.int8: "I8", torch.int16: "I16", torch.int32: "I32",
            torch.int64: "I64", torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32",
            torch.float64: "F64"}
@@ -91,14 +92,16 @@ def index_to_bytes(index) -> bytes:
                                       "manifest_sha256": sha256(manifest.encode())})
 
 
-def _header(payload: bytes, source) -> tuple[dict, dict, int]:
+def _header(payload: bytes, source, file_len: int | None = None) -> tuple[dict, dict, int]:
     """(metadata, {tensor: (dtype, shape, (begin, end))}, data start) from the safetensors header,
-    every tensor's extent checked to lie in the file and to match its dtype and shape."""
-    if len(payload) < 8:
-        raise CorruptFileError(source, f"is not a torch-ivf index file ({len(payload)} bytes)")
+    every tensor's extent checked to lie in the file and to match its dtype and shape. ``payload``
+    may be the file's first bytes only (its header), with ``file_len`` the whole file's length."""
+    file_len = len(payload) if file_len is None else file_len
+    if file_len < 8:
+        raise CorruptFileError(source, f"is not a torch-ivf index file ({file_len} bytes)")
     header_len = int.from_bytes(payload[:8], "little")
-    if header_len > len(payload) - 8:
-        raise CorruptFileError(source, f"is not a readable torch-ivf index file: header claims {header_len} bytes, {len(payload) - 8} follow")
+    if header_len > min(file_len - 8, _MAX_HEADER):
+        raise CorruptFileError(source, f"is not a readable torch-ivf index file: header claims {header_len} bytes, {file_len - 8} follow")
     header = parse_json(payload[8:8 + header_len], source, "header")
     if not isinstance(header, dict):
         raise CorruptFileError(source, "header is not a JSON object")
@@ -106,7 +109,7 @@ def _header(payload: bytes, source) -> tuple[dict, dict, int]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         fmt = meta.get("format") if isinstance(meta, dict) else None
         raise CorruptFileError(source, f"is not a torch-ivf index file (format={fmt!r})")
-    data_len = len(payload) - 8 - header_len
+    data_len = file_len - 8 - header_len
     layout = {}
     for name, info in header.items():
         what = f"tensor {name!r}"
@@ -238,7 +241,14 @@ def read_index(path, device=None):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no index file at {path}")
-    return index_from_bytes(path.read_bytes(), device=device, source=str(path))
+    with open(path, "rb") as f:  # the header is checked before the rest is read: a large foreign file costs nothing
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(8)
+        if len(head) == 8:
+            head += f.read(min(int.from_bytes(head, "little"), _MAX_HEADER))
+        _header(head, path, size)
+        payload = head + f.read()
+    return index_from_bytes(payload, device=device, source=str(path))
 
 
 def clone_index(index):
