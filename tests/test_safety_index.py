@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import torch_ivf as ti
+from torch_ivf.shards import copy_training
 
 D = 16
 RNG = np.random.default_rng(14)
@@ -14,24 +15,30 @@ XB = RNG.standard_normal((400, D)).astype(np.float32)
 XQ = RNG.standard_normal((5, D)).astype(np.float32)
 
 
-def _flat():
-    index = ti.IndexFlat(D)
+_TRAINED = {}
+
+
+def _build(kind, make):
+    """A fresh index of this kind holding XB[:200]; k-means runs once per kind (the shared machine is slow)."""
+    if kind not in _TRAINED:
+        _TRAINED[kind] = make()
+        _TRAINED[kind].train(XB)
+    index = make()
+    copy_training(_TRAINED[kind], index)
     index.add(XB[:200])
     return index
+
+
+def _flat():
+    return _build("flat", lambda: ti.IndexFlat(D))
 
 
 def _ivf():
-    index = ti.IndexIVFFlat(D, 8, nprobe=8)
-    index.train(XB)
-    index.add(XB[:200])
-    return index
+    return _build("ivfflat", lambda: ti.IndexIVFFlat(D, 8, nprobe=8))
 
 
 def _ivfpq():
-    index = ti.IndexIVFPQ(D, 4, 4, nbits=4, nprobe=4)
-    index.train(XB)
-    index.add(XB[:200])
-    return index
+    return _build("ivfpq", lambda: ti.IndexIVFPQ(D, 4, 4, nbits=4, nprobe=4))
 
 
 BUILDERS = {"flat": _flat, "ivfflat": _ivf, "ivfpq": _ivfpq}
@@ -94,7 +101,7 @@ def _cases(index):
         "search k='3'": (lambda: index.search(XQ, "3"), ValueError),
         "search k=10**9 (padding of GBs)": (lambda: index.search(XQ, 10**9), ValueError),
         "search max_codes=-1": (lambda: index.search(XQ, 3, params=ti.SearchParams(max_codes=-1)), ValueError),
-        "search max_codes=1.5": (lambda: index.search(XQ, 3, params=ti.SearchParams(max_codes=1.5)), TypeError),
+        "search max_codes=1.5": (lambda: index.search(XQ, 3, params=ti.SearchParams(max_codes=1.5)), ValueError),
         "search nprobe=0": (lambda: index.search(XQ, 3, params=ti.SearchParams(nprobe=0)), ValueError),
         "search nprobe=-1": (lambda: index.search(XQ, 3, params=ti.SearchParams(nprobe=-1)), ValueError),
         "search nprobe=2.0": (lambda: index.search(XQ, 3, params=ti.SearchParams(nprobe=2.0)), ValueError),
@@ -119,6 +126,18 @@ def _cases(index):
         "remove_ids str": (lambda: index.remove_ids("3"), TypeError),
         "remove_ids float tensor": (lambda: index.remove_ids(torch.tensor([1.0])), TypeError),
     }
+    if isinstance(index, ti.IndexIVF):
+        bad_c = index.centroids.clone()
+        bad_c[0, 0] = float("nan")
+        cases.update({
+            "set centroids NaN": (lambda: setattr(index, "centroids", bad_c), ValueError),
+            "set centroids wrong rows": (lambda: setattr(index, "centroids", index.centroids[:2]), ValueError),
+            "set max_codes=-1": (lambda: setattr(index, "max_codes", -1), ValueError),
+            "set nprobe=0": (lambda: setattr(index, "nprobe", 0), ValueError),
+            "ParameterSpace max_codes=-1": (lambda: ti.ParameterSpace().set_index_parameter(index, "max_codes", -1), ValueError),
+            "ParameterSpace nprobe=1.5": (lambda: ti.ParameterSpace().set_index_parameter(index, "nprobe", 1.5), ValueError),
+            "get_list_size 1.5": (lambda: index.get_list_size(1.5), ValueError),
+        })
     return cases
 
 
@@ -227,3 +246,188 @@ def test_selector_select_matches_mask():
             ti.IDSelectorOr(ti.IDSelectorBatch([0]), ti.IDSelectorRange(40, 50))]
     for sel in sels:
         assert torch.equal(sel.select(labels), sel.mask(100, "cpu")[labels])
+
+
+# ---- a failed train changes nothing -------------------------------------------------------------
+def _trained_state(index):
+    return {k: v.clone() for k, v in index.state_tensors().items()}, index.is_trained
+
+
+@pytest.mark.parametrize("make", [lambda: ti.IndexIVFPQ(D, 4, 4, nbits=8, niter=4, pq_niter=4),
+                                  lambda: ti.IndexIVFPQPanorama(D, 4, 4, n_levels=2, nbits=8, niter=4, pq_niter=4),
+                                  lambda: ti.IndexIVFFlat(D, 8, niter=4)],
+                         ids=["ivfpq", "ivfpq-panorama", "ivfflat"])
+def test_failed_train_leaves_index_untrained(make):
+    index = make()
+    if isinstance(index, ti.IndexIVFPQ):  # 100 rows: enough for the coarse k-means, not for 256 PQ centroids
+        with pytest.raises(ValueError, match="ksub"):
+            index.train(XB[:100])
+    else:
+        index._train_codec = lambda x, lists: (_ for _ in ()).throw(RuntimeError("codec training failed"))
+        with pytest.raises(RuntimeError, match="codec training failed"):
+            index.train(XB)
+        del index._train_codec
+    assert not index.is_trained and index.centroids.shape[0] == 0
+    index.train(XB)  # fresh centroids, not the ones the failed train left
+    fresh = make()
+    fresh.train(XB)
+    assert torch.equal(index.centroids, fresh.centroids)
+    index.add(XB[:50])
+    fresh.add(XB[:50])
+    np.testing.assert_array_equal(index.search(XQ, 5)[1], fresh.search(XQ, 5)[1])
+
+
+def test_failed_retrain_keeps_stored_vectors():
+    index = _ivf()
+    before = _state(index)
+    centroids = index.centroids.clone()
+    index.coarse.index.reset()  # untrained quantizer: train re-runs k-means and re-assigns the stored rows
+    index.coarse.set_centroids(centroids)
+
+    def broken(*a, **k):
+        raise MemoryError("no room to re-assign")
+
+    index._append = broken
+    with pytest.raises(MemoryError):
+        index.train(XB[200:])
+    del index._append
+    assert torch.equal(index.centroids, centroids)
+    _same(before, _state(index))
+
+
+def test_shared_quantizer_untouched_by_failed_train():
+    q = ti.IndexFlat(D)
+    index = ti.IndexIVFPQ(q, D, 4, 4, nbits=8)
+    with pytest.raises(ValueError):
+        index.train(XB[:100])
+    assert q.ntotal == 0
+
+
+# ---- threads: searches while one thread writes ---------------------------------------------
+def _writer_ops(kind, index, make):
+    """The writes one thread makes, in order (each a callable)."""
+    rng = np.random.default_rng(3)
+    fresh = iter(range(9_960, 0, -40))  # below next_label once used: add() never hands them out
+
+    def add_ids():
+        a = next(fresh)
+        index.add_with_ids(rng.standard_normal((40, D)).astype(np.float32), np.arange(a, a + 40))
+
+    def remove_some():
+        stored = index.labels().numpy()
+        index.remove_ids(rng.choice(stored, size=min(30, stored.size), replace=False))
+
+    def remove_range():
+        stored = np.sort(index.labels().numpy())
+        if stored.size > 20:
+            index.remove_ids(ti.IDSelectorRange(int(stored[5]), int(stored[20])))
+
+    def merge():
+        other = make()
+        other.reset()
+        a = next(fresh)
+        other.add_with_ids(rng.standard_normal((25, D)).astype(np.float32), np.arange(a, a + 25))
+        index.merge_from(other)
+
+    def reset_and_refill():
+        index.reset()
+        index.add(XB[:120])
+
+    ops = [add_ids, remove_some, lambda: index.add(rng.standard_normal((30, D)).astype(np.float32)), remove_range, merge]
+    if kind == "ivfflat":
+        ops.append(lambda: index.train(XB))  # lossless: stored rows are re-assigned under the new centroids
+    ops.append(reset_and_refill)
+    return ops * 3
+
+
+@pytest.mark.parametrize("kind", list(BUILDERS))
+def test_searches_while_one_thread_writes(kind):
+    import threading
+
+    index = BUILDERS[kind]()
+    make = BUILDERS[kind]
+    if kind != "flat":
+        index.nprobe = index.nlist  # every list scanned: k results whenever k vectors are stored
+    q, k = XQ[:3], 8
+    states = [index.search(q, k)]  # results at each committed state, in order
+    committed = [0]  # states[:committed[0] + 1] are final; a change in progress makes the next one
+    started = [0]
+    done = threading.Event()
+    seen, errors = [], []
+
+    def reader(rank):
+        r = 0
+        while not done.is_set() or r < 5:
+            lo = committed[0]
+            try:
+                D_, I_ = index.search(q, k) if r % 2 else index.search(torch.from_numpy(q), k)
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+                return
+            hi = started[0]
+            seen.append((lo, hi, np.asarray(D_), np.asarray(I_)))
+            r += 1
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for op in _writer_ops(kind, index, make):
+            started[0] += 1
+            op()
+            states.append(index.search(q, k))
+            committed[0] += 1
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    assert len(seen) >= 15
+    for lo, hi, D_, I_ in seen:
+        matches = [j for j in range(lo, min(hi, len(states) - 1) + 1) if np.array_equal(states[j][1], I_)]
+        assert matches, f"a search saw labels of no state between changes {lo} and {hi}: {I_}"
+        np.testing.assert_allclose(D_, states[matches[0]][0], rtol=1e-5, atol=1e-5)
+        for row in I_:
+            valid = row[row >= 0]
+            assert len(np.unique(valid)) == len(valid)
+
+
+def test_rwlock_semantics():
+    import threading
+    import time
+
+    from torch_ivf.locking import RWLock
+
+    lock = RWLock()
+    lock.acquire_read()
+    lock.acquire_read()  # re-entrant read
+    with pytest.raises(RuntimeError, match="inside a read"):
+        lock.acquire_write()
+    lock.release_read()
+    order = []
+
+    def writer():
+        lock.acquire_write()
+        order.append("w")
+        lock.acquire_read()  # reading inside one's own write
+        lock.acquire_write()
+        lock.release_write()
+        lock.release_read()
+        lock.release_write()
+
+    def late_reader():
+        lock.acquire_read()
+        order.append("r")
+        lock.release_read()
+
+    w = threading.Thread(target=writer)
+    w.start()
+    time.sleep(0.05)  # the writer now waits for our read
+    r = threading.Thread(target=late_reader)
+    r.start()
+    time.sleep(0.05)
+    assert order == []  # writer preference: the late reader queues behind the waiting writer
+    lock.release_read()
+    w.join(5)
+    r.join(5)
+    assert order == ["w", "r"]

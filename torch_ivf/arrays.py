@@ -20,6 +20,13 @@ def positive_int(value, name: str) -> int:
     return int(value)
 
 
+def non_negative_int(value, name: str) -> int:
+    """A limit where 0 means none (max_codes): a Python or numpy int >= 0."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int (0 = unlimited), got {value!r}")
+    return int(value)
+
+
 def whole(value, name: str, minimum: int | None = None) -> int:
     """An integer argument (a label, an offset): float, str and bool are refused with TypeError rather
     than truncated; below ``minimum``: ValueError."""

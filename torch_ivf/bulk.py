@@ -19,6 +19,7 @@ from .index.base import Index
 from .index.refine import IndexRefine
 from .index.stored import StoredIndex
 from .progress import LONG_WORK, bar, check_verbose
+from .locking import writing
 
 _HEADROOM = 1 + 1 / 32 + 0.01  # spare rows the inverted lists keep per list, plus the per-list minimum
 _CHUNK_BYTES = 256 << 20  # default chunk: this many bytes of float32 input rows
@@ -210,13 +211,15 @@ def _reserve(index, x, step: int) -> None:
     for store in _stored_parts(index):
         lists = store.invlists
         if lists.nlist == 1:
-            lists.reserve(torch.tensor([n]))
+            with writing(index), writing(store):
+                lists.reserve(torch.tensor([n]))
             continue
         counts = torch.zeros(lists.nlist, dtype=torch.int64, device=store.device)
         for c in _chunks(x, index.d, step):
             xv, _ = store._vectors(c)
             counts += torch.bincount(store._assign(store._transform(xv)), minlength=lists.nlist)
-        lists.reserve(counts)
+        with writing(index), writing(store):  # a reservation moves lists: no search may read them meanwhile
+            lists.reserve(counts)
 
 
 def add_in_chunks(index, x, *, ids=None, chunk_size: int | None = None, progress=None,

@@ -15,6 +15,7 @@ import torch
 
 from .arrays import float_rows, label_tensor, positive_int, whole
 from .index.base import Index, SearchParams, _params
+from .locking import RWLock, guard_methods
 from .selectors import IDSelector
 
 
@@ -75,6 +76,9 @@ def _shifted(sel, offset: int, size: int, device):
     return labels[(labels >= 0) & (labels < size)]
 
 
+_GROUP_WRITES = ("add", "add_with_ids", "remove_ids", "train", "reset", "add_shard", "add_replica")
+
+
 class _ShiftedSelector(IDSelector):
     """The labels ``sel`` selects, minus ``offset`` (a shard's local labels)."""
 
@@ -92,9 +96,15 @@ class _ShiftedSelector(IDSelector):
 
 
 class _Group:
-    """Sub-index bookkeeping shared by IndexShards and IndexReplicas."""
+    """Sub-index bookkeeping shared by IndexShards and IndexReplicas. Locked as an Index is (searches
+    share, changes are exclusive), so a search never sees a change that reached only some shards."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        guard_methods(cls, ("search", "reconstruct"), _GROUP_WRITES)
 
     def __init__(self, d, threaded: bool):
+        self._rw = RWLock()
         positive_int(d, "d")
         self.d = int(d)
         self.threaded = bool(threaded)

@@ -8,8 +8,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..arrays import float_rows, label_tensor, positive_int, whole
+from .. import snapshot
+from ..arrays import float_rows, label_tensor, non_negative_int, positive_int, whole
 from ..devices import resolve_device
+from ..locking import RWLock, guard_methods
 from ..search import cost
 from ..selectors import IDSelector, members
 
@@ -62,8 +64,8 @@ def _params(params) -> SearchParams:
         raise TypeError(f"params must be a SearchParams, got {type(params).__name__}")
     if params.nprobe is not None:
         positive_int(params.nprobe, "params.nprobe")
-    if params.max_codes is not None and whole(params.max_codes, "params.max_codes") < 0:
-        raise ValueError(f"params.max_codes must be >= 0 (0 = unlimited), got {params.max_codes!r}")
+    if params.max_codes is not None:
+        non_negative_int(params.max_codes, "params.max_codes")
     params.check()
     if params.sel is None:
         return params
@@ -91,13 +93,32 @@ def _check_range(radius, order) -> None:
         raise ValueError(f"order must be 'distance' or 'storage', got {order!r}")
 
 
+_READS = ("search", "range_search", "assign", "reconstruct", "reconstruct_n", "reconstruct_batch",
+          "search_and_reconstruct", "search_preassigned", "range_search_preassigned", "sa_encode", "sa_decode",
+          "labels", "get_list_size", "get_xb", "state_tensors")
+_WRITES = ("add", "add_with_ids", "remove_ids", "train", "reset", "merge_from", "to", "load_state_tensors")
+_UNDONE = ("train",)  # a failed train leaves the index as it was (no half-set centroids reused later)
+
+
 class Index:
     """Base of every index: metric, input coercion, search / range_search and output formatting.
-    Subclasses implement train, add, add_with_ids, remove_ids, reconstruct_batch and ``_search``."""
+    Subclasses implement train, add, add_with_ids, remove_ids, reconstruct_batch and ``_search``.
+
+    Thread safety (Faiss leaves this to the caller; here it is guaranteed): any number of threads may
+    search and read one index while another adds, removes, trains, resets or merges. Each public
+    method runs under the index's readers-writer lock (torch_ivf.locking): reads share it, a change
+    has it alone, so every search sees the index wholly before or wholly after each change, never a
+    removed id once remove_ids has returned. Waiting changes go before new searches. A failed train
+    leaves the index exactly as it was."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        guard_methods(cls, _READS, _WRITES, _UNDONE, snapshot)
 
     ops_parallel = True  # CPU search in few large ops: threads inside them (IVF: many small ops, cost.py)
 
     def __init__(self, d: int, metric="l2", *, device=None, dtype=torch.float32):
+        self._rw = RWLock()
         positive_int(d, "d")
         self.d = int(d)
         self.metric = normalize_metric(metric)
@@ -315,3 +336,6 @@ class Index:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(d={self.d}, metric={self.metric!r}, ntotal={self.ntotal}, device={self.device})"
+
+
+guard_methods(Index, _READS, _WRITES, _UNDONE, snapshot)

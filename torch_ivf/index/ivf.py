@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .. import progress
-from ..arrays import positive_int
+from ..arrays import non_negative_int, positive_int
 from ..kmeans import ClusteringParameters
 from ..search.choose import SEARCH_MODES
 from ..search.paths import IVFScan
@@ -110,10 +110,7 @@ class IndexIVF(IVFScan, StoredIndex):
 
     @max_codes.setter
     def max_codes(self, value) -> None:
-        value = 0 if value is None else value
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"max_codes must be a non-negative int (0 = unlimited), got {value!r}")
-        self._max_codes = int(value)
+        self._max_codes = non_negative_int(0 if value is None else value, "max_codes")
 
     @property
     def niter(self) -> int:
@@ -156,7 +153,7 @@ class IndexIVF(IVFScan, StoredIndex):
 
     @centroids.setter
     def centroids(self, value: torch.Tensor) -> None:
-        self.coarse.set_centroids(value.float().to(self.device))
+        self.coarse.set_centroids(value)
 
     # ---- training and adding ------------------------------------------------------------
     def _assign(self, x: torch.Tensor) -> torch.Tensor:

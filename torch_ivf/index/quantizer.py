@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from ..arrays import float_rows
 from ..distances import nearest_centroids
 from ..kmeans import ClusteringParameters
 from .flat import IndexFlat
@@ -47,7 +48,10 @@ class CoarseQuantizer:
         return self._cache[1]
 
     def set_centroids(self, centroids: torch.Tensor) -> None:
-        """Replace the centroids ((nlist, d), or (0, d) to untrain)."""
+        """Replace the centroids ((nlist, d), or (0, d) to untrain); checked before the old ones go."""
+        centroids = float_rows(centroids, self.d, self.index.device, "centroids")[0]
+        if centroids.shape[0] not in (0, self.nlist):
+            raise ValueError(f"centroids must have shape ({self.nlist}, {self.d}) or (0, {self.d}), got {tuple(centroids.shape)}")
         self.index.reset()
         if centroids.numel():
             self.index.add(centroids)

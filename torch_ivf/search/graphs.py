@@ -8,6 +8,8 @@ runs uncaptured from then on instead of raising.
 """
 from __future__ import annotations
 
+import threading
+
 import torch
 
 GRAPH_MAX_NQ = 256  # larger batches launch few kernels per query: capturing buys little there
@@ -37,20 +39,23 @@ def replay_graph(owner, key, q, run, stats_owner=None):
         scales[key] = (stats._scanned, stats._total, [scale for _, scale in stats._pending])
         return (*out, *(counts for counts, _ in stats._pending))
 
-    cache = owner.__dict__.setdefault("_graphs", {})
-    entry = cache.pop(key, None)
-    if entry is None:
-        entry = _capture(counted, q)
-        while len(cache) >= _GRAPH_CACHE:
-            cache.pop(next(iter(cache)))
-    cache[key] = entry  # most recently used last
-    if entry is False:  # this shape could not be captured
-        out = counted(q)
-    else:
-        graph, static_q, captured = entry
-        static_q.copy_(q)
-        graph.replay()
-        out = tuple(t.clone() for t in captured)
+    # searches of one index run concurrently (they share its read lock), but a graph has one static
+    # input and output: one replay at a time, its outputs cloned before the next may start
+    with owner.__dict__.setdefault("_graph_lock", threading.Lock()):
+        cache = owner.__dict__.setdefault("_graphs", {})
+        entry = cache.pop(key, None)
+        if entry is None:
+            entry = _capture(counted, q)
+            while len(cache) >= _GRAPH_CACHE:
+                cache.pop(next(iter(cache)))
+        cache[key] = entry  # most recently used last
+        if entry is False:  # this shape could not be captured
+            out = counted(q)
+        else:
+            graph, static_q, captured = entry
+            static_q.copy_(q)
+            graph.replay()
+            out = tuple(t.clone() for t in captured)
     if key in scales:
         scanned, total, per = scales[key]
         stats_owner.panorama_stats = PanoramaStats(scanned, total)
