@@ -142,3 +142,20 @@ def test_ensure_topk_full_fills_every_row(data):
     assert (ours.search(xq, 10, params=p)[1] == -1).any()
     p.ensure_topk_full = True
     assert not (ours.search(xq, 10, params=p)[1] == -1).any()
+
+
+def test_flat_1d_matches_faiss():
+    rs = np.random.RandomState(8)
+    xb, xq = rs.rand(200, 1).astype("float32"), rs.rand(30, 1).astype("float32") * 1.2 - 0.1
+    out = []
+    for lib in (tfaiss, faiss):
+        index = lib.IndexFlat1D()
+        empty = index.search(xq, 3)[1]
+        index.add(xb)
+        index.update_permutation()
+        out.append((empty, *index.search(xq, 5)))
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    assert (out[0][2] != out[1][2]).mean() < 0.05  # near-ties may come in another order
+    np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-4, atol=1e-4)
+    back = tfaiss.deserialize_index(tfaiss.serialize_index(tfaiss.IndexFlat1D()))
+    assert type(back) is tfaiss.IndexFlat1D

@@ -142,3 +142,32 @@ def test_refine_over_filled_indexes(data):
     short.add(xb[:10])
     with pytest.raises(ValueError, match="same ids"):
         tfaiss.IndexRefine(tfaiss.index_factory(D, "Flat"), short)
+
+
+@pytest.mark.parametrize("nbits", [3, 8, 10, 12, 16])
+def test_pq_codes_up_to_16_bits_match_faiss(nbits):
+    rs = np.random.RandomState(nbits)
+    ours, ref = tfaiss.ProductQuantizer(16, 2, nbits), faiss.ProductQuantizer(16, 2, nbits)
+    assert ours.code_size == ref.code_size
+    centroids = rs.rand(2, 1 << nbits, 8).astype("float32")
+    faiss.copy_array_to_vector(centroids.ravel(), ref.centroids)
+    ours.set_centroids(torch.from_numpy(centroids))
+    idx = rs.randint(1 << nbits, size=(100, 2))
+    x = np.hstack((centroids[0, idx[:, 0]], centroids[1, idx[:, 1]]))
+    codes = ours.compute_codes(x)
+    np.testing.assert_array_equal(codes, ref.compute_codes(x))
+    np.testing.assert_array_equal(ours.decode(codes), x)  # exactly encodable
+    np.testing.assert_array_equal(ours.encode(x).numpy(), idx)
+
+
+def test_pq_10_bits_trains_and_beats_8_bits():
+    x = np.random.RandomState(7).rand(1200, 16).astype("float32")
+    errs = []
+    for nbits in (8, 10):
+        pq = tfaiss.ProductQuantizer(16, 4, nbits)
+        pq.cp.niter = 4
+        pq.train(x)
+        errs.append(((pq.decode(pq.compute_codes(x)) - x) ** 2).sum())
+    assert errs[1] < errs[0]
+    with pytest.raises(ValueError, match="16"):
+        tfaiss.ProductQuantizer(16, 4, 17)

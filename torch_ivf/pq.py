@@ -1,6 +1,6 @@
 """Product quantizer: d dims split into M sub-spaces, each quantized by its own 2**nbits centroids.
 
-Codes are stored one uint8 per sub-quantizer (nbits <= 8), so a code row is directly the index into
+Codes are one uint8 per sub-quantizer (nbits <= 8; int32 up to Faiss's 16 bits), so a code row is directly the index into
 each sub-codebook. Codes below 8 bits still take a byte each: scans index the tables with a byte
 load, and standalone codes (sa_encode, to_faiss) are bit-packed as Faiss packs them.
 Training runs k-means per sub-space on the training tensor's device.
@@ -27,12 +27,13 @@ class ProductQuantizer:
     Args:
         d: vector dimension (a multiple of M).
         M: number of sub-quantizers (bytes per code when nbits is 8).
-        nbits: bits per sub-quantizer code, 1 to 8.
+        nbits: bits per sub-quantizer code, 1 to 16 (above 8, encode() gives int32 codes; IVF-PQ indexes
+            take up to 8).
         device: torch device of the codebooks (default CPU).
         seed, niter, max_points_per_centroid: k-means settings of each sub-quantizer.
 
     Raises:
-        ValueError: a non-positive d, M or nbits, M not dividing d, or nbits above 8.
+        ValueError: a non-positive d, M or nbits, M not dividing d, or nbits above 16.
     """
 
     def __init__(self, d: int, M: int, nbits: int = 8, *, device=None, seed: int = 1234, niter: int = 25,
@@ -41,8 +42,8 @@ class ProductQuantizer:
             positive_int(v, name)
         if d % M:
             raise ValueError(f"M must divide d={d}, got M={M}")
-        if nbits > 8:
-            raise ValueError(f"nbits must be at most 8 (one uint8 per sub-quantizer), got {nbits}")
+        if nbits > 16:
+            raise ValueError(f"nbits must be at most 16 (Faiss's limit), got {nbits}")
         self.d, self.M, self.nbits = int(d), int(M), int(nbits)
         self.dsub, self.ksub = self.d // self.M, 1 << self.nbits
         self.device = torch.device(device) if device is not None else torch.device("cpu")
@@ -72,6 +73,11 @@ class ProductQuantizer:
     def max_points_per_centroid(self) -> int:
         """Training points kept per sub-centroid (``cp.max_points_per_centroid``)."""
         return self.cp.max_points_per_centroid
+
+    @property
+    def code_dtype(self) -> torch.dtype:
+        """dtype of encode()'s one-per-sub-quantizer codes: uint8 up to 8 bits, int32 above."""
+        return torch.uint8 if self.nbits <= 8 else torch.int32
 
     def sync_transposed_centroids(self) -> None:
         """Faiss's switch to a transposed codebook for faster compute_codes: the codes are the same
@@ -147,14 +153,14 @@ class ProductQuantizer:
         x = self._check(x)
         progress.check_verbose(verbose)
         cn = self.centroids.pow(2).sum(-1)  # (M, ksub)
-        out = torch.empty(x.shape[0], self.M, dtype=torch.uint8, device=self.device)
+        out = torch.empty(x.shape[0], self.M, dtype=self.code_dtype, device=self.device)
         step = max(1, _CHUNK_ELEMENTS // (self.M * self.ksub))
         work = progress.score_work(x.shape[0], self.ksub, self.dsub) * self.M
         with progress.bar(x.shape[0], "PQ encoding", verbose=verbose, work=work, unit="vec") as shown:
             for a in range(0, x.shape[0], step):
                 sub = x[a:a + step].view(-1, self.M, self.dsub).transpose(0, 1)  # (M, n, dsub)
                 dots = torch.bmm(sub, self.centroids.transpose(1, 2))  # (M, n, ksub)
-                out[a:a + step] = (cn[:, None, :] - 2 * dots).argmin(-1).T.to(torch.uint8)
+                out[a:a + step] = (cn[:, None, :] - 2 * dots).argmin(-1).T.to(self.code_dtype)
                 shown.update(min(step, x.shape[0] - a))
         return out
 
@@ -200,21 +206,23 @@ class ProductQuantizer:
 
 
 def pack_codes(codes: np.ndarray, nbits: int) -> np.ndarray:
-    """Faiss's bit-packed code layout (little-endian bit stream) from one-byte-per-sub-quantizer codes."""
-    codes = np.asarray(codes, dtype=np.uint8)
+    """Faiss's bit-packed code layout (little-endian bit stream) from one-integer-per-sub-quantizer codes."""
     if nbits == 8:
-        return codes.copy()
+        return np.asarray(codes, dtype=np.uint8).copy()
+    codes = np.asarray(codes).astype(np.int64)
     n, M = codes.shape
-    bits = ((codes[:, :, None] >> np.arange(nbits, dtype=np.uint8)) & 1).reshape(n, M * nbits)
+    bits = ((codes[:, :, None] >> np.arange(nbits)) & 1).astype(np.uint8).reshape(n, M * nbits)
     pad = (-bits.shape[1]) % 8
     bits = np.pad(bits, ((0, 0), (0, pad)))
     return np.packbits(bits, axis=1, bitorder="little")
 
 
 def unpack_codes(packed: np.ndarray, M: int, nbits: int) -> np.ndarray:
-    """Inverse of pack_codes: (n, code_size) bytes -> (n, M) uint8 sub-quantizer indices."""
+    """Inverse of pack_codes: (n, code_size) bytes -> (n, M) sub-quantizer indices (uint8 up to 8 bits,
+    int32 above)."""
     packed = np.asarray(packed, dtype=np.uint8)
     if nbits == 8:
         return packed[:, :M].copy()
     bits = np.unpackbits(packed, axis=1, bitorder="little")[:, : M * nbits].reshape(-1, M, nbits)
-    return (bits << np.arange(nbits, dtype=np.uint8)).sum(-1).astype(np.uint8)
+    out = (bits.astype(np.int64) << np.arange(nbits)).sum(-1)
+    return out.astype(np.uint8 if nbits <= 8 else np.int32)

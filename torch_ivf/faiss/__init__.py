@@ -12,7 +12,7 @@ from .errors import FaissTypeError, FaissValueError
 from .factory import index_factory
 from .idmap import IndexIDMap, IndexIDMap2
 from .shards import IndexReplicas, IndexShards
-from .indexes import (DirectMap, IndexFlat, IndexFlatIP, IndexFlatIPPanorama, IndexFlatL2, IndexFlatL2Panorama,
+from .indexes import (DirectMap, IndexFlat, IndexFlat1D, IndexFlatIP, IndexFlatIPPanorama, IndexFlatL2, IndexFlatL2Panorama,
                       IndexFlatPanorama, IndexIVFFlat, IndexIVFFlatPanorama, IndexIVFPQ,
                       IndexIVFPQPanorama, IndexIVFScalarQuantizer, IndexPQ, Panorama, IndexRefine, IndexRefineFlat,
                       IndexScalarQuantizer)

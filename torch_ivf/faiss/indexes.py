@@ -197,6 +197,34 @@ class IndexFlatIP(_Flat, core.IndexFlatIP):
     pass
 
 
+class IndexFlat1D(IndexFlatL2):
+    """Faiss's ``IndexFlat1D(continuous_update=True)``: exact search of 1-D vectors; D is the absolute
+    difference |x - q|, not its square (Faiss searches a sorted copy; the results are the same)."""
+
+    def __init__(self, continuous_update=True, *, device=None):
+        core.IndexFlatL2.__init__(self, 1, device=device)
+        self.continuous_update = bool(continuous_update)
+
+    def update_permutation(self) -> None:
+        """Faiss re-sorts its copy here; nothing is kept sorted in torch_ivf."""
+
+    def search(self, x, k, *, params=None, D=None, I=None):
+        """As IndexFlatL2.search, with D the absolute differences."""
+        Dn, In = super().search(x, k, params=params)
+        Dn, In = np.array(_numpy(Dn)), _numpy(In)
+        hit = In >= 0
+        if hit.any():  # |q - x| from the vectors: the GEMM's squared distance loses small differences
+            q = np.asarray(_numpy(x), dtype=np.float32).reshape(-1, 1)
+            Dn[hit] = np.abs(np.broadcast_to(q, In.shape)[hit] - self.reconstruct_batch(In[hit])[:, 0])
+        for buf, res in ((D, Dn), (I, In)):
+            if buf is not None:
+                buf[...] = res
+        return (Dn if D is None else D), (In if I is None else I)
+
+    def config(self) -> dict:
+        return {"continuous_update": self.continuous_update}
+
+
 def _selection(sel):
     """remove_ids' argument: an IDSelector, or ids (any integer array-like)."""
     from ..selectors import IDSelector
@@ -534,12 +562,12 @@ def adopt(index):
 
 for _cls in (IndexFlat, IndexFlatL2, IndexFlatIP, IndexIVFFlat, IndexIVFPQ, IndexIVFPQPanorama, IndexIVFFlatPanorama,
              IndexPQ, IndexRefine, IndexRefineFlat, IndexScalarQuantizer, IndexIVFScalarQuantizer, IndexFlatPanorama,
-             IndexFlatL2Panorama, IndexFlatIPPanorama):
+             IndexFlatL2Panorama, IndexFlatIPPanorama, IndexFlat1D):
     wrap_methods(_cls, _PUBLIC)
-for _cls in (IndexPQ, IndexFlatPanorama, IndexFlatL2Panorama, IndexFlatIPPanorama):
+for _cls in (IndexPQ, IndexFlatPanorama, IndexFlatL2Panorama, IndexFlatIPPanorama, IndexFlat1D):
     _io.register(_cls)  # its own class on disk: Faiss's constructor, not IndexIVFPQ's
 
 __all__ = ["DirectMap", "Panorama", "IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFPQ", "IndexIVFPQPanorama",
            "IndexIVFFlatPanorama", "IndexPQ", "IndexRefine", "IndexRefineFlat", "IndexScalarQuantizer",
-           "IndexIVFScalarQuantizer", "IndexFlatPanorama", "IndexFlatL2Panorama", "IndexFlatIPPanorama", "adopt", "METRIC_L2",
+           "IndexIVFScalarQuantizer", "IndexFlatPanorama", "IndexFlatL2Panorama", "IndexFlatIPPanorama", "IndexFlat1D", "adopt", "METRIC_L2",
            "METRIC_INNER_PRODUCT"]
