@@ -1,11 +1,13 @@
 """GPU small batches (skipped without CUDA): the row-chunked and row-span scans and the CUDA-graph
 replay of every index type return what the unsplit, uncaptured paths return."""
+import numpy as np
 import pytest
 import torch
 from conftest import assert_knn_equal, clustered
 from test_gpu import _assert_kernel_matches_torch
 
 import torch_ivf as ti
+from torch_ivf import kernels
 from torch_ivf.search import cost, graphs
 
 pytestmark = pytest.mark.gpu
@@ -66,3 +68,29 @@ def test_split_pq_scans_give_panorama_identical_results(span, monkeypatch):
     Dq, Iq = pq.search(qt, 10)
     assert torch.equal(Ip, Iq)
     assert pano.panorama_stats.ratio_dims_scanned <= 1.0
+
+
+@pytest.mark.parametrize("kind", ["ivfpq", "pano"])
+def test_pq_kernels_filter_by_slab_row(kind):
+    """The search's allowed mask has one entry per slab row: the PQ kernels read it at the row (they
+    read it at the label once, which picked the wrong rows as soon as labels and rows differed)."""
+    xb = clustered(5000, 32, seed=6)
+    index = _indexes()[kind]
+    index.train(xb)
+    index.add(xb[:2500])
+    index.add_with_ids(xb[2500:], torch.arange(10_000, 12_500))  # labels far from slab rows
+    index.remove_ids(torch.arange(0, 2500, 7))
+    _assert_kernel_matches_torch_trained(index, xb[:30] + 0.05)
+
+
+def _assert_kernel_matches_torch_trained(index, xq):
+    allowed = np.concatenate([np.arange(0, 2500, 3), np.arange(10_000, 12_500, 3)])
+    params = ti.SearchParams(allowed=allowed)
+    D1, I1 = index.search(xq, 10, params=params)
+    kernels.enabled = False
+    try:
+        D2, I2 = index.search(xq, 10, params=params)
+    finally:
+        kernels.enabled = True
+    assert np.isin(I1.cpu().numpy(), allowed).all()
+    assert_knn_equal(D1.cpu(), I1.cpu(), D2.cpu(), I2.cpu(), rtol=1e-4, atol=1e-2)

@@ -243,3 +243,13 @@ def test_identical_with_long_list_kernel(metric):
             finally:
                 kernels.enabled = True
             assert_knn_equal(D, I, Dt.cpu().numpy(), It.cpu().numpy(), rtol=1e-4, atol=1e-2)
+
+
+def test_search_transform_is_the_public_one_without_its_checks():
+    """Panorama's search applies its rotation without apply()'s input checks (one of them waits for
+    the device, which a CUDA-graph capture of the search cannot): the same product, bitwise."""
+    x = clustered(600, 16, centres=10, seed=9)
+    pano = ti.IndexIVFPQPanorama(16, 8, 4, 8, 4, nprobe=4)
+    pano.train(x)
+    q = torch.as_tensor(x[:20])
+    assert torch.equal(pano._transform(q), torch.as_tensor(pano.ptransform.apply(q)))

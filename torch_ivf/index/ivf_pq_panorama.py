@@ -63,7 +63,10 @@ class PanoramaScan:
                 "cap": self.cap, "norm_dtype": self.norm_dtype}
 
     def _transform(self, x):
-        return self.ptransform.apply(x) if self.ptransform is not None and self.ptransform.is_trained else x
+        # x is checked already (float32 rows on the device); apply() would check it again, and its
+        # magnitude check waits for the device, which a CUDA-graph capture of the search cannot do
+        t = self.ptransform
+        return x @ t.matrix if t is not None and t.is_trained else x
 
     def _untransform(self, x):
         return self.ptransform.reverse(x) if self.ptransform is not None and self.ptransform.is_trained else x

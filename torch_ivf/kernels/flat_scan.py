@@ -84,8 +84,8 @@ def _flat_lists(Q, X, BIAS, CT, STARTS, SIZES, ORDER, FIRST, COUNT, TILE_END, CH
             if HAS_MAXC:
                 live = live & (col0[:, None] + rows[None, :] < max_codes)
             if HAS_MASK:
-                lab = tl.load(LABELS + start + rows, mask=rm, other=0)
-                live = live & (tl.load(MASK + lab, mask=rm, other=0) != 0)[None, :]
+                # MASK: the search's _allowed_mask, one entry per slab row
+                live = live & (tl.load(MASK + start + rows, mask=rm, other=0) != 0)[None, :]
             keys = _key(tl.where(live, s, float("-inf")), rows[None, :] + zero)
             # the elementwise max of a descending and an ascending sequence is the top half of both
             best = tl.sort(tl.maximum(best, tl.sort(keys, dim=1)), dim=1, descending=True)

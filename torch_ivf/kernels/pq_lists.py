@@ -71,8 +71,7 @@ def _pq_lists(Q, CB, CODES, INIT, CT, STARTS, SIZES, ORDER, FIRST, COUNT, TILE_E
             if HAS_MAXC:
                 live = live & (col0[:, None] + rows[None, :] < max_codes)
             if HAS_MASK:
-                lab = tl.load(LABELS + r, mask=rm, other=0)
-                live = live & (tl.load(MASK + lab, mask=rm, other=0) != 0)[None, :]
+                live = live & (tl.load(MASK + r, mask=rm, other=0) != 0)[None, :]  # per slab row
             tl.store(OUT + qi[:, None] * width + (col[:, None] + rows[None, :]), tl.where(live, s, float("-inf")),
                      mask=qm[:, None] & rm[None, :])
 

@@ -78,8 +78,7 @@ def _tile(j, qi, W, w0, ends, PROBE, OFF, STARTS, CT, INIT, BEFORE, LABELS, MASK
     if HAS_MAXC:
         live = live & (tl.load(BEFORE + pair, mask=valid, other=0) + row < max_codes)
     if HAS_MASK:
-        lab = tl.load(LABELS + r, mask=live, other=0)
-        live = live & (tl.load(MASK + lab, mask=live, other=0) != 0)
+        live = live & (tl.load(MASK + r, mask=live, other=0) != 0)  # _allowed_mask: per slab row
     s = tl.load(CT + pair, mask=valid, other=0.0) - tl.load(INIT + r, mask=live, other=0.0)
     return r, live, s
 
