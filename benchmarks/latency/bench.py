@@ -202,13 +202,20 @@ def _burn(stop):
         sum(i * i for i in range(10000))
 
 
+def _cpu_model() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
 def cpu_main(args, out):
     import faiss
     import torch_ivf as ti
     from torch_ivf.search import cost
     from benchmarks.datasets import make_clustered
     dev = torch.device("cpu")
-    emit(out, {"machine": machine(dev), "torch_threads": torch.get_num_threads()})
+    emit(out, {"machine": {**machine(dev), "cpu": _cpu_model()}, "torch_threads": torch.get_num_threads()})
     xb, xq, _ = make_clustered(200_000, 128, 1024, seed=0)
     gt = exact_gt(xb, xq, "l2", dev)
     ivf = ti.IndexIVFFlat(128, 1024, nprobe=16, niter=10)
@@ -222,14 +229,15 @@ def cpu_main(args, out):
     fflat.add(xb[:50_000])
     faiss.omp_set_num_threads(torch.get_num_threads())
     q = torch.from_numpy(xq)
-    saved = cost.cpu_threads
+    saved = cost.cpu_threads, cost.cpu_workers
 
-    def torch_default(nq):  # the library's thread policy off: torch's own setting for every op
-        cost.cpu_threads = lambda n: torch.get_num_threads()
+    def torch_default(nq):  # the policy before list workers: torch's threads inside every op above nq 4
+        cost.cpu_threads = lambda n, ops_parallel=True: 1 if n <= cost.SMALL_BATCH else torch.get_num_threads()
+        cost.cpu_workers = lambda n: 1
         return nq
     cases = {
         ("IVFFlat", "torch-ivf", "auto"): (lambda nq: ivf.search(q[:nq], 10)[1], gt),
-        ("IVFFlat", "torch-ivf", "torch threads"): (lambda nq: ivf.search(q[:torch_default(nq)], 10)[1], gt),
+        ("IVFFlat", "torch-ivf", "torch threads in ops"): (lambda nq: ivf.search(q[:torch_default(nq)], 10)[1], gt),
         ("IVFFlat", "faiss-cpu", "default"): (lambda nq: fivf.search(xq[:nq], 10)[1], gt),
         ("Flat", "torch-ivf", "auto"): (lambda nq: flat.search(q[:nq], 10)[1], gt_flat),
         ("Flat", "faiss-cpu", "default"): (lambda nq: fflat.search(xq[:nq], 10)[1], gt_flat),
@@ -242,7 +250,7 @@ def cpu_main(args, out):
         for nq in NQS_CPU:
             times = {key: [] for key in cases}
             keys = list(cases)
-            rounds = 7 if nq <= 64 else 3
+            rounds = 9 if nq <= 16 else 5 if nq <= 64 else 3
             for r in range(rounds):
                 for key in keys[r % len(keys):] + keys[:r % len(keys)]:  # rotating order
                     fn = cases[key][0]
@@ -250,10 +258,10 @@ def cpu_main(args, out):
                     t0 = time.perf_counter()
                     fn(nq)
                     times[key].append(time.perf_counter() - t0)
-                    cost.cpu_threads = saved
+                    cost.cpu_threads, cost.cpu_workers = saved
             for key, ts in times.items():
                 I = cases[key][0](nq)
-                cost.cpu_threads = saved
+                cost.cpu_threads, cost.cpu_workers = saved
                 I = I.numpy() if isinstance(I, torch.Tensor) else I
                 emit(out, {"dataset": "clustered-200k-128" if key[0] == "IVFFlat" else "clustered-50k-128",
                            "index": key[0], "library": key[1], "variant": key[2], "nq": nq,
