@@ -15,7 +15,13 @@ def _assert_kernel_matches_torch(index, xb, xq):
     index.train(xb)
     index.add(xb)
     allowed = np.arange(0, len(xb), 3)
-    for params in (ti.SearchParams(), ti.SearchParams(allowed=allowed), ti.SearchParams(max_codes=1500)):
+    _assert_searches_match_torch(index, xq, (ti.SearchParams(), ti.SearchParams(allowed=allowed),
+                                             ti.SearchParams(max_codes=1500)))
+
+
+def _assert_searches_match_torch(index, xq, params_list):
+    """A filled index searched with the Triton path and with kernels disabled: the same neighbours."""
+    for params in params_list:
         D1, I1 = index.search(xq, 10, params=params)
         kernels.enabled = False
         try:

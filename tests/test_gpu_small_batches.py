@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import assert_knn_equal, clustered
-from test_gpu import _assert_kernel_matches_torch
+from test_gpu import _assert_kernel_matches_torch, _assert_searches_match_torch
 
 import torch_ivf as ti
-from torch_ivf import kernels
 from torch_ivf.search import cost, graphs
 
 pytestmark = pytest.mark.gpu
@@ -80,17 +79,7 @@ def test_pq_kernels_filter_by_slab_row(kind):
     index.add(xb[:2500])
     index.add_with_ids(xb[2500:], torch.arange(10_000, 12_500))  # labels far from slab rows
     index.remove_ids(torch.arange(0, 2500, 7))
-    _assert_kernel_matches_torch_trained(index, xb[:30] + 0.05)
-
-
-def _assert_kernel_matches_torch_trained(index, xq):
     allowed = np.concatenate([np.arange(0, 2500, 3), np.arange(10_000, 12_500, 3)])
-    params = ti.SearchParams(allowed=allowed)
-    D1, I1 = index.search(xq, 10, params=params)
-    kernels.enabled = False
-    try:
-        D2, I2 = index.search(xq, 10, params=params)
-    finally:
-        kernels.enabled = True
-    assert np.isin(I1.cpu().numpy(), allowed).all()
-    assert_knn_equal(D1.cpu(), I1.cpu(), D2.cpu(), I2.cpu(), rtol=1e-4, atol=1e-2)
+    xq = xb[:30] + 0.05
+    _assert_searches_match_torch(index, xq, [ti.SearchParams(allowed=allowed)])
+    assert np.isin(index.search(xq, 10, params=ti.SearchParams(allowed=allowed))[1], allowed).all()  # numpy in, out
