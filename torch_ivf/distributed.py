@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 
 from .index.base import Index, SearchParams
+from .integrity import parse_json
 from .io import atomic_write_bytes, index_from_bytes, index_to_bytes, read_index, write_index
 from .selectors import IDSelector
 from .shards import _out, _rows, copy_training, merge_topk
@@ -249,7 +250,9 @@ class DistributedIndex:
         path = Path(path)
         local, error = None, None
         try:
-            manifest = json.loads((path / MANIFEST).read_text())
+            manifest = parse_json((path / MANIFEST).read_bytes(), path / MANIFEST)  # CorruptFileError, not RecursionError
+            if not isinstance(manifest, dict):
+                raise ValueError(f"{path / MANIFEST} is not a JSON object")
             if manifest.get("format") != FORMAT or manifest.get("world_size") != g.size:
                 raise ValueError(f"{path / MANIFEST} describes {manifest.get('world_size')!r} shards "
                                  f"(format {manifest.get('format')!r}); this group has {g.size} ranks")
