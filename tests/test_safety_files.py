@@ -650,3 +650,33 @@ def test_a_large_foreign_file_is_refused_after_reading_its_header_only(tmp_path,
     with pytest.raises(ti.CorruptFileError, match="big.bin: is not a torch-ivf index file"):
         ti.read_index(path)
     assert read and sum(read) <= 64, read  # the 8 length bytes and the 16-byte header
+
+
+def test_write_index_crash_at_every_file_system_call_leaves_old_or_new(tmp_path, files):
+    """A write_index that dies at any file-system call leaves the old file or the new one at the path."""
+    from test_safety_store import _Dies
+    path = tmp_path / "i.tivf"
+    old, new = (io.index_from_bytes(files[k]) for k in ("IVFPQ", "IVFFlat"))
+    states = {"old": _state(old), "new": _state(new)}
+    io.write_index(old, path)
+    with pytest.MonkeyPatch.context() as mp:
+        counter = _Dies(mp, at=10 ** 9)
+        io.write_index(new, path)
+    seen = {"old": 0, "new": 0}
+    for i in range(counter.calls + 1):
+        io.write_index(old, path)
+        with pytest.MonkeyPatch.context() as mp:
+            _Dies(mp, at=i)
+            try:
+                io.write_index(new, path)
+            except OSError:
+                pass
+        loaded = _state(io.read_index(path))
+        which = [k for k, s in states.items() if _same(loaded, s)]
+        assert len(which) == 1, f"crash at call {i}: the file is neither the old nor the new index"
+        seen[which[0]] += 1
+        assert all(p.name == "i.tivf" or (p.name.startswith(".i.tivf.") and p.name.endswith(".tmp"))
+                   for p in tmp_path.iterdir())
+    print(f"\nwrite_index crash injection: {counter.calls + 1} crash points, {seen['old']} left the old file, "
+          f"{seen['new']} the new one, 0 loaded wrong")
+    assert seen["old"] and seen["new"]
