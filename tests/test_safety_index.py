@@ -340,15 +340,11 @@ def _writer_ops(kind, index, make):
     return ops * 3
 
 
-@pytest.mark.parametrize("kind", list(BUILDERS))
-def test_searches_while_one_thread_writes(kind):
+def _race(index, ops, q=XQ[:3], k=8):
+    """Three threads search while this one applies ops; every result must equal the results of a
+    state the index was in (after some op) during that search, with no exception."""
     import threading
 
-    index = BUILDERS[kind]()
-    make = BUILDERS[kind]
-    if kind != "flat":
-        index.nprobe = index.nlist  # every list scanned: k results whenever k vectors are stored
-    q, k = XQ[:3], 8
     states = [index.search(q, k)]  # results at each committed state, in order
     committed = [0]  # states[:committed[0] + 1] are final; a change in progress makes the next one
     started = [0]
@@ -372,7 +368,7 @@ def test_searches_while_one_thread_writes(kind):
     for t in threads:
         t.start()
     try:
-        for op in _writer_ops(kind, index, make):
+        for op in ops:
             started[0] += 1
             op()
             states.append(index.search(q, k))
@@ -390,6 +386,58 @@ def test_searches_while_one_thread_writes(kind):
         for row in I_:
             valid = row[row >= 0]
             assert len(np.unique(valid)) == len(valid)
+
+
+@pytest.mark.parametrize("kind", list(BUILDERS))
+def test_searches_while_one_thread_writes(kind):
+    index = BUILDERS[kind]()
+    if kind != "flat":
+        index.nprobe = index.nlist  # every list scanned: k results whenever k vectors are stored
+    _race(index, _writer_ops(kind, index, BUILDERS[kind]))
+
+
+def _plain_ops(index, labels):
+    """add / add_with_ids / remove_ids / reset for wrappers (labels(): what is stored)."""
+    rng = np.random.default_rng(5)
+    fresh = iter(range(9_960, 0, -40))
+
+    def add_ids():
+        a = next(fresh)
+        index.add_with_ids(rng.standard_normal((40, D)).astype(np.float32), np.arange(a, a + 40))
+
+    def remove_some():
+        stored = labels()
+        index.remove_ids(rng.choice(stored, size=min(30, stored.size), replace=False))
+
+    def reset_and_refill():
+        index.reset()
+        index.add(XB[:120])
+
+    return [lambda: index.add(rng.standard_normal((30, D)).astype(np.float32)), add_ids, remove_some,
+            reset_and_refill] * 3
+
+
+def test_searches_while_one_thread_writes_refine():
+    base = ti.IndexIVFPQ(D, 4, 4, nbits=4, nprobe=4, niter=4, pq_niter=4)
+    index = ti.IndexRefineFlat(base, k_factor=4)
+    index.train(XB)
+    index.add(XB[:200])
+    _race(index, _plain_ops(index, lambda: index.base.labels().numpy()))
+
+
+def test_searches_while_one_thread_writes_shards():
+    index = ti.IndexShards(D)
+    for _ in range(2):
+        index.add_shard(ti.IndexFlat(D))
+    index.add(XB[:200])
+    rng = np.random.default_rng(6)
+
+    def remove_some():
+        index.remove_ids(rng.choice(index.next_label, size=30, replace=False))
+
+    ops = [lambda: index.add(rng.standard_normal((30, D)).astype(np.float32)), remove_some,
+           lambda: (index.reset(), index.add(XB[:120]))] * 3
+    _race(index, ops)
 
 
 def test_rwlock_semantics():
@@ -431,3 +479,40 @@ def test_rwlock_semantics():
     w.join(5)
     r.join(5)
     assert order == ["w", "r"]
+
+
+# ---- properties -------------------------------------------------------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_labels = st.one_of(st.integers(0, 2000), st.integers(2**62 - 2000, 2**62 + 2000), st.integers(0, 2**63 - 1))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(stored=st.lists(_labels, max_size=60, unique=True), chosen=st.lists(_labels, max_size=30),
+       lo=_labels, hi=_labels)
+def test_selections_by_stored_labels(stored, chosen, lo, hi):
+    labels = torch.tensor(stored, dtype=torch.int64)
+    isin = np.isin(np.array(stored, dtype=np.int64), np.array(chosen, dtype=np.int64))
+    for sel, expected in ((ti.IDSelectorBatch(np.array(chosen, dtype=np.int64)), isin),
+                          (ti.IDSelectorRange(lo, hi), np.array([lo <= v < hi for v in stored], dtype=bool))):
+        for s, e in ((sel, expected), (ti.IDSelectorNot(sel), ~expected)):
+            got = s.select(labels).numpy()
+            np.testing.assert_array_equal(got, e)
+            np.testing.assert_array_equal(got, np.array([s.is_member(v) for v in stored], dtype=bool))
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(exponent=st.integers(-40, 40), sign=st.sampled_from([1.0, -1.0]), dtype=st.sampled_from([np.float32, np.float64]))
+def test_any_magnitude_refused_or_ranked_finite(exponent, sign, dtype):
+    """Vectors of any scale are either refused (ValueError) or give finite distances, never NaN or Inf
+    distances that would rank first."""
+    index = ti.IndexFlat(D)
+    x = (XB[:20] * sign * 10.0 ** exponent).astype(dtype)
+    try:
+        index.add(x)
+    except ValueError:
+        assert index.ntotal == 0
+        return
+    D_, I_ = index.search(x[:3], 5)
+    assert np.isfinite(D_).all() and (I_ >= 0).all()
