@@ -139,3 +139,16 @@ def test_idmap2_consistency_and_translated_selector():
         sel = lib.IDSelectorTranslated(index, lib.IDSelectorBatch(ids[::3]))
         got.append(index.search(x[:5], 4, params=lib.SearchParameters(sel=sel))[1])
     np.testing.assert_array_equal(got[0], got[1])
+
+
+@pytest.mark.parametrize("imin,imax", [(10, 20), (-10, 20), (10, 40), (30, 80)])
+def test_sorted_range_bounds_match_faiss(imin, imax):
+    for seed in range(5):
+        ids = np.sort(np.random.RandomState(seed).choice(30, 50).astype(np.int64))
+        got = []
+        for lib in (tfaiss, faiss):
+            j = np.zeros(2, dtype=np.uint64)
+            lib.IDSelectorRange(imin, imax, True).find_sorted_ids_bounds(
+                len(ids), lib.swig_ptr(ids), lib.swig_ptr(j[:1]), lib.swig_ptr(j[1:]))
+            got.append(j)
+        np.testing.assert_array_equal(*got)

@@ -211,6 +211,14 @@ def clone_index(index):
     return adopt(_io.clone_index(index))
 
 
+def swig_ptr(array):
+    """Faiss's pointer to an array's data: here the array itself (numpy), which every function of this
+    module that Faiss gives a pointer takes (writes through it land in the caller's array)."""
+    if not isinstance(array, np.ndarray):
+        raise FaissTypeError(f"swig_ptr takes a numpy array, got {type(array).__name__}")
+    return array
+
+
 def downcast_index(index):
     """Faiss needs it to see a SWIG pointer's real class; Python objects already have theirs."""
     return index
@@ -261,6 +269,18 @@ class IDSelectorRange(_sel.IDSelectorRange):
     def __init__(self, imin, imax, assume_sorted=False):
         super().__init__(int(imin), int(imax))
         self.assume_sorted = bool(assume_sorted)
+
+    def find_sorted_ids_bounds(self, list_size, ids, jmin, jmax) -> None:
+        """Faiss's bounds of the range in sorted ids[:list_size]: writes jmin[0] (first index with
+        id >= imin) and jmax[0] (first with id >= imax) into the arrays given; both 0 when no id
+        is in the range's span, as in Faiss."""
+        ids = np.asarray(ids)[: int(list_size)]
+        if len(ids) == 0 or ids[0] >= self.imax or ids[-1] < self.imin:
+            jmin[0] = jmax[0] = 0
+            return
+        lo = int(np.searchsorted(ids, self.imin, side="left"))
+        hi = max(lo, int(np.searchsorted(ids, self.imax, side="left")))
+        jmin[0], jmax[0] = lo, hi
 
 
 class IDSelectorBitmap(_sel.IDSelector):
