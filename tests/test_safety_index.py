@@ -137,6 +137,10 @@ def _cases(index):
             "ParameterSpace max_codes=-1": (lambda: ti.ParameterSpace().set_index_parameter(index, "max_codes", -1), ValueError),
             "ParameterSpace nprobe=1.5": (lambda: ti.ParameterSpace().set_index_parameter(index, "nprobe", 1.5), ValueError),
             "get_list_size 1.5": (lambda: index.get_list_size(1.5), ValueError),
+            "search_preassigned k=10**9": (lambda: index.search_preassigned(XQ, 10**9, np.zeros((5, 2), np.int64)), ValueError),
+            "search_preassigned NaN": (lambda: index.search_preassigned(nan, 3, np.zeros((2, 2), np.int64)), ValueError),
+            "search_preassigned float lists": (lambda: index.search_preassigned(XQ, 3, np.zeros((5, 2))), ValueError),
+            "search_preassigned list 99": (lambda: index.search_preassigned(XQ, 3, np.full((5, 2), 99)), ValueError),
         })
     return cases
 
@@ -201,6 +205,9 @@ def test_k_beyond_stored_is_padded(kind):
     small.add(XB[:3])
     D3, I3 = small.search(XQ[:1], 100_000)
     assert I3.shape == (1, 100_000) and (I3[0, 3:] == -1).all()
+    if kind != "flat":  # the same padding over lists chosen by the caller
+        Dp, Ip = index.search_preassigned(XQ[:2], n + 50, np.tile(np.arange(index.nlist), (2, 1)))
+        assert Ip.shape == (2, n + 50) and (Ip[:, n:] == -1).all()
     empty = ti.IndexFlat(D)
     assert (empty.search(XQ, 7)[1] == -1).all()
 

@@ -177,6 +177,12 @@ class Index:
                              f"results would take {nq * k * 12 / 2**30:.1f} GiB; ask for k <= ntotal")
         return min(k, stored)
 
+    def _up_to_stored(self, q, k: int, run):
+        """run(k') -> (D, I) for k' = _work_k(k), padded back to k columns."""
+        work = self._work_k(k, q.shape[0])
+        D, I = run(work)
+        return pad_results(D, I, k, self.missing_distance) if work < k else (D, I)
+
     def _out(self, was_numpy: bool, *tensors):
         if was_numpy:
             return tuple(t.cpu().numpy() for t in tensors)
@@ -235,11 +241,8 @@ class Index:
             if buf is not None and (tuple(buf.shape) != (q.shape[0], k) or buf.dtype not in dtypes):
                 raise ValueError(f"{name} must be a {dtypes[0].__name__} array of shape ({q.shape[0]}, {k}), "
                                  f"got {getattr(buf, 'dtype', type(buf).__name__)} {tuple(getattr(buf, 'shape', ()))}")
-        work = self._work_k(k, q.shape[0])
         with cost.cpu_threads_for(self.device, q.shape[0], self.ops_parallel):  # the library's count, restored after
-            found = self._search(q, work, params)
-        if work < k:
-            found = pad_results(*found, k, self.missing_distance)
+            found = self._up_to_stored(q, k, lambda kk: self._search(q, kk, params))
         out = self._out(was_numpy, *found)
         for buf, res in ((D, out[0]), (I, out[1])):
             if isinstance(buf, torch.Tensor):

@@ -282,7 +282,7 @@ class IndexIVF(IVFScan, StoredIndex):
             raise ValueError("the index must be trained before search")
         q, was_numpy = self._vectors(x)
         probe = self._assignment(assign, q.shape[0])
-        D, I = self._search_assigned(q, k, params, probe)
+        D, I = self._up_to_stored(q, k, lambda kk: self._search_assigned(q, kk, params, probe))
         return self._out(was_numpy, D, I)
 
     def range_search_preassigned(self, x, radius: float, assign, centroid_dis=None, *,
