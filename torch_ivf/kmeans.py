@@ -47,6 +47,13 @@ class ClusteringParameters:
         return f"ClusteringParameters({fields})"
 
 
+def cp_field(name: str, doc: str) -> property:
+    """A read-write property of an object with a ``cp`` (ClusteringParameters) that is ``cp.<name>``:
+    the one place the setting lives."""
+    return property(lambda self: getattr(self.cp, name), lambda self, value: setattr(self.cp, name, value),
+                    doc=doc)
+
+
 def _generator(seed: int) -> torch.Generator:
     # A CPU generator keeps results identical across devices for the same seed.
     return torch.Generator(device="cpu").manual_seed(int(seed))

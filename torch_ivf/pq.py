@@ -12,7 +12,7 @@ import torch
 
 from . import progress
 from .arrays import back, float_rows, positive_int
-from .kmeans import ClusteringParameters
+from .kmeans import ClusteringParameters, cp_field
 
 # (rows, M, ksub) distances per encoding step: 64 MB, whatever M and nbits (65536 rows at a time
 # would need ~20 GB at M 96, 8 bits)
@@ -51,28 +51,10 @@ class ProductQuantizer:
         self.cp = ClusteringParameters(niter=niter, seed=seed, max_points_per_centroid=max_points_per_centroid)
         self.centroids = torch.empty(0, device=self.device)  # (M, ksub, dsub) once trained
 
-    @property
-    def niter(self) -> int:
-        """k-means iterations of each sub-quantizer (``cp.niter``)."""
-        return self.cp.niter
-
-    @niter.setter
-    def niter(self, value) -> None:
-        self.cp.niter = value
-
-    @property
-    def seed(self) -> int:
-        """k-means seed of sub-quantizer 0 (``cp.seed``; sub-quantizer m uses seed + m)."""
-        return self.cp.seed
-
-    @seed.setter
-    def seed(self, value) -> None:
-        self.cp.seed = value
-
-    @property
-    def max_points_per_centroid(self) -> int:
-        """Training points kept per sub-centroid (``cp.max_points_per_centroid``)."""
-        return self.cp.max_points_per_centroid
+    niter = cp_field("niter", "k-means iterations of each sub-quantizer (``cp.niter``).")
+    seed = cp_field("seed", "k-means seed of sub-quantizer 0 (``cp.seed``; sub-quantizer m uses seed + m).")
+    max_points_per_centroid = cp_field("max_points_per_centroid",
+                                       "Training points kept per sub-centroid (``cp.max_points_per_centroid``).")
 
     @property
     def code_dtype(self) -> torch.dtype:

@@ -16,7 +16,7 @@ import torch
 
 from .. import progress
 from ..arrays import non_negative_int, positive_int
-from ..kmeans import ClusteringParameters
+from ..kmeans import ClusteringParameters, cp_field
 from ..search.choose import SEARCH_MODES
 from ..search.paths import IVFScan
 from .base import _RANGE_BUDGET, SearchParams, _check_range, _params
@@ -112,23 +112,8 @@ class IndexIVF(IVFScan, StoredIndex):
     def max_codes(self, value) -> None:
         self._max_codes = non_negative_int(0 if value is None else value, "max_codes")
 
-    @property
-    def niter(self) -> int:
-        """Coarse k-means iterations (``cp.niter``)."""
-        return self.cp.niter
-
-    @niter.setter
-    def niter(self, value) -> None:
-        self.cp.niter = value
-
-    @property
-    def seed(self) -> int:
-        """Coarse k-means seed (``cp.seed``)."""
-        return self.cp.seed
-
-    @seed.setter
-    def seed(self, value) -> None:
-        self.cp.seed = value
+    niter = cp_field("niter", "Coarse k-means iterations (``cp.niter``).")
+    seed = cp_field("seed", "Coarse k-means seed (``cp.seed``).")
 
     @property
     def is_trained(self) -> bool:
