@@ -7,12 +7,17 @@ import numpy as np
 import torch
 
 
-def members(labels: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
-    """Bool like ``labels``: which are in ``chosen`` (int64). A dense table over chosen's range where
-    that range is small, else a sorted search: memory by the counts, not by the label values."""
+def members(labels: torch.Tensor, chosen: torch.Tensor, bound: int | None = None) -> torch.Tensor:
+    """Bool like ``labels``: which are in ``chosen`` (int64). A dense table where the labels (known to
+    lie in [0, bound)) or chosen's range are small, else a sorted search: memory by the counts, not by
+    the label values."""
     if chosen.numel() == 0 or labels.numel() == 0:
         return torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
     chosen = chosen.to(labels.device)
+    if bound is not None and bound <= _dense_limit(labels.numel()):  # one gather, as a label mask costs
+        table = torch.zeros(bound, dtype=torch.bool, device=labels.device)
+        table[chosen[(chosen >= 0) & (chosen < bound)]] = True
+        return table.index_select(0, labels.reshape(-1)).view(labels.shape)
     lo, hi = int(chosen.min()), int(chosen.max())
     if hi - lo < _dense_limit(labels.numel() + chosen.numel()):
         table = torch.zeros(hi - lo + 1, dtype=torch.bool, device=labels.device)
@@ -40,12 +45,14 @@ class IDSelector:
         """True when ``label`` is selected."""
         raise NotImplementedError
 
-    def select(self, labels: torch.Tensor) -> torch.Tensor:
-        """Bool like the int64 tensor ``labels``: which are selected. Selectors that only define
-        ``mask`` / ``is_member`` (user subclasses) get a dense mask where the labels are small, else
-        one is_member call per distinct label."""
+    def select(self, labels: torch.Tensor, bound: int | None = None) -> torch.Tensor:
+        """Bool like the int64 tensor ``labels``: which are selected (``bound``: the labels are known
+        to lie in [0, bound)). Selectors that only define ``mask`` / ``is_member`` (user subclasses)
+        get a dense mask where the labels are small, else one is_member call per distinct label."""
         if labels.numel() == 0:
             return torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
+        if bound is not None and bound <= _dense_limit(labels.numel()):
+            return self.mask(bound, labels.device).index_select(0, labels.reshape(-1)).view(labels.shape)
         lo, hi = int(labels.min()), int(labels.max())
         if lo >= 0 and hi < _dense_limit(labels.numel()):
             return self.mask(hi + 1, labels.device)[labels]
@@ -72,7 +79,7 @@ class IDSelectorRange(IDSelector):
         """True when imin <= label < imax."""
         return self.imin <= int(label) < self.imax
 
-    def select(self, labels):
+    def select(self, labels, bound=None):
         return (labels >= self.imin) & (labels < self.imax)
 
 
@@ -106,8 +113,8 @@ class IDSelectorBatch(IDSelector):
         """True when ``label`` is one of the ids."""
         return bool((self.ids == int(label)).any())
 
-    def select(self, labels):
-        return members(labels, self.ids)
+    def select(self, labels, bound=None):
+        return members(labels, self.ids, bound)
 
 
 IDSelectorArray = IDSelectorBatch  # Faiss's sorted-array variant: the same selection
@@ -126,8 +133,8 @@ class IDSelectorNot(IDSelector):
         """True when ``label`` is not selected by sel."""
         return not self.sel.is_member(label)
 
-    def select(self, labels):
-        return ~self.sel.select(labels)
+    def select(self, labels, bound=None):
+        return ~self.sel.select(labels, bound)
 
 
 class IDSelectorAnd(IDSelector):
@@ -143,8 +150,8 @@ class IDSelectorAnd(IDSelector):
         """True when both selectors select ``label``."""
         return self.lhs.is_member(label) and self.rhs.is_member(label)
 
-    def select(self, labels):
-        return self.lhs.select(labels) & self.rhs.select(labels)
+    def select(self, labels, bound=None):
+        return self.lhs.select(labels, bound) & self.rhs.select(labels, bound)
 
 
 class IDSelectorOr(IDSelector):
@@ -160,8 +167,8 @@ class IDSelectorOr(IDSelector):
         """True when either selector selects ``label``."""
         return self.lhs.is_member(label) or self.rhs.is_member(label)
 
-    def select(self, labels):
-        return self.lhs.select(labels) | self.rhs.select(labels)
+    def select(self, labels, bound=None):
+        return self.lhs.select(labels, bound) | self.rhs.select(labels, bound)
 
 
 def _check(sel) -> IDSelector:

@@ -85,8 +85,8 @@ class _ShiftedSelector(IDSelector):
     def __init__(self, sel: IDSelector, offset: int):
         self.sel, self.offset = sel, offset
 
-    def select(self, labels):
-        return self.sel.select(labels + self.offset)
+    def select(self, labels, bound=None):
+        return self.sel.select(labels + self.offset, None if bound is None else bound + self.offset)
 
     def is_member(self, label):
         return self.sel.is_member(int(label) + self.offset)

@@ -191,9 +191,11 @@ class Index:
     def _selected(self, allowed, labels: torch.Tensor) -> torch.Tensor:
         """Bool like ``labels``: which of these stored labels SearchParams.allowed (a bool mask over
         labels, a collection of labels or an IDSelector) lets through. Memory by len(labels) and the
-        selection's size, never by label values (hashed 64-bit ids)."""
+        selection's size, never by label values (hashed 64-bit ids); stored labels lie below
+        next_label, so small label spaces take one dense table."""
+        bound = self.next_label
         if isinstance(allowed, IDSelector):
-            return allowed.select(labels)
+            return allowed.select(labels, bound)
         if isinstance(allowed, np.ndarray) and allowed.dtype == np.bool_:
             allowed = torch.from_numpy(allowed)
         if isinstance(allowed, torch.Tensor) and allowed.dtype == torch.bool:
@@ -209,7 +211,7 @@ class Index:
                             f"IDSelector, got {type(allowed).__name__}")
         else:
             chosen = torch.tensor([whole(i, "params.allowed label") for i in allowed], dtype=torch.int64)
-        return members(labels, chosen)
+        return members(labels, chosen, bound)
 
     # ---- public API ------------------------------------------------------------------------
     def search(self, x, k, *, params: SearchParams | None = None, D=None, I=None):

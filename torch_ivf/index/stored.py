@@ -160,7 +160,7 @@ class StoredIndex(Index):
             ids = label_tensor(ids, self.device)
         if self.ntotal == 0:
             return 0
-        return self.invlists.remove(self._selected(ids, self.invlists.labels()))
+        return self.invlists.remove(self._selected(ids, self._live_labels()[1]))
 
     def reset(self) -> None:
         """Drop every stored vector (training is kept; labels restart at 0 as in Faiss)."""
@@ -178,10 +178,20 @@ class StoredIndex(Index):
         through _allowed_at; rows no vector owns are False."""
         if allowed is None:
             return None
-        pos, _ = self.invlists.live_positions()
+        pos, stored = self._live_labels()
         mask = torch.zeros(self.invlists.rows, dtype=torch.bool, device=self.device)
-        mask[pos] = self._selected(allowed, self.invlists.labels_at(pos))
+        mask[pos] = self._selected(allowed, stored)
         return mask
+
+    def _live_labels(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(slab rows, labels) of the stored vectors in list order, kept until the lists change."""
+        key = (id(self.invlists), self.invlists.version)
+        cached = self.__dict__.get("_live_cache")
+        if cached is None or cached[0] != key:
+            pos, _ = self.invlists.live_positions()
+            cached = (key, pos, self.invlists.labels_at(pos))
+            self._live_cache = cached  # concurrent searches may both build it: the same tensors
+        return cached[1], cached[2]
 
     def _allowed_at(self, mask: torch.Tensor, pos) -> torch.Tensor:
         """Whether slab rows pos (a tensor of any shape, or a slice) pass the _allowed_mask filter.
