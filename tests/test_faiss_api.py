@@ -152,3 +152,19 @@ def test_sorted_range_bounds_match_faiss(imin, imax):
                 len(ids), lib.swig_ptr(ids), lib.swig_ptr(j[:1]), lib.swig_ptr(j[1:]))
             got.append(j)
         np.testing.assert_array_equal(*got)
+
+
+def test_callback_selector_matches_batch(data):
+    xb, xq = data
+    subset = np.random.RandomState(9).choice(len(xb), 50, replace=False)
+    got = []
+    for lib in (tfaiss, faiss):
+        index = lib.index_factory(16, "IVF8,Flat")
+        index.train(xb)
+        index.add(xb)
+        ref = index.search(xq, 5, params=lib.SearchParametersIVF(sel=lib.IDSelectorBatch(subset), nprobe=8))[1]
+        sel = lib.PyCallbackIDSelector(lambda i: i in subset)
+        new = index.search(xq, 5, params=lib.SearchParametersIVF(sel=sel, nprobe=8))[1]
+        np.testing.assert_array_equal(ref, new)
+        got.append(new)
+    assert np.isin(got[0][got[0] >= 0], subset).all()

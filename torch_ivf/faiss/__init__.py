@@ -17,7 +17,7 @@ from .indexes import (DirectMap, IndexFlat, IndexFlat1D, IndexFlatIP, IndexFlatI
                       IndexIVFPQPanorama, IndexIVFScalarQuantizer, IndexPQ, Panorama, IndexRefine, IndexRefineFlat,
                       IndexScalarQuantizer)
 from .utils import (IO_FLAG_ONDISK_SAME_DIR, IO_FLAG_PQ_SKIP_SDC_TABLE, IO_FLAG_READ_ONLY, IO_FLAG_SKIP_IVF_DATA,
-                    IO_FLAG_SKIP_PRECOMPUTE_TABLE, IO_FLAG_SKIP_STORAGE, IDSelectorTranslated, read_ProductQuantizer,
+                    IO_FLAG_SKIP_PRECOMPUTE_TABLE, IO_FLAG_SKIP_STORAGE, IDSelectorTranslated, PyCallbackIDSelector, read_ProductQuantizer,
                     swig_ptr, write_ProductQuantizer)
 from .utils import (IDSelectorAll, IDSelectorBitmap, IDSelectorRange, IDSelectorXOr, IndexIVFStats, IVFSearchParameters,
                     Kmeans, ParameterSpace, SearchParameters, SearchParametersIVF, SIMDConfig, SIMDLevel_ARM_NEON,

@@ -329,6 +329,23 @@ class IDSelectorTranslated(_sel.IDSelector):
         return self.sel.is_member(label)
 
 
+class PyCallbackIDSelector(_sel.IDSelector):
+    """Faiss's ``PyCallbackIDSelector(is_member)``: ids for which the Python function returns true.
+    The function is called once per id the index has handed out, per search (slow for large indexes:
+    an IDSelectorBatch of the ids is the fast form)."""
+
+    def __init__(self, callback):
+        if not callable(callback):
+            raise FaissTypeError(f"callback must be callable, got {type(callback).__name__}")
+        self.callback = callback
+
+    def mask(self, size, device):
+        return torch.tensor([bool(self.callback(i)) for i in range(size)], dtype=torch.bool, device=device)
+
+    def is_member(self, label):
+        return bool(self.callback(int(label)))
+
+
 class IDSelectorAll(_sel.IDSelector):
     """Every label (Faiss's IDSelectorAll)."""
 
