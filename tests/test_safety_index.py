@@ -523,3 +523,14 @@ def test_any_magnitude_refused_or_ranked_finite(exponent, sign, dtype):
         return
     D_, I_ = index.search(x[:3], 5)
     assert np.isfinite(D_).all() and (I_ >= 0).all()
+
+
+def test_copies_get_their_own_lock():
+    import copy
+
+    index = _ivf()
+    twin = copy.deepcopy(index)
+    assert twin._rw is not index._rw
+    np.testing.assert_array_equal(twin.search(XQ, 5)[1], index.search(XQ, 5)[1])
+    twin.add(XB[200:210])
+    assert twin.ntotal == index.ntotal + 10

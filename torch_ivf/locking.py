@@ -27,6 +27,10 @@ class RWLock:
         self._waiting = 0  # writers queued
         self._local = threading.local()  # per thread: read depth, and whether it counts in _readers
 
+    def __reduce__(self):
+        # a copied index (copy.deepcopy, pickle) gets a lock of its own, held by no one
+        return RWLock, ()
+
     def acquire_read(self) -> None:
         local = self._local
         depth = getattr(local, "depth", 0)
