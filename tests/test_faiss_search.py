@@ -159,3 +159,20 @@ def test_flat_1d_matches_faiss():
     np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-4, atol=1e-4)
     back = tfaiss.deserialize_index(tfaiss.serialize_index(tfaiss.IndexFlat1D()))
     assert type(back) is tfaiss.IndexFlat1D
+
+
+def test_update_vectors_matches_faiss(data):
+    xb, xq = data
+    ours, ref = _pair("IVF16,Flat", xb)
+    ids = np.array([3, 100, 999], dtype=np.int64)
+    new = np.random.RandomState(10).rand(3, D).astype("float32")
+    for index in (ours, ref):
+        with pytest.raises(RuntimeError):
+            index.update_vectors(ids, new)  # no direct map yet
+        index.make_direct_map()
+        index.update_vectors(ids, new)
+        index.nprobe = 16
+    np.testing.assert_array_equal(ours.search(xq, 10)[1], ref.search(xq, 10)[1])
+    np.testing.assert_array_equal(ours.reconstruct(100), new[1])
+    with pytest.raises(RuntimeError):
+        ours.update_vectors(np.array([5000], dtype=np.int64), new[:1])

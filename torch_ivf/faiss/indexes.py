@@ -21,7 +21,7 @@ from .stats import cvar
 _PUBLIC = ("__init__", "train", "add", "add_with_ids", "search", "range_search", "remove_ids", "reconstruct",
            "reconstruct_n", "reconstruct_batch", "merge_from", "assign", "sa_encode", "sa_decode",
            "search_and_reconstruct", "set_direct_map_type", "make_direct_map", "get_list_size",
-           "search_preassigned", "range_search_preassigned")
+           "search_preassigned", "range_search_preassigned", "update_vectors")
 
 
 def _numpy(t):
@@ -314,6 +314,18 @@ class _IVF(FaissIndex):
         if self.direct_map.type == DirectMap.Array:
             raise FaissValueError("remove_ids is not supported with an Array direct map (use Hashtable)")
         return super().remove_ids(_selection(sel))
+
+    def update_vectors(self, ids, x) -> None:
+        """Faiss's update_vectors: replace the stored vectors of ``ids`` (each stored once) by x (n, d),
+        in the lists they now fall into; needs a direct map, as in Faiss."""
+        if self.direct_map.type == DirectMap.NoMap:
+            raise FaissValueError("update_vectors needs a direct map: call make_direct_map() or "
+                                  "set_direct_map_type() first")
+        xv, _ = self._vectors(_rows(x))
+        ids = self._ids(np.asarray(_numpy(ids), dtype=np.int64).reshape(-1), xv.shape[0])
+        self._positions_of(ids)  # every id must be stored (raises before anything changes)
+        StoredIndex.remove_ids(self, ids)
+        StoredIndex.add_with_ids(self, xv, ids)
 
     def set_direct_map_type(self, type_) -> None:
         """DirectMap.NoMap, Array (ids 0..ntotal-1 only) or Hashtable; reconstruct needs one set."""
