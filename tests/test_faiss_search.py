@@ -176,3 +176,30 @@ def test_update_vectors_matches_faiss(data):
     np.testing.assert_array_equal(ours.reconstruct(100), new[1])
     with pytest.raises(RuntimeError):
         ours.update_vectors(np.array([5000], dtype=np.int64), new[:1])
+
+
+@pytest.mark.parametrize("d,levels", [(65, 4), (63, 8), (100, 7), (33, 32)])
+@pytest.mark.parametrize("metric", [faiss.METRIC_L2, faiss.METRIC_INNER_PRODUCT])
+def test_panorama_levels_need_not_divide_d(d, levels, metric):
+    rs = np.random.RandomState(d)
+    xb, xq = rs.rand(2000, d).astype("float32"), rs.rand(20, d).astype("float32")
+    ref = faiss.IndexIVFFlatPanorama(faiss.IndexFlat(d, metric), d, 8, levels, metric)
+    ref.train(xb)
+    ref.add(xb)
+    q = tfaiss.IndexFlat(d, metric)
+    q.add(ref.quantizer.reconstruct_n(0, 8))
+    ours = tfaiss.IndexIVFFlatPanorama(q, d, 8, levels, metric)
+    ours.add(xb)
+    exact = tfaiss.IndexIVFFlat(q, d, 8, metric)
+    exact.add(xb)
+    for index in (ours, ref, exact):
+        index.nprobe = 3
+    (D1, I1), (D2, I2), (D3, I3) = ours.search(xq, 10), ref.search(xq, 10), exact.search(xq, 10)
+    np.testing.assert_allclose(D1, D2, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(D1, D3, rtol=1e-5, atol=1e-4)  # pruning is exact
+    assert (I1 == I2).mean() > 0.98  # near-ties aside
+    with pytest.raises(ValueError, match="divide"):
+        tfaiss.IndexIVFFlatPanorama(d, 8, levels, transform=True)
+    for lib in (tfaiss, faiss):
+        with pytest.raises(RuntimeError):  # more levels than dimensions
+            lib.IndexIVFFlatPanorama(lib.IndexFlatL2(d), d, 8, d + 1, lib.METRIC_L2)

@@ -71,7 +71,9 @@ def test_transform_filters_persistence(data, tmp_path, device):
 
 
 def test_bad_input():
+    with pytest.raises(ValueError, match="n_levels"):  # the transform's blocks must divide d
+        ti.IndexIVFFlatPanorama(64, 16, 7, transform=True)
     with pytest.raises(ValueError, match="n_levels"):
-        ti.IndexIVFFlatPanorama(64, 16, 7)
+        ti.IndexIVFFlatPanorama(64, 16, 65)
     with pytest.raises(ValueError, match="norm_dtype"):
         ti.IndexIVFFlatPanorama(64, 16, 8, norm_dtype="bf16")

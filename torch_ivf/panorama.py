@@ -79,8 +79,23 @@ class PanoramaStats:
 panorama_stats = PanoramaStats()  # process-wide accumulator (Faiss: faiss.cvar.indexPanorama_stats)
 
 
+def level_width(d: int, n_levels: int) -> int:
+    """Dimensions per level: ceil(d / L), so that L levels cover d even when L does not divide it (the
+    last levels are then narrower, or empty); level j is [min(j*w, d), min((j+1)*w, d))."""
+    return -(-d // n_levels)
+
+
+def level_slice(d: int, n_levels: int, j: int) -> slice:
+    """The dimensions of level j."""
+    w = level_width(d, n_levels)
+    return slice(min(j * w, d), min((j + 1) * w, d))
+
+
 def suffix_norms(y: torch.Tensor, n_levels: int) -> torch.Tensor:
-    """(n, L): ||y[:, j*dl:]|| for each level j (the part not yet scanned before level j)."""
+    """(n, L): ||y[:, start_j:]|| for each level j (the part not yet scanned before level j)."""
+    d = y.shape[1]
+    if d % n_levels:  # uneven levels: zero columns up to L * ceil(d / L) change no norm
+        y = torch.nn.functional.pad(y.float(), (0, n_levels * level_width(d, n_levels) - d))
     e = y.float().pow(2).view(y.shape[0], n_levels, -1).sum(-1)
     return e.flip(1).cumsum(1).flip(1).clamp_min(0).sqrt()
 

@@ -10,6 +10,7 @@ import torch
 from .. import kernels
 from ..arrays import take_rows
 from ..codecs import PanoramaFlatCodec
+from ..panorama import level_slice
 from ..search.common import scanned_rows
 from ..search.state import PanoramaFlatState
 from .ivf import faiss_form
@@ -26,7 +27,8 @@ class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
 
     Args:
         d, nlist, metric, nprobe: as for IndexIVFFlat (d may be Faiss's leading quantizer).
-        n_levels: levels the d dimensions are split into (must divide d).
+        n_levels: levels the d dimensions are split into (ceil(d / n_levels) each, the last ones
+            narrower when n_levels does not divide d; with transform=True it must divide d).
         transform: learn a PanoramaTransform first (off by default: flat codes lose nothing to
             uneven energy, but pruning needs it front-loaded).
         cap: the transform's cap on one level's energy, in multiples of the mean.
@@ -35,7 +37,8 @@ class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
         device, search_mode, max_codes, seed, niter, quantizer, verbose: as for IndexIVFFlat.
 
     Raises:
-        ValueError: n_levels not dividing d, a dtype other than float32, or a bad IndexIVFFlat argument.
+        ValueError: n_levels not dividing d with transform=True, a dtype other than float32, or a bad
+            IndexIVFFlat argument.
         TypeError: a non-bool transform.
     """
 
@@ -48,7 +51,10 @@ class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
                  transform: bool = False, cap: float = 1e9, norm_dtype: str = "float32", device=None,
                  dtype=torch.float32, search_mode: str = "auto", max_codes: int = 0, seed: int = 1234,
                  niter: int = 20, quantizer=None, verbose: bool | None = None):
-        self._init_levels(n_levels, transform, cap, norm_dtype, ("d", d))
+        # levels may split d unevenly (as in Faiss), except for the transform's rotation blocks
+        self._init_levels(n_levels, transform, cap, norm_dtype, ("d", d) if transform else None)
+        if isinstance(d, int) and 0 < d < self.n_levels:
+            raise ValueError(f"n_levels must be at most d={d}, got n_levels={n_levels}")
         if dtype not in (torch.float32, "float32"):
             raise ValueError("dtype must be float32 for IndexIVFFlatPanorama (half storage is not supported yet)")
         IndexIVFFlat.__init__(self, d, nlist, metric, nprobe, device=device, dtype=dtype,
@@ -74,11 +80,11 @@ class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
         return ct + torch.zeros_like(pos, dtype=torch.float32)
 
     def _pairs_fns(self, ctx):
-        dl, coef = self.d // self.n_levels, self._coef()
+        coef = self._coef()
         vec, q = self.invlists.field("vectors"), ctx.q
 
         def level_part(qi, pos, j):  # qi, pos broadcastable
-            sl = slice(j * dl, (j + 1) * dl)
+            sl = level_slice(self.d, self.n_levels, j)
             return coef * (take_rows(q[:, sl], qi) * take_rows(vec[:, sl], pos).float()).sum(-1)
 
         def exact(qi, pos, ct):

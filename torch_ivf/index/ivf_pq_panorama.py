@@ -17,7 +17,7 @@ from .. import kernels
 from ..arrays import positive_int, take_rows
 from ..codecs.panorama import NORM_DTYPES, PanoramaPQCodec
 from ..panorama import (WAVE_PAIRS, PanoramaStats, bound_slack, merge_ragged, panorama_stats, pruned_scores,
-                        ragged_kth, suffix_norms)
+                        level_width, ragged_kth, suffix_norms)
 from ..search.common import SCORE_BUDGET, scanned_rows
 from ..search.state import PanoramaPQState
 from ..topk import running_topk, topk_first
@@ -41,9 +41,9 @@ class PanoramaScan:
     graph_safe_kernels = True
 
     # ---- levels, transform and tail norms (shared by both Panorama indexes) ------------------
-    def _init_levels(self, n_levels, transform, cap, norm_dtype, divided: tuple[str, object]) -> None:
+    def _init_levels(self, n_levels, transform, cap, norm_dtype, divided: tuple[str, object] | None) -> None:
         positive_int(n_levels, "n_levels")
-        name, value = divided
+        name, value = divided or ("", None)
         if isinstance(value, (int, np.integer)) and value > 0 and value % n_levels:
             raise ValueError(f"n_levels must divide {name}={value}, got n_levels={n_levels}")
         if not isinstance(transform, bool):
@@ -117,7 +117,7 @@ class PanoramaScan:
         dense (no index bookkeeping); the few survivors continue pairwise."""
         level_part, exact = self._pairs_fns(ctx)
         ytail, qtail, coef = self.invlists.field("tails"), ctx.qtail, self._coef()
-        stats, dl = ctx.stats, self.d // self.n_levels
+        stats, dl = ctx.stats, level_width(self.d, self.n_levels)
         qb = qsel[:, None]
         base = self._base(ctx, pos, ct)
         partial = base + level_part(qb, pos, 0)
@@ -275,7 +275,7 @@ class PanoramaScan:
         order) is carried beside it for _wave_exact."""
         level_fn = sc["level"]
         qt, yt, stats = sc["qt"], sc["yt"], ctx.stats
-        L, dl = self.n_levels, self.d // self.n_levels
+        L, dl = self.n_levels, level_width(self.d, self.n_levels)
         stats.total_dims += qi.shape[0] * self.d
         if mask is not None:  # filtered-out rows are never scanned and never set the threshold
             sel = torch.nonzero(self._allowed_at(mask, pos)).squeeze(1)
