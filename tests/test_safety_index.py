@@ -534,3 +534,17 @@ def test_copies_get_their_own_lock():
     np.testing.assert_array_equal(twin.search(XQ, 5)[1], index.search(XQ, 5)[1])
     twin.add(XB[200:210])
     assert twin.ntotal == index.ntotal + 10
+
+
+def test_copies_leave_search_caches_behind():
+    """What a GPU search caches (captured CUDA graphs and the lock serialising their replay) is not
+    copied: a copy, or a copy moved to another device, starts without them."""
+    import copy
+    import threading
+
+    index = _ivf()
+    index.__dict__.update(_graphs={"key": object()}, _graph_lock=threading.Lock(), _graph_stat_scales={})
+    twin = copy.deepcopy(index)
+    assert not {"_graphs", "_graph_lock", "_graph_stat_scales"} & set(vars(twin))
+    assert "_graph_lock" in vars(index)  # the original keeps its caches
+    np.testing.assert_array_equal(twin.search(XQ, 5)[1], index.search(XQ, 5)[1])

@@ -115,6 +115,13 @@ class Index:
         super().__init_subclass__(**kwargs)
         guard_methods(cls, _READS, _WRITES, _UNDONE, snapshot)
 
+    # per-process search caches: captured CUDA graphs (and their lock) cannot be copied, and a copy
+    # captures its own on its first small search
+    _UNCOPIED = ("_graphs", "_graph_lock", "_graph_stat_scales")
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in self._UNCOPIED}
+
     ops_parallel = True  # CPU search in few large ops: threads inside them (IVF: many small ops, cost.py)
 
     def __init__(self, d: int, metric="l2", *, device=None, dtype=torch.float32):
