@@ -155,15 +155,14 @@ def find_minilm_shards(max_shards: int | None = None) -> list[str]:
     cands = []
     if os.environ.get("BENCH_DATA_DIR"):
         cands.append(os.environ["BENCH_DATA_DIR"])
-    cands += [os.path.join(REPO, "..", "shared", "data"), os.path.join(REPO, "shared", "data"),
-              os.path.join(REPO, ".data")]
+    cands.append(os.path.join(REPO, ".data"))
     for c in cands:
         files = sorted(glob.glob(os.path.join(c, "manpages-minilm-*.npy")))
         if files:
             return files[:max_shards] if max_shards else files
     raise DatasetUnavailable(
         "MiniLM embeddings not found (looked for manpages-minilm-*.npy in $BENCH_DATA_DIR, "
-        "../shared/data, shared/data, .data): skipping the real-embedding dataset")
+        ".data): skipping the real-embedding dataset")
 
 
 def make_minilm(nq: int = 5000, *, max_shards: int | None = None, seed: int = 0):

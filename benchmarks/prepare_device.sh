@@ -20,7 +20,7 @@ if ! ls .whl/torch_ivf-0.1.1-*.whl >/dev/null 2>&1; then
     $PY -m pip download --no-deps --only-binary=:all: -d .whl torch-ivf==0.1.1
   fi
 fi
-DATA=${BENCH_DATA_DIR:-../shared/data}
+DATA=${BENCH_DATA_DIR:-.data}
 for s in 0 1; do
   if [ -f "$DATA/manpages-minilm-$s.npy" ] && [ ! -f ".data/manpages-minilm-$s.npy" ]; then
     cp "$DATA/manpages-minilm-$s.npy" .data/

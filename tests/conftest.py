@@ -22,9 +22,9 @@ def clustered(n: int, d: int, *, centres: int = 50, seed: int = 0) -> np.ndarray
 
 
 # Real MiniLM embeddings of man-page passages (manpages-minilm-*.npy, never committed): $BENCH_DATA_DIR,
-# as for the benchmarks, else the data folder CI lays beside the checkout.
+# as for the benchmarks, else .data/ in the checkout.
 _DATA_DIRS = [Path(os.environ["BENCH_DATA_DIR"])] if os.environ.get("BENCH_DATA_DIR") else []
-_DATA_DIRS.append(Path(__file__).resolve().parent.parent.parent / "shared" / "data")
+_DATA_DIRS.append(Path(__file__).resolve().parent.parent / ".data")
 
 
 def minilm_sample(n: int) -> np.ndarray:

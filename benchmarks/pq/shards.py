@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.environ.get("BENCH_DATA_DIR", os.path.join(HERE, "..", "..", "..", "shared", "data"))
+SRC = os.environ.get("BENCH_DATA_DIR", os.path.join(HERE, "..", "..", ".data"))
 
 
 def pack(dest: str, shards: list[int]) -> None:

@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY="${PYTHON:-python}"
 DEST="${DEST:-.gpu_stores}"
-SRC="${BENCH_DATA_DIR:-$(cd .. && pwd)/shared/data}"
+SRC="${BENCH_DATA_DIR:-$PWD/.data}"
 # filter_starvation reads 10,000 + 200 passages, delete_add_rounds 20,000 * (1 + 3 * 10%) = 26,000,
 # from_documents 20,000: the first 26,000 cover all three.
 ROWS="${ROWS:-26000}"
