@@ -14,6 +14,7 @@ dropped between variants, so a forced row never replays another variant's graph.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -54,8 +55,11 @@ class Run:
 
 
 class Forced:
-    def __init__(self, triton=True, chunk=None, graphs_on=True):
-        self.triton, self.chunk, self.graphs_on = triton, chunk, graphs_on
+    """A forced path: Triton on/off, IVFFlat's row chunk, graph replay, and the search mode (None: the
+    index's own, i.e. auto), applied to the index by sweep()."""
+
+    def __init__(self, triton=True, chunk=None, graphs_on=True, mode=None):
+        self.triton, self.chunk, self.graphs_on, self.mode = triton, chunk, graphs_on, mode
 
     def __enter__(self):
         from torch_ivf import kernels
@@ -71,6 +75,24 @@ class Forced:
         from torch_ivf import kernels
         from torch_ivf.search import cost, graphs
         kernels.enabled, cost.flat_chunk_rows, graphs.GRAPH_MAX_NQ = self.saved
+
+
+# the paths of a GPU without Triton: auto's choice, and each mode forced
+NO_TRITON = {"no-triton": Forced(triton=False), "no-triton grouped": Forced(triton=False, mode="grouped"),
+             "no-triton matrix": Forced(triton=False, mode="matrix")}
+
+
+@contextlib.contextmanager
+def search_mode(index, mode):
+    target = getattr(index, "base", index)  # IndexRefine: its base index scans
+    saved = getattr(target, "search_mode", None)
+    if mode is not None and saved is not None:
+        target.search_mode = mode
+    try:
+        yield
+    finally:
+        if saved is not None:
+            target.search_mode = saved
 
 
 def drop_graphs(index):
@@ -96,11 +118,11 @@ def sweep(run, dataset, iname, index, q, gt, variants, nqs, profile=(1, 64)):
             ref = index.search(x, 10)[1]
         for vname, forced in variants.items():
             try:
-                with forced:
+                with forced, search_mode(index, forced.mode):
                     drop_graphs(index)
                     fn = lambda: index.search(x, 10)  # noqa: E731
                     I = fn()[1]
-                    row = timed(fn, nq, sync, budget_s=0.25, min_reps=3, max_reps=30)
+                    row = timed(fn, nq, sync, budget_s=0.2, min_reps=3, max_reps=30)
                     row["recall"] = recall(I.cpu().numpy(), gt[:nq])
                     row["same_ids_vs_torch"] = round(float((I == ref).float().mean()), 5)
                     if vname == "auto" and nq in profile and DEV.type == "cuda":
@@ -191,8 +213,8 @@ def clustered(run, args, d):
     ivf.add(xb)
     run.emit({"built": name, "s": round(time.time() - t, 1), "max_list": ivf.invlists.max_size})
     cpu_check(run, name, "IVFFlat", ivf, q)
-    variants = {"auto": Forced(), "no-triton": Forced(triton=False), "whole-lists": Forced(chunk=0)}
-    nqs = [n for n in (NQS if d == 128 else (1, 4, 16, 64, 256, 1024, 19600)) if n in nqs_all]
+    variants = {"auto": Forced(), "whole-lists": Forced(chunk=0), **NO_TRITON}
+    nqs = [n for n in NQS if n in nqs_all]
     sweep(run, name, "IVFFlat", ivf, q, gt, variants, nqs)
     flat = ti.IndexFlat(d, device=dev)
     flat.add(xb)
@@ -221,7 +243,7 @@ def minilm(run, args):
     nlist, nqs = 256, (1, 4, 16, 64, 256, 1024)
     if SMOKE:
         xb, xq, nlist, nqs = xb[:6000], xq[:16], 64, (1, 4)
-    both = {"auto": Forced(), "no-triton": Forced(triton=False)}
+    both = {"auto": Forced(), **NO_TRITON}
     ivf = ti.IndexIVFFlat(384, nlist, metric, nprobe=16, niter=10, device=dev)
     ivf.train(xb)
     ivf.add(xb)
@@ -267,7 +289,7 @@ def main():
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--old-dir", default=None)
     ap.add_argument("--budget", type=float, default=420)
-    ap.add_argument("--parts", default="c128,minilm,c384")
+    ap.add_argument("--parts", default="c128,minilm,c384,c768")
     args = ap.parse_args()
     with open(args.out, "a") as out:
         run = Run(out, args.budget)
@@ -279,7 +301,7 @@ def main():
                 continue
             try:
                 {"c128": lambda: clustered(run, args, 128), "c384": lambda: clustered(run, args, 384),
-                 "minilm": lambda: minilm(run, args)}[part]()
+                 "c768": lambda: clustered(run, args, 768), "minilm": lambda: minilm(run, args)}[part]()
             except Exception as e:
                 run.emit({"part": part, "error": repr(e)[:500]})
         run.emit({"done": True})
