@@ -228,6 +228,26 @@ def clustered(run, args, d):
     torch.cuda.empty_cache()
 
 
+def ten_million(run, args):
+    """10M x 128 clustered (sampled on the GPU), IVF4096, nprobe 32: the issue's large-list nq = 1 point."""
+    import torch_ivf as ti
+    from benchmarks.datasets import TorchMixture, exact_top_torch
+    n, nqs = (200_000, (1, 4)) if SMOKE else (10_000_000, (1, 4, 16, 64, 256, 1024))
+    mix = TorchMixture(128, seed=1, device=str(DEV))
+    xb, q = mix.sample(n), mix.sample(max(nqs))
+    gt = exact_top_torch(xb, q, 10).cpu().numpy()
+    name = f"clustered-{n}-128"
+    t = time.time()
+    ivf = ti.IndexIVFFlat(128, 4096, nprobe=32, niter=10, device=DEV)
+    ivf.train(xb[:1_000_000])
+    ivf.add(xb)
+    run.emit({"built": name, "s": round(time.time() - t, 1), "max_list": ivf.invlists.max_size})
+    del xb
+    sweep(run, name, "IVFFlat nprobe32", ivf, q, gt, {"auto": Forced(), **NO_TRITON}, nqs)
+    del ivf
+    torch.cuda.empty_cache()
+
+
 def minilm(run, args):
     import torch_ivf as ti
     from benchmarks.pq.bench_pq import load_minilm
@@ -289,7 +309,7 @@ def main():
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--old-dir", default=None)
     ap.add_argument("--budget", type=float, default=420)
-    ap.add_argument("--parts", default="c128,minilm,c384,c768")
+    ap.add_argument("--parts", default="c128,minilm,c384,c10m,c768")
     args = ap.parse_args()
     with open(args.out, "a") as out:
         run = Run(out, args.budget)
@@ -301,7 +321,8 @@ def main():
                 continue
             try:
                 {"c128": lambda: clustered(run, args, 128), "c384": lambda: clustered(run, args, 384),
-                 "c768": lambda: clustered(run, args, 768), "minilm": lambda: minilm(run, args)}[part]()
+                 "c768": lambda: clustered(run, args, 768), "c10m": lambda: ten_million(run, args),
+                 "minilm": lambda: minilm(run, args)}[part]()
             except Exception as e:
                 run.emit({"part": part, "error": repr(e)[:500]})
         run.emit({"done": True})
