@@ -42,9 +42,7 @@ class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
         TypeError: a non-bool transform.
     """
 
-    batched_lists = False  # the bucketed GPU scan would score every row: keep the pruned per-list scan
-    graph_safe = False  # the torch wave scan syncs with the host (sizes of each wave)
-    graph_safe_kernels = True  # IVFFlat's list kernel does not
+    graph_safe_kernels = True  # IVFFlat's list kernel does not wait for the host
 
     @faiss_form
     def __init__(self, d: int, nlist: int, n_levels: int = 8, metric="l2", nprobe: int = 1, *,

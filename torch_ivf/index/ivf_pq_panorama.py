@@ -35,10 +35,42 @@ class PanoramaScan:
     and the fields ``tails`` (suffix norms) in its inverted lists.
     """
 
-    wave_scan = True
     lists_in_parallel = False  # the grouped scan prunes each list against the lists scanned before it
-    graph_safe = False  # the torch wave scan syncs with the host (sizes of each wave); the kernels do not
     graph_safe_kernels = True
+
+    # ---- where the torch scans prune ------------------------------------------------------
+    # On accelerators without Triton (DirectML, MPS, ROCm without it) every path scores every row
+    # with the base index's own scans: the pruned torch scans wait for the host at every wave and
+    # level (sizes of the survivors) and launch ~10 ops per level per wave, so on the H200 they took
+    # 27-47 ms at nq <= 64 where IVFPQ's padded gather took 0.43-4.6 ms (benchmarks/latency).
+    def _dense_here(self) -> bool:
+        """True where this device scans every row (an accelerator without Triton): same results."""
+        return self.device.type != "cpu" and not kernels.available(self.device)
+
+    @property
+    def wave_scan(self) -> bool:
+        """"auto" takes the wave-ordered matrix scan, unless this device scans every row."""
+        return not self._dense_here()
+
+    @property
+    def batched_lists(self) -> bool:
+        # the bucketed GPU scan scores every row: only where this device scans every row anyway
+        return self._dense_here() and super().batched_lists
+
+    @property
+    def graph_safe(self) -> bool:
+        # the torch wave scan syncs with the host (sizes of each wave); the dense paths do not
+        return self._dense_here()
+
+    def _scan_grouped(self, ctx, probe, k, mask, max_codes):
+        if self._dense_here():
+            self._count_dense(ctx, probe, max_codes)
+        return super()._scan_grouped(ctx, probe, k, mask, max_codes)
+
+    def _count_dense(self, ctx, probe, max_codes):
+        """Every dimension of every row counted scanned (no host sync)."""
+        rows = scanned_rows(self.invlists.device_meta()[1][probe], max_codes).sum()
+        ctx.stats.add_counts(torch.stack([rows, rows]), self.d)
 
     # ---- levels, transform and tail norms (shared by both Panorama indexes) ------------------
     def _init_levels(self, n_levels, transform, cap, norm_dtype, divided: tuple[str, object] | None) -> None:
@@ -188,6 +220,8 @@ class PanoramaScan:
             ctx.seed_p[qsel, :values.shape[1]] = pos.gather(1, idx)
 
     def _scan_list(self, ctx, qsel, lst, start, size, k, mask):
+        if self._dense_here():
+            return super()._scan_list(ctx, qsel, lst, start, size, k, mask)
         if ctx.best is None:
             self._seed(ctx, k, mask)
         seeded = ctx.probe[qsel, 0] == lst
@@ -223,6 +257,9 @@ class PanoramaScan:
         """Batched scan in waves of probes by coarse rank; each wave is one parallel pruned pass."""
         if self._pruning_kernel():
             return self._scan_kernel(ctx, probe, k, mask, max_codes)
+        if self._dense_here():
+            self._count_dense(ctx, probe, max_codes)
+            return self._scan_padded(ctx, probe, k, mask, max_codes)
         nq, P = probe.shape
         starts, sizes = self.invlists.device_meta()
         lens = scanned_rows(sizes[probe], max_codes)  # rows past max_codes are not scanned
