@@ -40,7 +40,8 @@ def test_triton_matrix_scan_matches_torch_path(metric, dtype):
 
 
 @pytest.mark.parametrize("metric", ["l2", "ip"])
-@pytest.mark.parametrize("qtype", ["QT_8bit", "QT_8bit_uniform", "QT_fp16", "QT_bf16"])
+@pytest.mark.parametrize("qtype", ["QT_8bit", "QT_8bit_uniform", "QT_fp16", "QT_bf16", "QT_8bit_direct",
+                                   "QT_8bit_direct_signed"])
 @pytest.mark.parametrize("by_residual", [True, False])
 def test_triton_sq_scan_matches_torch_path(metric, qtype, by_residual):
     xb, xq = clustered(30000, 72, centres=300, seed=37), clustered(300, 72, centres=300, seed=38)

@@ -3,6 +3,8 @@ trained index, round trips (persistence, from_faiss/to_faiss, sa codes), remove/
 filters, and bad input that leaves the index unchanged."""
 from __future__ import annotations
 
+import platform
+
 import numpy as np
 import pytest
 import torch
@@ -243,3 +245,89 @@ def test_decode_is_within_half_a_bin(qtype):
         assert np.all(err <= 0.5 * step + 1e-5 * (1 + np.abs(x)))  # truncated to a bin, decoded to its middle
 
     check()
+
+
+DIRECT = [SQ.QT_8bit_direct, SQ.QT_8bit_direct_signed]
+
+
+def _direct_data(qtype, n, d, seed):
+    """Integers in the type's range ([0, 255] or [-128, 127]), the data the direct types are meant for."""
+    low = 0 if qtype == SQ.QT_8bit_direct else -128
+    return np.random.default_rng(seed).integers(low, low + 256, (n, d)).astype(np.float32)
+
+
+@pytest.mark.parametrize("qtype", DIRECT)
+def test_direct_codes_match_faiss(qtype):
+    x = _direct_data(qtype, 300, 33, 1)
+    x[:100] += np.random.default_rng(2).random((100, 33), dtype=np.float32) * 0.999  # truncated
+    if platform.machine() in ("x86_64", "AMD64"):  # out of range wraps modulo 256 (Faiss's cast on x86)
+        x[100:110] = np.linspace(-700, 700, 330, dtype=np.float32).reshape(10, 33)
+    ours, ref = SQ(33, qtype), faiss.ScalarQuantizer(33, qtype)
+    assert ours.is_trained and ours.code_size == ref.code_size == 33
+    ours.train(x)  # nothing to learn, as in Faiss
+    assert ours.trained.numel() == 0 == faiss.vector_to_array(ref.trained).size
+    codes = ours.compute_codes(x)
+    np.testing.assert_array_equal(codes, ref.compute_codes(x))
+    np.testing.assert_array_equal(ours.decode(codes), ref.decode(codes))
+
+
+@pytest.mark.parametrize("qtype", DIRECT)
+@pytest.mark.parametrize("metric,by_residual", [("l2", True), ("l2", False), ("ip", True), ("ip", False)])
+def test_direct_ivf_same_codes_and_ids_as_faiss(qtype, metric, by_residual):
+    xb, xq = _direct_data(qtype, 3000, 33, 3), _direct_data(qtype, 40, 33, 4)
+    f = faiss.IndexIVFScalarQuantizer(faiss.IndexFlat(33, FAISS_METRIC[metric]), 33, 16, qtype,
+                                      FAISS_METRIC[metric], by_residual)
+    f.train(xb)
+    f.add(xb)
+    f.nprobe = 4
+    Df, If = f.search(xq, 10)
+    converted = from_faiss(f)
+    ours = ti.IndexIVFScalarQuantizer(33, 16, qtype, metric, by_residual, nprobe=4)
+    ours.centroids = converted.centroids  # our own encoder on faiss's lists: the same codes
+    ours.add(xb)
+    np.testing.assert_array_equal(ours.sa_encode(xq), f.sa_encode(xq))
+    for index in (converted, ours, to_faiss(ours)):
+        D, I = index.search(xq, 10)
+        np.testing.assert_array_equal(I, If)
+        np.testing.assert_allclose(D, Df, rtol=1e-5, atol=1e-6 * np.abs(Df).max())
+
+
+@pytest.mark.parametrize("qtype", DIRECT)
+def test_direct_flat_from_faiss_factory_and_persistence(qtype, tmp_path):
+    xb, xq = _direct_data(qtype, 2000, 33, 5), _direct_data(qtype, 20, 33, 6)
+    name = "SQ8_direct" if qtype == SQ.QT_8bit_direct else "SQ8_direct_signed"
+    f = faiss.index_factory(33, name)
+    f.add(xb)
+    ours = ti.index_factory(33, name)
+    assert type(ours) is ti.IndexScalarQuantizer and ours.qtype == qtype and ours.is_trained
+    ours.add(xb)
+    back = to_faiss(ours)  # kept: back.codes lives as long as back
+    np.testing.assert_array_equal(faiss.vector_to_array(back.codes), faiss.vector_to_array(f.codes))
+    np.testing.assert_array_equal(ours.search(xq, 10)[1], f.search(xq, 10)[1])
+    np.testing.assert_array_equal(from_faiss(f).search(xq, 10)[1], f.search(xq, 10)[1])
+    np.testing.assert_array_equal(ours.reconstruct_n(0, 50).numpy(), xb[:50])  # integers are exact
+    ivf = ti.index_factory(33, f"IVF16,{name}", nprobe=4)
+    ref = faiss.downcast_index(faiss.index_factory(33, f"IVF16,{name}"))
+    assert ivf.by_residual == bool(ref.by_residual)
+    ivf.train(xb)
+    ivf.add(xb)
+    for index in (ours, ivf):
+        index.save(tmp_path / "direct.tivf")
+        again = ti.read_index(tmp_path / "direct.tivf")
+        assert type(again) is type(index) and again.qtype == qtype
+        for a, b in zip(index.search(xq, 10), again.search(xq, 10)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_qtypes_not_built_are_refused_by_name():
+    for qtype, name in ((faiss.ScalarQuantizer.QT_4bit_tqmse, "QT_4bit_tqmse"), (faiss.ScalarQuantizer.QT_0bit, "QT_0bit"),
+                        (faiss.ScalarQuantizer.QT_2bit_tq, "QT_2bit_tq"), (faiss.ScalarQuantizer.QT_4bit_eden, "QT_4bit_eden")):
+        with pytest.raises(ValueError, match=f"{name} is not supported.*supported: QT_8bit, "):
+            SQ(16, qtype)
+        with pytest.raises(ValueError, match=f"{name} is not supported"):
+            ti.IndexIVFScalarQuantizer(16, 4, name)
+        with pytest.raises(ValueError, match=f"{name} is not supported"):
+            from_faiss(faiss.IndexScalarQuantizer(16, qtype))
+    for description in ("SQtqmse4", "IVF16,SQtq2", "IVF16,SQ0", "SQ7"):
+        with pytest.raises(ValueError, match="supported: SQ8, SQ6, SQ4, SQfp16, SQbf16, SQ8_direct, SQ8_direct_signed"):
+            ti.index_factory(16, description)

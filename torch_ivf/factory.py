@@ -3,7 +3,8 @@
     [IDMap[2],] [transform,] [IVF{nlist},] codec [,refine]
 
 transform: "PanoramaT" (a learned PanoramaTransform; Panorama codecs only). codec: "Flat", "PQ{M}[x{nbits}][np]",
-"PQ{M}[x{nbits}]Panorama{L}", "FlatPanorama{L}", "SQ8" / "SQ6" / "SQ4" / "SQfp16" / "SQbf16". refine: "RFlat" (float16 vectors), "Refine(Flat)"
+"PQ{M}[x{nbits}]Panorama{L}", "FlatPanorama{L}", "SQ8" / "SQ6" / "SQ4" / "SQfp16" / "SQbf16" / "SQ8_direct" /
+"SQ8_direct_signed" (Faiss's names; its "SQ0", "SQtqmse{b}" and "SQtq{b}" are refused by name). refine: "RFlat" (float16 vectors), "Refine(Flat)"
 (float32), "Refine(SQfp16)" (float16). Each codec is one entry of ``_CODECS``.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .index.ivf_pq import IndexIVFPQ
 from .index.ivf_pq_panorama import IndexIVFPQPanorama
 from .index.ivf_sq import IndexIVFScalarQuantizer, IndexScalarQuantizer
 from .index.refine import IndexRefine
-from .sq import QT_4bit, QT_6bit, QT_8bit, QT_bf16, QT_fp16
+from .sq import QT_4bit, QT_6bit, QT_8bit, QT_8bit_direct, QT_8bit_direct_signed, QT_bf16, QT_fp16
 
 _REFINES = {"RFlat": torch.float16, "Refine(Flat)": torch.float32, "Refine(SQfp16)": torch.float16}
 _TRANSFORMS = ("PanoramaT",)
@@ -54,7 +55,8 @@ def _flat_panorama(m, d, nlist, metric, transform, kw):
     return IndexIVFFlatPanorama(d, nlist, int(m.group(1)), metric, transform=transform, **kw)
 
 
-_SQ_TYPES = {"8": QT_8bit, "6": QT_6bit, "4": QT_4bit, "fp16": QT_fp16, "bf16": QT_bf16}
+_SQ_TYPES = {"8": QT_8bit, "6": QT_6bit, "4": QT_4bit, "fp16": QT_fp16, "bf16": QT_bf16,
+             "8_direct": QT_8bit_direct, "8_direct_signed": QT_8bit_direct_signed}
 
 
 def _sq(m, d, nlist, metric, transform, kw):
@@ -71,7 +73,7 @@ _CODECS = [
     (re.compile(r"PQ(\d+)(?:x(\d+))?(?:np)?"), _pq),
     (re.compile(r"PQ(\d+)(?:x(\d+))?Panorama(\d+)"), _pq_panorama),
     (re.compile(r"FlatPanorama(\d+)"), _flat_panorama),
-    (re.compile(r"SQ(8|6|4|fp16|bf16)"), _sq),
+    (re.compile(r"SQ(8|6|4|fp16|bf16|8_direct|8_direct_signed)"), _sq),
 ]
 
 
@@ -119,4 +121,7 @@ def index_factory(d: int, description: str, metric="l2", **kwargs):
             except _Unsupported:
                 raise unsupported from None
             return index if refine is None else IndexRefine(index, k_factor, refine)
+    if stages[0].startswith("SQ"):
+        raise ValueError(f"unsupported scalar quantizer {stages[0]!r} in {description!r}; supported: "
+                         f"{', '.join('SQ' + name for name in _SQ_TYPES)}")
     raise unsupported

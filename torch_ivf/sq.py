@@ -5,6 +5,12 @@ Each component x_i is mapped to [0, 1] by a trained range (per dimension, or one
 "uniform" types: min and max of the training set), truncated to 8, 6 or 4 bits and decoded to the
 middle of its bin: x = vmin + (code + 0.5) / (2^bits - 1) * vdiff. fp16 and bf16 need no training;
 both round halfway cases away from zero, as Faiss does (bf16: the upper 16 bits after adding 0x8000).
+The "direct" types need no training either: the code is the component itself truncated to a byte
+(integers in [0, 255], or in [-128, 127] stored plus 128); values outside wrap modulo 256, as Faiss's
+cast does on x86.
+
+Not built: Faiss's QT_0bit (no code at all) and the rotation-based quantizers QT_*_tqmse, QT_*_tq
+(TurboQuant) and QT_*_eden (EDEN); their qtypes are refused with the list of supported ones.
 
 Bit layout of a code (little-endian, component i): 8-bit one byte each; 4-bit component i in the low
 (i even) or high (i odd) nibble of byte i // 2; 6-bit four components in three bytes,
@@ -18,30 +24,46 @@ import torch
 from .arrays import back, float_rows, positive_int
 
 QT_8bit, QT_4bit, QT_8bit_uniform, QT_4bit_uniform, QT_fp16, QT_8bit_direct, QT_6bit, QT_bf16 = 0, 1, 2, 3, 4, 5, 6, 7
+QT_8bit_direct_signed = 8
 _BITS = {QT_8bit: 8, QT_6bit: 6, QT_4bit: 4, QT_8bit_uniform: 8, QT_4bit_uniform: 4}
 _UNIFORM = {QT_8bit_uniform, QT_4bit_uniform}
 _HALF = {QT_fp16, QT_bf16}
+DIRECT_OFFSET = {QT_8bit_direct: 0, QT_8bit_direct_signed: -128}  # x = code + offset
+_UNTRAINED = _HALF | set(DIRECT_OFFSET)  # nothing to learn
 QTYPES = {"QT_8bit": QT_8bit, "QT_6bit": QT_6bit, "QT_4bit": QT_4bit, "QT_8bit_uniform": QT_8bit_uniform,
-          "QT_4bit_uniform": QT_4bit_uniform, "QT_fp16": QT_fp16, "QT_bf16": QT_bf16}
+          "QT_4bit_uniform": QT_4bit_uniform, "QT_fp16": QT_fp16, "QT_bf16": QT_bf16,
+          "QT_8bit_direct": QT_8bit_direct, "QT_8bit_direct_signed": QT_8bit_direct_signed}
+# Faiss's qtypes that are not built here (values as in faiss 1.15), named in the error
+_NOT_BUILT = {9: "QT_0bit", **{v: f"QT_{b}bit_tqmse" for v, b in zip(range(10, 15), (1, 2, 3, 4, 8))},
+              **{v: f"QT_{b}bit_tq" for v, b in zip(range(15, 19), (2, 3, 4, 5))},
+              **{v: f"QT_{b}bit_eden" for v, b in zip(range(19, 27), range(1, 9))}}
 
 
 def check_qtype(qtype) -> int:
     """A qtype constant (or its name, "QT_8bit" ...)."""
     if isinstance(qtype, str) and qtype in QTYPES:
         return QTYPES[qtype]
-    if isinstance(qtype, bool) or not isinstance(qtype, (int, np.integer)) or int(qtype) not in QTYPES.values():
-        raise ValueError(f"qtype must be one of {sorted(QTYPES)} (or their values), got {qtype!r}")
-    return int(qtype)
+    supported = f"supported: {', '.join(QTYPES)} (or their values)"
+    name = qtype if isinstance(qtype, str) else None
+    if not isinstance(qtype, bool) and isinstance(qtype, (int, np.integer)):
+        if int(qtype) in QTYPES.values():
+            return int(qtype)
+        name = _NOT_BUILT.get(int(qtype))
+    if name in _NOT_BUILT.values():
+        raise ValueError(f"qtype {name} is not supported (QT_0bit and the rotation-based TurboQuant / EDEN "
+                         f"quantizers are not built); {supported}")
+    raise ValueError(f"qtype must be one of the {supported}, got {qtype!r}")
 
 
 class ScalarQuantizer:
     """``ScalarQuantizer(d, qtype=QT_8bit, *, device=None)``, Faiss's ScalarQuantizer: ``train(x)``,
     ``compute_codes(x) -> (n, code_size) uint8``, ``decode(codes) -> (n, d) float32``; numpy in, numpy
     out. ``trained``: Faiss's trained vector (vmin then vdiff: d values each, or one each for the
-    uniform types; empty for fp16 / bf16)."""
+    uniform types; empty for fp16, bf16 and the direct types)."""
 
     QT_8bit, QT_6bit, QT_4bit, QT_8bit_uniform, QT_4bit_uniform, QT_fp16, QT_bf16 = (
         QT_8bit, QT_6bit, QT_4bit, QT_8bit_uniform, QT_4bit_uniform, QT_fp16, QT_bf16)
+    QT_8bit_direct, QT_8bit_direct_signed = QT_8bit_direct, QT_8bit_direct_signed
 
     def __init__(self, d: int, qtype=QT_8bit, *, device=None):
         positive_int(d, "d")
@@ -52,7 +74,7 @@ class ScalarQuantizer:
     @property
     def bits(self) -> int:
         """Bits per dimension of the code type (16 for fp16 / bf16)."""
-        return _BITS.get(self.qtype, 16)
+        return 8 if self.qtype in DIRECT_OFFSET else _BITS.get(self.qtype, 16)
 
     @property
     def code_size(self) -> int:
@@ -61,13 +83,13 @@ class ScalarQuantizer:
 
     @property
     def is_trained(self) -> bool:
-        """True once the ranges are learnt (always for fp16 / bf16)."""
-        return self.qtype in _HALF or self.trained.numel() > 0
+        """True once the ranges are learnt (always for fp16, bf16 and the direct types)."""
+        return self.qtype in _UNTRAINED or self.trained.numel() > 0
 
     def train(self, x) -> None:
         """Learn the ranges (min and max, per dimension or overall) from x (n, d)."""
         x = self._rows(x)
-        if self.qtype in _HALF:
+        if self.qtype in _UNTRAINED:
             return
         if x.shape[0] == 0:
             raise ValueError("x must have at least one row to train")
@@ -78,9 +100,10 @@ class ScalarQuantizer:
         self.trained = torch.cat([vmin, vmax - vmin])
 
     def set_trained(self, trained: torch.Tensor) -> None:
-        """Use the given ranges (min then max - min; 2 * d values, 2 for uniform types, 0 for fp16 / bf16)."""
+        """Use the given ranges (min then max - min; 2 * d values, 2 for uniform types, 0 for the
+        untrained types)."""
         t = torch.as_tensor(trained, dtype=torch.float32).reshape(-1)
-        want = 0 if self.qtype in _HALF else 2 if self.qtype in _UNIFORM else 2 * self.d
+        want = 0 if self.qtype in _UNTRAINED else 2 if self.qtype in _UNIFORM else 2 * self.d
         if t.numel() != want:
             raise ValueError(f"trained must hold {want} values for qtype {self.qtype}, got {t.numel()}")
         self.trained = t.to(self.device)
@@ -112,6 +135,8 @@ class ScalarQuantizer:
         if self.qtype == QT_bf16:
             u = x.contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF
             return (((u + 0x8000) >> 16) & 0xFFFF).to(torch.int16).view(torch.uint8)
+        if self.qtype in DIRECT_OFFSET:  # Faiss casts x - offset (float) to a byte: truncate, then wrap
+            return ((x - float(DIRECT_OFFSET[self.qtype])).to(torch.int32) & 0xFF).to(torch.uint8)
         vmin, vdiff = self._range()
         safe = torch.where(vdiff != 0, vdiff, torch.ones_like(vdiff))
         xi = torch.where(vdiff != 0, (x - vmin) / safe, torch.zeros_like(x)).clamp(0.0, 1.0)
@@ -133,6 +158,8 @@ class ScalarQuantizer:
             return codes.contiguous().view(torch.float16).float()
         if self.qtype == QT_bf16:
             return (codes.contiguous().view(torch.int16).to(torch.int32) << 16).view(torch.float32)
+        if self.qtype in DIRECT_OFFSET:
+            return codes.float() + float(DIRECT_OFFSET[self.qtype])
         c = codes.to(torch.int32)
         if self.bits == 8:
             bins = c

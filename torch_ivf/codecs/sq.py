@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from ..sq import QT_8bit, QT_8bit_uniform, QT_bf16, QT_fp16, ScalarQuantizer
+from ..sq import DIRECT_OFFSET, QT_8bit, QT_8bit_uniform, QT_bf16, QT_fp16, ScalarQuantizer
 from .flat import FlatCodec
 
-_KERNEL_QTYPES = (QT_8bit, QT_8bit_uniform, QT_fp16, QT_bf16)  # one byte or one half per dimension
+# one byte or one half per dimension
+_KERNEL_QTYPES = (QT_8bit, QT_8bit_uniform, QT_fp16, QT_bf16, *DIRECT_OFFSET)
 
 
 class SQCodec(FlatCodec):
@@ -77,9 +78,13 @@ class SQCodec(FlatCodec):
     def kernel_rows(self, invlists, q):
         """8-bit codes decode affinely, x_i = vmin_i + (code_i + 0.5) * vdiff_i / 255, so
         q.x = (q * vdiff / 255).code + (q.vmin + 0.5 * sum(q * vdiff / 255)): the kernel reads the
-        uint8 codes themselves (4x fewer bytes than float32 rows) against rescaled queries. fp16 / bf16
-        codes are read as half-precision rows."""
+        uint8 codes themselves (4x fewer bytes than float32 rows) against rescaled queries. The direct
+        types decode to code + offset: q.x = q.code + offset * sum(q). fp16 / bf16 codes are read as
+        half-precision rows."""
         codes = invlists.field("codes")
+        if self.sq.qtype in DIRECT_OFFSET:
+            offset = DIRECT_OFFSET[self.sq.qtype]
+            return codes, q, (offset * q.sum(1) if offset else None)
         if self.sq.qtype == QT_fp16:
             return codes.view(torch.float16), q, None
         if self.sq.qtype == QT_bf16:

@@ -14,12 +14,12 @@ from .ivf import IndexIVF, faiss_form
 
 class SQCodes(FlatCodes):
     """Scanner of both scalar-quantizer indexes: flat codes' GEMM forms over decoded rows; on GPUs the
-    flat-scan kernel reads 8-bit, fp16 and bf16 codes as they are (SQCodec.kernel_rows); 4- and 6-bit
+    flat-scan kernel reads 8-bit (direct too), fp16 and bf16 codes as they are (SQCodec.kernel_rows); 4- and 6-bit
     codes take the torch scans."""
 
     @property
     def kernel_scan(self) -> bool:
-        """True where the flat-scan Triton kernel can read the codes (8-bit, fp16, bf16)."""
+        """True where the flat-scan Triton kernel can read the codes (8-bit, direct, fp16, bf16)."""
         return self.codec.kernel_ready
 
     @property
@@ -53,8 +53,9 @@ class IndexScalarQuantizer(SQCodes, FlatSearch):
 
     Args:
         d: vector dimension.
-        qtype: ScalarQuantizer.QT_8bit, QT_6bit, QT_4bit, QT_8bit_uniform, QT_4bit_uniform, QT_fp16 or
-            QT_bf16 (Faiss's constants; their names as strings work too).
+        qtype: ScalarQuantizer.QT_8bit, QT_6bit, QT_4bit, QT_8bit_uniform, QT_4bit_uniform, QT_fp16,
+            QT_bf16, QT_8bit_direct or QT_8bit_direct_signed (Faiss's constants; their names as strings
+            work too).
         metric: "l2", "ip", "cosine" or METRIC_L2 / METRIC_INNER_PRODUCT.
         device: torch device of the codes (default CPU).
     """
@@ -67,11 +68,11 @@ class IndexScalarQuantizer(SQCodes, FlatSearch):
 
     @property
     def is_trained(self) -> bool:
-        """True once the quantizer's ranges are learnt (always for fp16 / bf16)."""
+        """True once the quantizer's ranges are learnt (always for fp16, bf16 and the direct types)."""
         return self.sq.is_trained
 
     def train(self, x) -> None:
-        """Learn the quantizer's ranges from x (n, d) (nothing to learn for fp16 / bf16)."""
+        """Learn the quantizer's ranges from x (n, d) (nothing to learn for fp16, bf16, direct)."""
         x, _ = self._vectors(x)
         self._train_sq(x)
 
@@ -91,7 +92,8 @@ class IndexIVFScalarQuantizer(SQCodes, IndexIVF):
         d: vector dimension; or (Faiss's form) a flat index holding, or to be trained to hold, the
             nlist centroids (shared, not copied), followed by d, nlist, qtype, metric, by_residual.
         nlist: number of inverted lists.
-        qtype: ScalarQuantizer.QT_8bit, QT_6bit, QT_4bit, QT_8bit_uniform, QT_4bit_uniform, QT_fp16 or QT_bf16.
+        qtype: ScalarQuantizer.QT_8bit, QT_6bit, QT_4bit, QT_8bit_uniform, QT_4bit_uniform, QT_fp16,
+            QT_bf16, QT_8bit_direct or QT_8bit_direct_signed.
         metric: "l2", "ip", "cosine" or METRIC_L2 / METRIC_INNER_PRODUCT.
         by_residual: encode x - centroid (True, Faiss's default) or x itself.
         nprobe: lists scanned per query.
