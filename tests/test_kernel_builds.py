@@ -33,9 +33,11 @@ def _cases(precision):
     pq = dict(HAS_MASK=True, HAS_MAXC=True, WORDS=True)
     return [
         (flat_scan._flat_lists, dict(SCALE=2.0, HAS_BIAS=True, HAS_CT=True, HAS_MASK=True, HAS_MAXC=True, KOUT=16,
-                                     BLOCK_Q=32, BLOCK_N=64, BLOCK_D=16, PRECISION=precision, CHUNKED=False), 4),
+                                     BLOCK_Q=32, BLOCK_N=64, BLOCK_D=16, PRECISION=precision, CHUNKED=False, GROUPED=True), 4),
         (flat_scan._flat_lists, dict(SCALE=1.0, HAS_BIAS=False, HAS_CT=False, HAS_MASK=False, HAS_MAXC=False, KOUT=16,
-                                     BLOCK_Q=16, BLOCK_N=64, BLOCK_D=16, PRECISION=precision, CHUNKED=True), 4),
+                                     BLOCK_Q=16, BLOCK_N=64, BLOCK_D=16, PRECISION=precision, CHUNKED=True, GROUPED=False), 4),
+        (flat_scan._flat_lists, dict(SCALE=1.0, HAS_BIAS=False, HAS_CT=False, HAS_MASK=False, HAS_MAXC=False, KOUT=8,
+                                     BLOCK_Q=64, BLOCK_N=64, BLOCK_D=16, PRECISION=precision, CHUNKED=True, GROUPED=True), 4),
         (pq_lists._pq_lists, dict(DSUB=4, KSUB=256, LAYOUT_W=12, HAS_MASK=True, HAS_MAXC=True, BLOCK_Q=32,
                                   BLOCK_N=64, BLOCK_D=16, PRECISION=precision), 4),
         (pq_scan._pq_scan, dict(M=96, LAYOUT_W=96, LISTS=16, BLOCK_N=128, SPLIT=False, **pq), 4),

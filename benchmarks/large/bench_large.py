@@ -123,8 +123,10 @@ def build(run, name, index, xb, n_sample):
             other_allocated_gib=round(base_alloc / 2**30, 2))
 
 
-def sweep(run, name, index, xq, gt, nprobes, repeats, k=10, stop_s=20.0, **extra):
-    last = 0.0
+def sweep(run, name, index, xq, gt, nprobes, repeats, k=10, stop_s=20.0, same_as=None, **extra):
+    """Rows of one search curve; returns {nprobe: (D, I) of the first len(gt) queries}. same_as: such
+    a dict from another variant, whose results are compared with these (same_ids, max_abs_d)."""
+    last, got = 0.0, {}
     for nprobe in nprobes:
         if run.left() < 3 * last + 5:
             run.row(kind="skipped", index=name, nprobe=nprobe, why=f"budget: {run.left():.0f} s left")
@@ -140,9 +142,15 @@ def sweep(run, name, index, xq, gt, nprobes, repeats, k=10, stop_s=20.0, **extra
             times.append(t)
         med = sorted(times)[len(times) // 2]
         last = med
+        got[nprobe] = (D[: gt.shape[0]], I[: gt.shape[0]])
+        if same_as is not None and nprobe in same_as:
+            D0, I0 = same_as[nprobe]
+            extra = {**extra, "same_ids": bool(torch.equal(I0, got[nprobe][1])),
+                     "max_abs_d": float((D0 - got[nprobe][0]).abs().max())}
         run.row(kind="search", index=name, nprobe=nprobe, nq=xq.shape[0], k=k, ms=round(med * 1e3, 2),
                 qps=round(xq.shape[0] / med), recall10=round(recall(I, gt), 4), first_ms=round(t_first * 1e3, 1),
                 times_ms=[round(t * 1e3, 1) for t in times], **extra)
+    return got
 
 
 def profile(run, name, index, xq, nprobe, **params_kw):
@@ -173,24 +181,36 @@ def ceilings(run):
     del a, b, x
 
 
-def flat_stage(run, args):
+def flat_stage(run, args, nlists=None):
     d = 128
     mix = Mixture(d, seed=1)
     t, xb = timed(lambda: mix.sample(args.n_flat))
     xq = mix.sample(args.nq)
     gt = exact_top(xb, xq[: args.nq_gt], 10)
     log(f"flat data {tuple(xb.shape)} in {t:.1f} s; ground truth done")
-    for nlist in [int(v) for v in args.flat_nlists.split(",")]:
+    for nlist in [int(v) for v in (nlists or args.flat_nlists).split(",") if v]:
         if run.left() < 60:
             run.row(kind="skipped", index=f"IVF{nlist},Flat", why=f"budget: {run.left():.0f} s left")
             continue
         name = f"IVF{nlist},Flat"
         index = ti.IndexIVFFlat(d, nlist, device=DEV)
         build(run, name, index, xb, min(args.n_flat, 256 * nlist))
-        nprobes = [int(v) for v in args.flat_nprobes.split(",")]
-        sweep(run, name, index, xq, gt, nprobes, args.repeats)
-        for p in [int(v) for v in args.flat_profile_nprobes.split(",")]:
+        nprobes = [int(v) for v in (args.flat_nprobes if nlists is None else args.flat_extra_nprobes).split(",")]
+        base = sweep(run, name, index, xq, gt, nprobes, args.repeats)
+        for p in [int(v) for v in args.flat_profile_nprobes.split(",") if v and nlists is None]:
             profile(run, name, index, xq, p)
+        if args.flat_sort_nprobes and nlists is None and DEV == "cuda":  # the running top-k by two full sorts
+            from torch_ivf.kernels import flat_scan
+            with _patched(flat_scan, "GROUPED", False):
+                sweep(run, f"{name} two-sort merge", index, xq, gt,
+                      [int(v) for v in args.flat_sort_nprobes.split(",")], args.repeats, same_as=base)
+                profile(run, f"{name} two-sort merge", index, xq, int(args.flat_sort_nprobes.split(",")[0]))
+        for tiles in [v for v in args.flat_tiles.split(",") if v and nlists is None and DEV == "cuda"]:
+            from torch_ivf.kernels import flat_scan  # rows per tile x dims per step x warps
+            bn, bd, w = (int(v) for v in tiles.split("x"))
+            with _patched(flat_scan, "TILES", (bn, bd, w, flat_scan.TILES[3])):
+                sweep(run, f"{name} tiles={tiles}", index, xq, gt, [int(v) for v in args.flat_sort_nprobes.split(",")],
+                      args.repeats, same_as=base)
         for bq in [int(v) for v in args.flat_block_q.split(",") if v and DEV == "cuda"]:  # BLOCK_Q forced
             from torch_ivf.kernels import flat_scan
             with _patched(flat_scan, "queries_per_program", lambda per_list, bq=bq: bq):
@@ -214,6 +234,27 @@ def pq_size(run, args) -> int:
         if n * args.pq_s_per_m / 1e6 + 40 < run.left() or n <= 10**6:
             return n
     return args.n_pq
+
+
+@contextlib.contextmanager
+def _pq_variant(variant: str):
+    """share=F: the PQ score buffer may take 1/F of the device (launch size); minq=N: a list takes
+    the decode + GEMM scan when >= N queries of a launch probe it; lists_bq=B: that scan's queries
+    per program."""
+    from torch_ivf.kernels import pq_lists
+    what, value = variant.split("=")
+    if what == "share":
+        with _patched(cost, "DEFAULTS", {**cost.DEFAULTS, "pq_buffer_share": 1 / float(value)}):
+            cost.figures.cache_clear()
+            yield
+    elif what == "minq":
+        with _patched(pq_lists, "MIN_QUERIES", int(value)):
+            yield
+    elif what == "lists_bq":
+        with _patched(pq_lists, "TILES", (int(value),) + pq_lists.TILES[1:]):
+            yield
+    else:
+        raise ValueError(f"unknown PQ variant {variant!r}")
 
 
 def pq_stage(run, args):
@@ -247,10 +288,17 @@ def pq_stage(run, args):
             cost.figures.cache_clear()
             sweep(run, f"IVF{nlist},PQ{M} old-chunks", base, xq, gt, [args.pq_profile_nprobe], 1)
         cost.figures.cache_clear()
-    for kf in [float(v) for v in args.k_factors.split(",")]:
-        sweep(run, name, index, xq, gt, nprobes, args.repeats, k_factor=kf)
-    profile(run, name, index, xq, args.pq_profile_nprobe, k_factor=float(args.k_factors.split(",")[0]))
-    if run.left() > 60:  # the same index with its full vectors in host memory (refine_device="cpu")
+    kf0 = float(args.k_factors.split(",")[0])
+    for i, kf in enumerate(float(v) for v in args.k_factors.split(",")):
+        sweep(run, name, index, xq, gt, nprobes if i == 0 else [int(v) for v in args.pq_ab_nprobes.split(",")],
+              args.repeats, k_factor=kf)
+    profile(run, name, index, xq, args.pq_profile_nprobe, k_factor=kf0)
+    for variant in [v for v in args.pq_variants.split(",") if v and DEV == "cuda"]:
+        with _pq_variant(variant):
+            sweep(run, f"{name} {variant}", index, xq, gt, [int(v) for v in args.pq_ab_nprobes.split(",")],
+                  args.repeats, k_factor=kf0)
+        cost.figures.cache_clear()
+    if run.left() > 100:  # the same index with its full vectors in host memory (refine_device="cpu")
         t_move, _ = timed(lambda: setattr(index, "refine_device", torch.device("cpu")) or index.to(DEV))
         run.row(kind="note", index=name, what="refine vectors moved to host memory", seconds=round(t_move, 1),
                 host_gib=round(index.refine.invlists.nbytes() / 2**30, 2))
@@ -261,30 +309,39 @@ def pq_stage(run, args):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
+    ap.add_argument("--code", default="", help="the commit measured, recorded in the machine row")
     ap.add_argument("--budget-s", type=float, default=300)
-    ap.add_argument("--stages", default="ceilings,flat,pq")
+    ap.add_argument("--stages", default="ceilings,flat,pq,flat_extra")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--nq", type=int, default=10_000)
     ap.add_argument("--nq-gt", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--n-flat", type=int, default=10_000_000)
-    ap.add_argument("--flat-nlists", default="4096,16384")
-    ap.add_argument("--flat-nprobes", default="1,2,4,8,12,16,24,32,48,64,128")
-    ap.add_argument("--flat-profile-nprobes", default="16,32")
-    ap.add_argument("--flat-block-q", default="16,64", help="sweeps with BLOCK_Q forced to each (empty: none)")
+    ap.add_argument("--flat-nlists", default="16384")
+    ap.add_argument("--flat-extra-nlists", default="4096", help="stage flat_extra (after pq): more nlists")
+    ap.add_argument("--flat-extra-nprobes", default="1,4,8,12,16,24,32,64")
+    ap.add_argument("--flat-sort-nprobes", default="16,24,32", help="sweep with the two-sort top-k merge")
+    ap.add_argument("--flat-tiles", default="128x16x4,64x32x4,64x16x8",
+                    help="sweeps (at --flat-sort-nprobes) with flat_scan.TILES set to rows x dims x warps")
+    ap.add_argument("--flat-nprobes", default="1,2,4,8,12,16,20,22,24,28,32,48,64,128")
+    ap.add_argument("--flat-profile-nprobes", default="24")
+    ap.add_argument("--flat-block-q", default="", help="sweeps with BLOCK_Q forced to each (empty: none)")
     ap.add_argument("--flat-ab-nprobes", default="8,16,32,64")
-    ap.add_argument("--pq-lut-only", type=int, default=1, help="one point with every list by the look-up scan")
+    ap.add_argument("--pq-lut-only", type=int, default=0, help="one point with every list by the look-up scan")
     ap.add_argument("--flat-unchunked", type=int, default=0, help="also sweep with whole lists per program")
     ap.add_argument("--n-pq", type=int, default=100_000_000)
     ap.add_argument("--pq-nlist", type=int, default=16384)
     ap.add_argument("--pq-m", type=int, default=48)
-    ap.add_argument("--pq-nprobes", default="8,10,12,16,32,64")
-    ap.add_argument("--pq-base-nprobes", default="8,16", help="IVF-PQ without re-ranking, for reference")
-    ap.add_argument("--pq-host-nprobes", default="16,32", help="re-ranking vectors in host memory")
-    ap.add_argument("--pq-profile-nprobe", type=int, default=16)
+    ap.add_argument("--pq-nprobes", default="8,10,12,16,24,32")
+    ap.add_argument("--pq-ab-nprobes", default="10,12,16", help="nprobes of the later k_factors and --pq-variants")
+    ap.add_argument("--pq-variants", default="share=16,minq=16,lists_bq=16",
+                    help="A/B sweeps (bench_large._pq_variant): launch size, busy-list bar, GEMM scan block")
+    ap.add_argument("--pq-base-nprobes", default="10", help="IVF-PQ without re-ranking, for reference")
+    ap.add_argument("--pq-host-nprobes", default="12", help="re-ranking vectors in host memory")
+    ap.add_argument("--pq-profile-nprobe", type=int, default=12)
     ap.add_argument("--k-factor", type=float, default=8)
-    ap.add_argument("--k-factors", default="4,8")
-    ap.add_argument("--pq-s-per-m", type=float, default=1.6, help="seconds per million rows, to size the PQ corpus")
+    ap.add_argument("--k-factors", default="4,2", help="the first over --pq-nprobes, the others over --pq-ab-nprobes")
+    ap.add_argument("--pq-s-per-m", type=float, default=1.0, help="seconds per million rows, to size the PQ corpus")
     ap.add_argument("--pq-old-chunks", type=int, default=0, help="one point with the earlier PQ launch size")
     args = ap.parse_args()
     global DEV
@@ -293,10 +350,11 @@ def main():
     from benchmarks.common import machine_info
     gpu = {"gpu_name": torch.cuda.get_device_name(0), "gpu_total_gib": round(torch.cuda.mem_get_info()[1] / 2**30, 1)} \
         if DEV == "cuda" else {}
-    run.row(kind="machine", argv=sys.argv[1:], **machine_info(DEV), **gpu)
-    stages = {"ceilings": ceilings, "flat": flat_stage, "pq": pq_stage}
+    run.row(kind="machine", argv=sys.argv[1:], code=args.code, **machine_info(DEV), **gpu)
+    stages = {"ceilings": ceilings, "flat": flat_stage, "pq": pq_stage,
+              "flat_extra": lambda run, args: flat_stage(run, args, args.flat_extra_nlists)}
     for name in args.stages.split(","):
-        if name == "pq" and run.left() < 90:
+        if name in ("pq", "flat_extra") and run.left() < (90 if name == "pq" else 30):
             run.row(kind="skipped", index="pq", why=f"budget: {run.left():.0f} s left")
             continue
         try:  # a failing stage is recorded and the next one still runs
