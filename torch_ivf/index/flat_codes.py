@@ -68,6 +68,19 @@ class FlatCodes(Scanner):
             s = q @ x.T
         return s + ctx.coarse[qsel, list_id][:, None] if self.by_residual else s
 
+    def score_block_into(self, ctx, qsel, list_id, start, end, out, q=None):
+        """score_block's scores written to out (a (len(qsel), end - start) view with unit column stride),
+        q: ctx.q[qsel] where the caller has it: the same ops on the same operands, without temporaries
+        (the CPU scan of search/select.py)."""
+        x = self._stored(slice(start, end))
+        q = ctx.q.index_select(0, qsel) if q is None else q
+        if self.metric == "l2":
+            torch.addmm(self._bias(slice(start, end))[None, :], q, x.T, beta=-1, alpha=self._scale, out=out)
+        else:
+            torch.mm(q, x.T, out=out)
+        if self.by_residual:
+            out += ctx.coarse[qsel, list_id][:, None]
+
     batched_lists = True
     graph_safe = True
     graph_safe_kernels = True
