@@ -48,8 +48,9 @@ def test_flat_row_chunks_match_torch(chunk, monkeypatch):
     _assert_kernel_matches_torch(ti.IndexIVFFlat(32, 16, nprobe=6, device="cuda"), xb, xb[:40] + 0.05)
 
 
+@pytest.mark.parametrize("k", [10, 80])  # 80: past the seeded scan's tile, the nearest list is a wave of its own
 @pytest.mark.parametrize("span", [64, 256, 0])
-def test_split_pq_scans_give_panorama_identical_results(span, monkeypatch):
+def test_split_pq_scans_give_panorama_identical_results(span, k, monkeypatch):
     xb = clustered(5000, 32, seed=5)
     xq = xb[:20] + 0.05
     pano = ti.IndexIVFPQPanorama(32, 16, 8, 8, 4, nprobe=6, device="cuda")
@@ -63,9 +64,10 @@ def test_split_pq_scans_give_panorama_identical_results(span, monkeypatch):
     pq.add(pano._transform(torch.as_tensor(xb).cuda()))
     monkeypatch.setattr(cost, "pq_span", lambda *a: span)
     monkeypatch.setattr(graphs, "GRAPH_MAX_NQ", 0)
-    Dp, Ip = pano.search(q, 10)
-    Dq, Iq = pq.search(qt, 10)
-    assert torch.equal(Ip, Iq)
+    for params in (ti.SearchParams(), ti.SearchParams(allowed=np.arange(0, len(xb), 3)), ti.SearchParams(max_codes=900)):
+        Dp, Ip = pano.search(q, k, params=params)
+        Dq, Iq = pq.search(qt, k, params=params)
+        assert torch.equal(Ip, Iq) and torch.equal(Dp, Dq)
     assert pano.panorama_stats.ratio_dims_scanned <= 1.0
 
 

@@ -29,7 +29,7 @@ def _signature(fn, consts):
 
 
 def _cases(precision):
-    from torch_ivf.kernels import flat_scan, pq_lists, pq_scan, refine_scores, row_topk
+    from torch_ivf.kernels import flat_scan, pq_lists, pq_panorama, pq_scan, refine_scores, row_topk
     pq = dict(HAS_MASK=True, HAS_MAXC=True, WORDS=True)
     return [
         (flat_scan._flat_lists, dict(SCALE=2.0, HAS_BIAS=True, HAS_CT=True, HAS_MASK=True, HAS_MAXC=True, KOUT=16,
@@ -42,9 +42,12 @@ def _cases(precision):
                                   BLOCK_N=64, BLOCK_D=16, PRECISION=precision), 4),
         (pq_scan._pq_scan, dict(M=96, LAYOUT_W=96, LISTS=16, BLOCK_N=128, SPLIT=False, **pq), 4),
         (pq_scan._pq_scan, dict(M=96, LAYOUT_W=96, LISTS=16, BLOCK_N=64, SPLIT=True, **pq), 4),
-        (pq_scan._pq_tiles_pruned, dict(L=8, ML=12, LAYOUT_W=12, LISTS=32, BLOCK_N=64, **pq), 4),
-        (pq_scan._pq_scan_pruned, dict(L=8, ML=12, LAYOUT_W=12, LISTS=8, RUNNING=True, KTH=9, BLOCK_N=32, **pq), 1),
-        (pq_scan._pq_scan_pruned, dict(L=8, ML=12, LAYOUT_W=12, LISTS=16, RUNNING=False, KTH=0, BLOCK_N=64, **pq), 2),
+        (pq_panorama._pq_tiles_seeded, dict(L=8, ML=12, DL=48, LP=8, BLOCK_D=512, LAYOUT_W=12, LISTS=16, SEED=True,
+                                            KTH=9, HAS_THR=True, BLOCK_N=64, **pq), 4),
+        (pq_panorama._pq_tiles_seeded, dict(L=8, ML=12, DL=48, LP=8, BLOCK_D=512, LAYOUT_W=12, LISTS=16, SEED=False,
+                                            KTH=0, HAS_THR=True, BLOCK_N=64, **pq), 4),
+        (pq_panorama._pq_scan_pruned, dict(L=8, ML=12, LP=8, LAYOUT_W=12, LISTS=8, RUNNING=True, KTH=9, BLOCK_N=32, **pq), 1),
+        (pq_panorama._pq_scan_pruned, dict(L=8, ML=12, LP=8, LAYOUT_W=12, LISTS=16, RUNNING=False, KTH=0, BLOCK_N=64, **pq), 2),
         (refine_scores._refine_scores, dict(L2=True, BLOCK_N=16, BLOCK_D=128), 4),
         (row_topk._row_topk, dict(K=10, BLOCK=1024), 4),
     ]

@@ -11,6 +11,8 @@ IndexIVFPQPanorama return *identical* results while it scores only the survivors
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -21,12 +23,26 @@ from ..arrays import positive_int
 from ..codecs import PQCodec
 from ..pq import ProductQuantizer
 from ..search.common import SCORE_BUDGET, scanned_rows
-from ..search.scanner import Scanner
 from ..search.state import PQState
 from .ivf import IndexIVF, faiss_form
 
 _BAG_DEVICES = ("cpu", "cuda")  # device types whose embedding_bag sums a bag left to right (see lut_sum)
-_WAVE_GROWTH = 4  # Panorama's kernel waves: 1, 4, 16, ... lists (each wave: a launch + a top-k; x4 beat x2 on the H100)
+
+
+@dataclass
+class KernelPart:
+    """One query chunk of scan_kernel: rows q of the batch, their probed lists (b, P), the offsets of
+    the lists in a query's score row (b, P) and the list sizes the scan sees (busy lists: 0), the
+    busy lists (or None), earlier candidates (max_codes), the slab meta and fields, the row span."""
+    q: slice
+    probe: torch.Tensor
+    off: torch.Tensor
+    sizes: torch.Tensor
+    before: torch.Tensor | None
+    served: torch.Tensor | None
+    starts: torch.Tensor
+    data: dict
+    span: int
 
 
 def lut_sum(lut: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -46,7 +62,7 @@ def lut_sum(lut: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return g[..., 0]
 
 
-class IndexIVFPQ(IndexIVF, Scanner):  # its own scanner (look-up tables): index.scanner is index
+class IndexIVFPQ(IndexIVF):
     """IVF over product-quantized residuals: M bytes per vector, scanned with look-up tables.
 
     ``IndexIVFPQ(d, nlist, M, nbits=8, metric="l2", nprobe=1, *, by_residual=True, ...)``, or Faiss's
@@ -149,14 +165,15 @@ class IndexIVFPQ(IndexIVF, Scanner):  # its own scanner (look-up tables): index.
     state_type = PQState
 
     def prepare(self, q, probe, coarse) -> PQState:
-        scale = 2.0 if self.metric == "l2" else 1.0
+        l2 = self.metric == "l2"
         # scaling q by 2 is exact, so this equals 2 * tables bitwise without a pass over the tables
-        tables = self.pq.inner_tables(q * scale if scale != 1.0 else q)  # (M, nq, ksub)
+        qs = q * 2.0 if l2 else q
+        tables = self.pq.inner_tables(qs)  # (M, nq, ksub)
         # the coarse term: the probe scores the search computed, one value per (query, list)
         ct = coarse.gather(1, probe) if self.by_residual else torch.zeros(probe.shape, device=q.device)
-        sp, order = probe.sort(1)
-        return self.state_type(q=q, probe=probe, coarse=coarse, qnorm=q.pow(2).sum(1), tables=tables,
-                               q_scaled=q * scale, ct=ct, probe_sorted=sp, probe_order=order)
+        # (each op here is a launch in a small search's graph: what only some paths read waits for them)
+        return self.state_type(q=q, probe=probe, coarse=coarse, qnorm=q.pow(2).sum(1) if l2 else None,
+                               tables=tables, q_scaled=qs, ct=ct)
 
     def _lut(self, ctx) -> tuple[torch.Tensor, int, int]:
         """(flat tables, query stride, sub-quantizer stride) for torch.take: entry (q, m, c) sits at
@@ -170,6 +187,8 @@ class IndexIVFPQ(IndexIVF, Scanner):  # its own scanner (look-up tables): index.
 
     def _coarse_term(self, ctx, qsel, lists):
         """ct for queries qsel (b,) and probed lists (b, R)."""
+        if ctx.probe_sorted is None:
+            ctx.probe_sorted, ctx.probe_order = ctx.probe.sort(1)
         col = torch.searchsorted(ctx.probe_sorted[qsel], lists.contiguous())
         return ctx.ct[qsel].gather(1, ctx.probe_order[qsel].gather(1, col))
 
@@ -222,28 +241,13 @@ class IndexIVFPQ(IndexIVF, Scanner):  # its own scanner (look-up tables): index.
     graph_safe = True  # neither the torch gather nor the kernels wait for the host
     graph_safe_kernels = True
 
-    def _pruning_kernel(self) -> bool:
-        """True where scan_kernel prunes (Panorama), with inputs from _kernel_prune."""
-        return False
-
-    def _kernel_prune(self, ctx, q, stats):
-        """Panorama's pruning inputs for kernels.pq_scan (None: score every row)."""
-        return None
-
     def scan_kernel(self, ctx, probe, k, mask, max_codes):
         """kernels.pq_scan over a compact (query, candidate) layout: a query's probed lists back to back,
         so the score matrix is as wide as the most candidates any query has, not nprobe x the longest
         list (bounded on the host by the nprobe largest lists: no wait for the device). Lists that many
         queries of the batch probe go to kernels.pq_lists instead (decoded once per query block, GEMM)
-        and sit first in a query's row, so the waves below prune against their scores too.
-
-        Pruning, small k: one launch in which each query walks its lists with a running top-k.
-        Larger k: waves of probes by coarse rank (1, 4, 16, ... lists), each pruning against the k-th
-        best score of the waves before it, read from the same matrix (on the H200 the waves beat the
-        running scan 1.7x at k 80, which waits for 80 scores before it prunes; the running scan wins
-        up to 1.25x at k 10)."""
+        and sit first in a query's row. ``_scan_rest`` scores the other lists (Panorama: pruned)."""
         from ..kernels.pq_lists import MIN_QUERIES, busy_lists, pq_lists
-        from ..kernels.pq_scan import RUNNING_MAX_K, pq_scan
         nq, P = probe.shape
         starts, sizes = self.invlists.device_meta()
         data = self.invlists.fields()
@@ -252,11 +256,8 @@ class IndexIVFPQ(IndexIVF, Scanner):  # its own scanner (look-up tables): index.
         width = max(1, int(self.invlists.sizes.topk(P).values.sum()))  # host bound: a query's P largest lists
         chunk = cost.pq_chunk_queries(nq, P, width, SCORE_BUDGET, self.device)
         span = cost.pq_span(chunk, P, width, self.device)  # > 0: (query, row span) programs (small launches)
-        running = k <= RUNNING_MAX_K and not span
         best_s = torch.empty((nq, k), device=self.device)
         best_p = torch.empty((nq, k), dtype=torch.int64, device=self.device)
-        thr = torch.full((nq,), float("-inf"), device=self.device)
-        stats = torch.zeros(2, dtype=torch.int64, device=self.device)
         for c in range(0, nq, chunk):
             q = slice(c, min(nq, c + chunk))
             b = q.stop - q.start
@@ -264,50 +265,42 @@ class IndexIVFPQ(IndexIVF, Scanner):  # its own scanner (look-up tables): index.
             # busy lists: >= MIN_QUERIES queries of this launch probe them (counted over the whole batch,
             # a launch of ~1/6 of it met 1-3 of a list's queries: each GEMM block decoded rows for one or two)
             served = busy_lists(self.nlist, probe_q) if b >= MIN_QUERIES else None
-            lens_busy = torch.where(served[probe_q], lens_q, 0) if served is not None else torch.zeros_like(lens_q)
-            lens_rest = lens_q - lens_busy
-            lens_row = torch.cat([lens_busy, lens_rest], 1)  # (b, 2P): a query's row holds busy lists, then the rest
-            ends = torch.cumsum(lens_row, 1)
-            off = ends - lens_row
-            sizes_rest = torch.where(served, 0, sizes) if served is not None else sizes
-            waves, c0, w = [], 0, 1
-            while c0 < P:
-                waves.append((c0, min(P, c0 + w)))
-                c0, w = waves[-1][1], _WAVE_GROWTH * w
-            if not self._pruning_kernel() or running or b * P >= MIN_QUERIES * self.nlist:
-                waves = [(0, P)]  # (the last case: most lists are busy, so thresholds would prune the few left)
+            if served is None:  # a query's row: its lists in coarse order
+                ends = torch.cumsum(lens_q, 1)
+                off = off_rest = ends - lens_q
+                sizes_rest = sizes
+            else:  # (b, 2P): a query's row holds its busy lists, then the rest
+                lens_busy = torch.where(served[probe_q], lens_q, 0)
+                lens_row = torch.cat([lens_busy, lens_q - lens_busy], 1)
+                ends = torch.cumsum(lens_row, 1)
+                off = ends - lens_row
+                off_rest = off[:, P:]
+                sizes_rest = torch.where(served, 0, sizes)
             out = torch.full((b, width), float("-inf"), device=self.device)
             bq = None if before is None else before[q]
             if served is not None:
                 pq_lists(out, ctx.q_scaled[q], self.pq.centroids, data["codes"], data["init"], ctx.ct[q], starts,
                          sizes, probe_q, served, off[:, :P], before=bq, max_codes=max_codes,
                          labels=data["labels"], mask=mask)
-            prune = self._kernel_prune(ctx, q, stats)
-            surv = torch.empty((2, b, width), dtype=torch.int32, device=self.device) if prune and not span else None
-            if prune and served is not None:  # the busy lists are scanned in full
-                stats.add_(scanned_rows(lens, max_codes)[q].mul(served[probe_q]).sum() * prune["tails"].shape[1])
-            for c0, c1 in waves:
-                wave_prune = prune
-                if prune and span and c0 == 0:  # the split scan's first wave sets the threshold unpruned
-                    wave_prune = None
-                    rest = lens_rest[:, c0:c1]
-                    stats.add_(scanned_rows(lens, max_codes)[q, c0:c1].mul(rest > 0).sum() * prune["tails"].shape[1])
-                elif prune:
-                    prune.update({"k": k} if running else {"thr": thr[q]})
-                pq_scan(out, ctx.tables[:, q], data["codes"], data["init"], ctx.ct[q], starts, sizes_rest,
-                        probe_q, off[:, P:], cols=(c0, c1), before=bq, max_codes=max_codes, labels=data["labels"],
-                        mask=mask, prune=wave_prune, surv=surv, span=span)
-                if prune and c1 < P and width >= k:  # the k-th best so far: -inf while fewer exist
-                    thr[q] = kernels.topk(out, k)[0][:, -1]
+            part = KernelPart(q=q, probe=probe_q, off=off_rest, sizes=sizes_rest, before=bq, served=served,
+                              starts=starts, data=data, span=span)
+            self._scan_rest(ctx, out, part, k, mask, max_codes)
             values, idx = kernels.topk(out, min(k, width))
-            col = torch.searchsorted(ends, idx, right=True).clamp_max(2 * P - 1)
+            col = torch.searchsorted(ends, idx, right=True).clamp_max(ends.shape[1] - 1)
             row = idx - off.gather(1, col)
             pos = torch.where(torch.isneginf(values), 0, starts[probe_q.gather(1, col % P)] + row)
             best_s[q, :values.shape[1]], best_p[q, :values.shape[1]] = values, pos
             if values.shape[1] < k:
                 best_s[q, values.shape[1]:], best_p[q, values.shape[1]:] = float("-inf"), 0
-        ctx.kernel_stats = stats
         return best_s, best_p
+
+    def _scan_rest(self, ctx, out, part: "KernelPart", k, mask, max_codes) -> None:
+        """Scores of the lists pq_lists did not serve into out: every row (kernels.pq_scan)."""
+        from ..kernels.pq_scan import pq_scan
+        data = part.data
+        pq_scan(out, ctx.tables[:, part.q], data["codes"], data["init"], ctx.ct[part.q], part.starts, part.sizes,
+                part.probe, part.off, cols=(0, part.probe.shape[1]), before=part.before, max_codes=max_codes,
+                labels=data["labels"], mask=mask, span=part.span)
 
     def distances(self, ctx, scores):
         if self.metric == "l2":

@@ -26,6 +26,7 @@ from .ivf import faiss_form
 from .ivf_pq import IndexIVFPQ
 
 _SEED_LEVEL = 2  # level at which the first wave turns its own lower bounds into a threshold
+_WAVE_GROWTH = 4  # the kernel waves (k > 32): 1, 4, 16, ... lists (each a launch + a top-k; x4 beat x2 on the H100)
 
 
 class PanoramaScan:
@@ -54,14 +55,12 @@ class PanoramaScan:
 
     @property
     def batched_lists(self) -> bool:
-        """True where the grouped path may take the bucketed GPU scan (it scores every row): only
-        where this device scans every row anyway."""
+        # the bucketed GPU scan scores every row: only where this device scans every row anyway
         return self._dense_here() and super().batched_lists
 
     @property
     def graph_safe(self) -> bool:
-        """True where CUDA graphs may capture the torch scans: the dense paths never wait for the host,
-        the torch wave scan does (sizes of each wave)."""
+        # the torch wave scan syncs with the host (sizes of each wave); the dense paths do not
         return self._dense_here()
 
     def _scan_grouped(self, ctx, probe, k, mask, max_codes):
@@ -141,16 +140,21 @@ class PanoramaScan:
         return 2.0 if self.metric == "l2" else 1.0
 
     def _pano_ctx(self, ctx, q):
-        ctx.qtail = suffix_norms(q, self.n_levels)
         ctx.stats = self.panorama_stats = PanoramaStats()
         return ctx
+
+    def _qtails(self, ctx):
+        """(nq, L) query suffix norms, computed on first use (the small-batch kernel computes its own)."""
+        if ctx.qtail is None:
+            ctx.qtail = suffix_norms(ctx.q, self.n_levels)
+        return ctx.qtail
 
     def _dense_scan(self, ctx, qsel, pos, ct, thr, valid=None):
         """Scores (b, R) of queries qsel (b,) against rows pos ((1, R) or (b, R)); ct broadcastable to
         (b, R); thr (b, R) (+inf where a row must not be scored). Level 0 and the first bound run
         dense (no index bookkeeping); the few survivors continue pairwise."""
         level_part, exact = self._pairs_fns(ctx)
-        ytail, qtail, coef = self.invlists.field("tails"), ctx.qtail, self._coef()
+        ytail, qtail, coef = self.invlists.field("tails"), self._qtails(ctx), self._coef()
         stats, dl = ctx.stats, level_width(self.d, self.n_levels)
         qb = qsel[:, None]
         base = self._base(ctx, pos, ct)
@@ -266,7 +270,7 @@ class PanoramaScan:
         starts, sizes = self.invlists.device_meta()
         lens = scanned_rows(sizes[probe], max_codes)  # rows past max_codes are not scanned
         # level-major (L, n) copies: the bound reads one level of every pair at once
-        sc = {"qt": (self._coef() * ctx.qtail).t().contiguous(),
+        sc = {"qt": (self._coef() * self._qtails(ctx)).t().contiguous(),
               "yt": self.invlists.field("tails").t().float().contiguous(), "level": self._pairs_fns(ctx)[0], "k": k}
         best_s = torch.full((nq, k), float("-inf"), device=self.device)
         best_p = torch.zeros((nq, k), dtype=torch.int64, device=self.device)
@@ -409,13 +413,63 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
     def _pruning_kernel(self) -> bool:
         return kernels.available(self.device)
 
-    def _kernel_prune(self, ctx, q, stats):
-        return {"tails": self.invlists.field("tails"), "qtail": ctx.qtail[q], "coef": self._coef(), "stats": stats}
-
     def _scan_kernel(self, ctx, probe, k, mask, max_codes):
+        ctx.kernel_stats = torch.zeros(2, dtype=torch.int64, device=self.device)  # [levels scanned, levels]
         out = self.scan_kernel(ctx, probe, k, mask, max_codes)
         ctx.stats.add_counts(ctx.kernel_stats, self.d // self.n_levels)  # levels -> dims, read lazily
         return out
+
+    def _scan_rest(self, ctx, out, part, k, mask, max_codes) -> None:
+        """IndexIVFPQ's kernel layout, the lists pq_lists did not serve scanned pruned (kernels/pq_panorama.py):
+        small batches ((query, span) programs) in one launch seeded by each query's nearest list; larger
+        ones by the running scan (k <= 32: one launch in which each query walks its lists with a running
+        top-k) or, for larger k, waves of 1, 4, 16, ... lists, each pruned against the k-th best of the
+        waves before it (on the H200 the waves beat the running scan 1.7x at k 80, which waits for 80
+        scores before it prunes; the running scan wins up to 1.25x at k 10). The busy lists' k-th best
+        (when pq_lists served some) is a threshold from the start."""
+        from ..kernels.pq_lists import MIN_QUERIES
+        from ..kernels.pq_panorama import RUNNING_MAX_K, SEED_MAX_K, pq_scan_pruned
+        from ..kernels.pq_scan import pq_scan
+        stats, L, P, q, data = ctx.kernel_stats, self.n_levels, part.probe.shape[1], part.q, part.data
+        b, width = out.shape
+        rows = scanned_rows(self.invlists.device_meta()[1][part.probe], max_codes)
+        thr = None
+        if part.served is not None:  # busy lists are scanned in full
+            stats.add_(rows.mul(part.served[part.probe]).sum() * L)
+            if width >= k:
+                thr = kernels.topk(out, k)[0][:, -1].contiguous()  # the kernels read it densely
+        args = (out, ctx.tables[:, q], data["codes"], data["init"], ctx.ct[q], part.starts, part.sizes, part.probe,
+                part.off)
+        kw = dict(before=part.before, max_codes=max_codes, labels=data["labels"], mask=mask)
+        prune = dict(tails=data["tails"], coef=self._coef(), stats=stats, **kw)
+        if part.span and k <= SEED_MAX_K:
+            pq_scan_pruned(*args, cols=(0, P), q=ctx.q[q], k=k, thr=thr, span=part.span, **prune)
+            return
+        if part.span:  # k too large for the seed tile: the nearest list first, unpruned, then its k-th best
+            pq_scan(*args, cols=(0, 1), span=part.span, **kw)
+            stats.add_(rows[:, 0].mul(part.sizes[part.probe[:, 0]] > 0).sum() * L)
+            if width >= k:
+                thr = kernels.topk(out, k)[0][:, -1].contiguous()  # the kernels read it densely
+            if P > 1:
+                pq_scan_pruned(*args, cols=(1, P), q=ctx.q[q], thr=thr, span=part.span, **prune)
+            return
+        surv = torch.empty((2, b, width), dtype=torch.int32, device=self.device)
+        qtail = self._qtails(ctx)[q]
+        if k <= RUNNING_MAX_K:
+            pq_scan_pruned(*args, cols=(0, P), qtail=qtail, k=k, surv=surv, **prune)
+            return
+        waves, c0, w = [], 0, 1
+        while c0 < P:
+            waves.append((c0, min(P, c0 + w)))
+            c0, w = waves[-1][1], _WAVE_GROWTH * w
+        if b * P >= MIN_QUERIES * self.nlist:  # most lists are busy: thresholds would prune the few left
+            waves = [(0, P)]
+        if thr is None:
+            thr = torch.full((b,), float("-inf"), device=self.device)
+        for c0, c1 in waves:
+            pq_scan_pruned(*args, cols=(c0, c1), qtail=qtail, thr=thr, surv=surv, **prune)
+            if c1 < P and width >= k:  # the k-th best so far: -inf while fewer exist
+                thr = kernels.topk(out, k)[0][:, -1].contiguous()  # the kernels read it densely
 
     def _base(self, ctx, pos, ct):
         return ct - self.invlists.field("init")[pos]

@@ -25,12 +25,12 @@ class QueryState:
 class PQState(QueryState):
     """tables: (M, nq, ksub) look-up tables of the scaled queries; q_scaled: 2q (l2) or q; ct: coarse
     term of each probed list (nq, nprobe); probe_sorted / probe_order: probe sorted by list number and
-    the permutation, to find a list's column; lut: per-query contiguous tables, built on first use."""
+    the permutation, to find a list's column (built on first use); lut: per-query contiguous tables, built on first use."""
     tables: torch.Tensor
     q_scaled: torch.Tensor
     ct: torch.Tensor
-    probe_sorted: torch.Tensor
-    probe_order: torch.Tensor
+    probe_sorted: torch.Tensor | None = None
+    probe_order: torch.Tensor | None = None
     lut: torch.Tensor | None = None
 
 
