@@ -1,15 +1,18 @@
-"""Shared fixtures: seeded clustered data (never only i.i.d. Gaussian) and exact ground truth."""
+"""Shared fixtures: seeded clustered data (never only i.i.d. Gaussian) and exact ground truth. The
+MiniLM files and recall are the benchmarks' own (benchmarks/datasets.py, benchmarks/common.py); the
+clustered law and the float64 brute force stay here (the golden results are recorded on them)."""
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from benchmarks.common import recall_at_k as _recall_at_k
+from benchmarks.datasets import DatasetUnavailable, find_minilm_shards
 
 
 def clustered(n: int, d: int, *, centres: int = 50, seed: int = 0) -> np.ndarray:
@@ -21,18 +24,13 @@ def clustered(n: int, d: int, *, centres: int = 50, seed: int = 0) -> np.ndarray
     return (c[which] + rng.standard_normal((n, d)).astype(np.float32) * spread[which, None]).astype(np.float32)
 
 
-# Real MiniLM embeddings of man-page passages (manpages-minilm-*.npy, never committed): $BENCH_DATA_DIR,
-# as for the benchmarks, else .data/ in the checkout.
-_DATA_DIRS = [Path(os.environ["BENCH_DATA_DIR"])] if os.environ.get("BENCH_DATA_DIR") else []
-_DATA_DIRS.append(Path(__file__).resolve().parent.parent / ".data")
-
-
 def minilm_sample(n: int) -> np.ndarray:
-    """n seeded rows of the first MiniLM shard (skips the test where none is found)."""
-    files = next((f for f in (sorted(d.glob("manpages-minilm-*.npy")) for d in _DATA_DIRS) if f), [])
-    if not files:
-        pytest.skip(f"MiniLM embeddings (manpages-minilm-*.npy) not found in {', '.join(map(str, _DATA_DIRS))}; "
-                    "set BENCH_DATA_DIR to a folder holding them")
+    """n seeded rows of the first MiniLM shard, found as the benchmarks find it ($BENCH_DATA_DIR, else
+    .data/ in the checkout); skips the test where none is found."""
+    try:
+        files = find_minilm_shards(1)
+    except DatasetUnavailable as e:
+        pytest.skip(f"{e}; set BENCH_DATA_DIR to a folder holding them")
     x = np.load(files[0], mmap_mode="r")
     rows = np.sort(np.random.default_rng(0).choice(x.shape[0], n, replace=False))
     return np.asarray(x[rows], dtype=np.float32)
@@ -54,8 +52,8 @@ def exact_knn(xb: np.ndarray, xq: np.ndarray, k: int, metric: str = "l2"):
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
-    k = truth.shape[1]
-    return float(np.mean([len(set(f[f >= 0]) & set(t)) / k for f, t in zip(found, truth)]))
+    """Recall@k, k = truth's width."""
+    return _recall_at_k(found, truth, truth.shape[1])
 
 
 @pytest.fixture(scope="session")

@@ -96,3 +96,25 @@ def test_every_index_type_stores_through_a_codec_object(data, description):
     np.testing.assert_allclose(index.reconstruct_batch(labels).numpy(), index._untransform(rows).numpy(), atol=1e-5)
     head = index.coarse_code_size() if isinstance(index, ti.IndexIVF) else 0
     assert index.sa_code_size() == head + index.codec.sa_bytes()
+
+
+@pytest.mark.parametrize("description", ["Flat", "SQ8", "IVF16,Flat", "IVF16,SQ8", "IVF16,SQ4"])
+def test_flat_codes_indexes_hold_a_scanner_object(data, description):
+    import copy
+
+    from torch_ivf.index.flat_codes import FlatScanner
+    from torch_ivf.search.scanner import Scanner
+
+    xb, xq = data
+    index = ti.index_factory(32, description)
+    scanner = index.scanner
+    assert type(scanner) is FlatScanner and scanner is not index and not isinstance(index, Scanner)
+    assert scanner.codec is index.codec and scanner.invlists is index.invlists
+    assert not hasattr(index, "score_block") and not hasattr(index, "prepare")
+    index.train(xb)
+    index.add(xb)
+    twin = copy.deepcopy(index)  # the copy's scanner reads the copy's lists, not the original's
+    assert twin.scanner.invlists is twin.invlists and twin.scanner.codec is twin.codec
+    index.remove_ids(np.arange(0, 2000, 2))
+    assert twin.ntotal == 2000 and not np.isin(index.search(xq, 10)[1], np.arange(0, 2000, 2)).any()
+    assert np.isin(twin.search(xq, 10)[1], np.arange(0, 2000, 2)).any()

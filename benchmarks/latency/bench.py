@@ -227,20 +227,37 @@ def cpu_main(args, out):
     (_, fivf), (_, fflat) = _faiss_indexes(xb, "l2", 1024, ivf, False)
     fflat.reset()
     fflat.add(xb[:50_000])
+    # exact search at d = 384 (MiniLM's width): 50k clustered rows, 77 MB, more than the caches hold
+    xb384, xq384, _ = make_clustered(50_000, 384, 1024, seed=1)
+    gt384 = exact_gt(xb384, xq384, "l2", dev)
+    flat384 = ti.IndexFlat(384)
+    flat384.add(xb384)
+    fflat384 = faiss.IndexFlatL2(384)
+    fflat384.add(xb384)
+    q384 = torch.from_numpy(xq384)
     faiss.omp_set_num_threads(torch.get_num_threads())
     q = torch.from_numpy(xq)
-    saved = cost.cpu_threads, cost.cpu_workers
+    from torch_ivf.search import choose, grouped
+    patched = [(cost, "query_workers"), (choose, "PER_QUERY_MAX_NQ"), (grouped.GroupedScan, "_select_across_lists")]
+    saved = [(obj, name, getattr(obj, name)) for obj, name in patched]
 
-    def torch_default(nq):  # the policy before list workers: torch's threads inside every op above nq 4
-        cost.cpu_threads = lambda n, ops_parallel=True: 1 if n <= cost.SMALL_BATCH else torch.get_num_threads()
-        cost.cpu_workers = lambda n: 1
+    def restore():
+        for obj, name, value in saved:
+            setattr(obj, name, value)
+
+    def previous(nq):  # the paths before the selection over all lists: a top-k per list, nq <= 4 per query, unsplit
+        cost.query_workers = lambda elements: 1
+        choose.PER_QUERY_MAX_NQ = 4
+        grouped.GroupedScan._select_across_lists = lambda self, max_codes: False
         return nq
     cases = {
         ("IVFFlat", "torch-ivf", "auto"): (lambda nq: ivf.search(q[:nq], 10)[1], gt),
-        ("IVFFlat", "torch-ivf", "torch threads in ops"): (lambda nq: ivf.search(q[:torch_default(nq)], 10)[1], gt),
+        ("IVFFlat", "torch-ivf", "previous: top-k per list"): (lambda nq: ivf.search(q[:previous(nq)], 10)[1], gt),
         ("IVFFlat", "faiss-cpu", "default"): (lambda nq: fivf.search(xq[:nq], 10)[1], gt),
         ("Flat", "torch-ivf", "auto"): (lambda nq: flat.search(q[:nq], 10)[1], gt_flat),
         ("Flat", "faiss-cpu", "default"): (lambda nq: fflat.search(xq[:nq], 10)[1], gt_flat),
+        ("Flat384", "torch-ivf", "auto"): (lambda nq: flat384.search(q384[:nq], 10)[1], gt384),
+        ("Flat384", "faiss-cpu", "default"): (lambda nq: fflat384.search(xq384[:nq], 10)[1], gt384),
     }
     for busy in ([False, True] if args.busy else [False]):
         stop = mp.Event()
@@ -258,12 +275,13 @@ def cpu_main(args, out):
                     t0 = time.perf_counter()
                     fn(nq)
                     times[key].append(time.perf_counter() - t0)
-                    cost.cpu_threads, cost.cpu_workers = saved
+                    restore()
             for key, ts in times.items():
                 I = cases[key][0](nq)
-                cost.cpu_threads, cost.cpu_workers = saved
+                restore()
                 I = I.numpy() if isinstance(I, torch.Tensor) else I
-                emit(out, {"dataset": "clustered-200k-128" if key[0] == "IVFFlat" else "clustered-50k-128",
+                dataset = {"IVFFlat": "clustered-200k-128", "Flat": "clustered-50k-128"}.get(key[0], "clustered-50k-384")
+                emit(out, {"dataset": dataset,
                            "index": key[0], "library": key[1], "variant": key[2], "nq": nq,
                            "busy_core": busy, "loadavg": os.getloadavg()[0], **_stats(ts, nq),
                            "recall": recall(I, cases[key][1][:nq])})

@@ -14,6 +14,7 @@ class FlatCodec(Codec):
         self.d, self.metric, self.dtype, self.by_residual = d, metric, dtype, by_residual
 
     lossless = True  # (half-precision residuals round, but re-assigning them is allowed)
+    kernel_ready = True  # the flat-scan Triton kernel reads these rows (kernel_rows)
 
     def fields(self) -> dict:
         fields = {"vectors": ((self.d,), self.dtype)}

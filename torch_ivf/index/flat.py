@@ -8,7 +8,7 @@ from ..codecs import FlatCodec
 from ..search.common import faiss_results, pad_k, scan_list
 from ..search import graphs
 from .base import SearchParams
-from .flat_codes import FlatCodes
+from .flat_codes import FlatScanner
 from .stored import StoredIndex
 
 
@@ -17,6 +17,9 @@ class FlatSearch(StoredIndex):
 
     def _assign(self, x: torch.Tensor) -> torch.Tensor:
         return torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
+
+    def _make_scanner(self) -> FlatScanner:
+        return FlatScanner(self.codec, self.invlists)
 
     def load_state_tensors(self, tensors: dict) -> None:
         """Restore what state_tensors returned (a one-list IVF file's centroids are ignored)."""
@@ -45,7 +48,7 @@ class FlatSearch(StoredIndex):
         return faiss_results(self, ctx, scores, pos)
 
 
-class IndexFlat(FlatCodes, FlatSearch):
+class IndexFlat(FlatSearch):
     """``IndexFlat(d, metric="l2", *, device=None, dtype=torch.float32)``: exact search.
 
     Args:
@@ -55,8 +58,6 @@ class IndexFlat(FlatCodes, FlatSearch):
         device: torch device of the stored vectors (default CPU).
         dtype: storage dtype, float32, float16 or bfloat16 (scores are computed in float32).
     """
-
-    graph_safe = True
 
     def __init__(self, d, metric="l2", *, device=None, dtype=torch.float32):
         super().__init__(d, metric, device=device, dtype=dtype)

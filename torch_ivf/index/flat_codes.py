@@ -1,5 +1,10 @@
 """Scanner for rows stored as d values (flat vectors, scalar-quantized codes): GEMMs against decoded
-rows, and the Triton list-GEMM kernel on GPUs."""
+rows, and the Triton list-GEMM kernel on GPUs.
+
+``FlatScanner`` is the object IndexFlat, IndexIVFFlat and the scalar-quantizer indexes hold as
+``index.scanner``; its methods (``FlatCodes``) read only ``codec``, ``invlists``, ``metric``,
+``by_residual`` and ``device``, which FlatScanner takes from the codec and the lists, so
+IndexIVFFlatPanorama, whose pruned scans are still methods of the index, mixes them in directly."""
 from __future__ import annotations
 
 import torch
@@ -12,7 +17,7 @@ from ..search.state import QueryState
 
 
 class FlatCodes(Scanner):
-    """Scanner of rows a flat-style codec decodes to d floats (FlatCodec, SQCodec): IndexFlat, the
+    """Scan methods of rows a flat-style codec decodes to d floats (FlatCodec, SQCodec): IndexFlat, the
     IVF-Flat indexes and the scalar quantizers.
 
     Every score has one form, s = scale * q.v - bias[v] + pair[q, list] (larger is better):
@@ -63,6 +68,19 @@ class FlatCodes(Scanner):
             s = q @ x.T
         return s + ctx.coarse[qsel, list_id][:, None] if self.by_residual else s
 
+    def score_block_into(self, ctx, qsel, list_id, start, end, out, q=None):
+        """score_block's scores written to out (a (len(qsel), end - start) view with unit column stride),
+        q: ctx.q[qsel] where the caller has it: the same ops on the same operands, without temporaries
+        (the CPU scan of search/select.py)."""
+        x = self._stored(slice(start, end))
+        q = ctx.q.index_select(0, qsel) if q is None else q
+        if self.metric == "l2":
+            torch.addmm(self._bias(slice(start, end))[None, :], q, x.T, beta=-1, alpha=self._scale, out=out)
+        else:
+            torch.mm(q, x.T, out=out)
+        if self.by_residual:
+            out += ctx.coarse[qsel, list_id][:, None]
+
     batched_lists = True
     graph_safe = True
     graph_safe_kernels = True
@@ -81,14 +99,18 @@ class FlatCodes(Scanner):
         dots = torch.bmm(x, ctx.q[qsel][:, :, None]).squeeze(2)
         return self._finish(ctx, dots, self._bias(pos), qsel[:, None], lists)
 
-    kernel_scan = True
+    @property
+    def kernel_scan(self) -> bool:
+        """True where the flat-scan Triton kernel can read the codec's rows (SQCodec: 8-bit and half codes)."""
+        return self.codec.kernel_ready
 
     def scan_kernel(self, ctx, probe, k, mask, max_codes):
         """kernels.flat_scan: each probed list's (or row chunk's, cost.flat_chunk_rows) best rows per
-        query, then one top-k per query."""
+        query, then one top-k per query; None for k above the kernel's (the matrix path's torch gather
+        then scans: like the kernel, no host sync, so CUDA graphs capture it)."""
         from ..kernels import flat_scan
-        if k > flat_scan.MAX_K:  # the torch gather: like the kernel, no host sync (CUDA graphs capture it)
-            return self._scan_padded(ctx, probe, k, mask, max_codes)
+        if k > flat_scan.MAX_K:
+            return None
         starts, sizes = self.invlists.device_meta()
         lens = sizes[probe]
         before = torch.cumsum(lens, 1) - lens if max_codes else probe  # max_codes counts rows so far
@@ -103,7 +125,7 @@ class FlatCodes(Scanner):
         step = max(1, SCORE_BUDGET // (P * k))  # bounds the (queries, P * KOUT) output
         for c in range(0, q.shape[0], step):
             b = slice(c, c + step)
-            chunk = cost.flat_chunk_rows(q[b].shape[0], P, self.nlist, inv.ntotal, inv.max_size, self.device)
+            chunk = cost.flat_chunk_rows(q[b].shape[0], P, inv.nlist, inv.ntotal, inv.max_size, self.device)
             s, at = flat_scan.flat_scan(q[b], rows, data.get("bias"), None if ct is None else ct[b].contiguous(),
                                         starts, sizes, probe[b].contiguous(), before[b].contiguous(),
                                         data["labels"], mask, max_codes, self._scale, k, chunk, inv.sizes)
@@ -116,3 +138,27 @@ class FlatCodes(Scanner):
         if self.metric == "l2":
             return (ctx.qnorm[:, None] - scores).clamp_min(0)
         return scores
+
+
+class FlatScanner(FlatCodes):
+    """``FlatScanner(codec, invlists)``: the scanner object of IndexFlat, IndexIVFFlat and the
+    scalar-quantizer indexes (``index.scanner``) over the index's own codec and inverted lists; it
+    keeps no state of its own, so it follows the lists to another device and into a copy."""
+
+    def __init__(self, codec, invlists):
+        self.codec, self.invlists = codec, invlists
+
+    @property
+    def metric(self) -> str:
+        """The index's metric ("l2", "ip" or "cosine"), as its codec holds it."""
+        return self.codec.metric
+
+    @property
+    def by_residual(self) -> bool:
+        """True when the rows are residuals: scores add the coarse score of their list."""
+        return self.codec.by_residual
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the inverted lists (index.to moves them)."""
+        return self.invlists.device

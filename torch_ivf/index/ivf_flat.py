@@ -4,11 +4,11 @@ from __future__ import annotations
 import torch
 
 from ..codecs import FlatCodec
-from .flat_codes import FlatCodes
+from .flat_codes import FlatScanner
 from .ivf import IndexIVF, faiss_form
 
 
-class IndexIVFFlat(FlatCodes, IndexIVF):
+class IndexIVFFlat(IndexIVF):
     """IVF over uncompressed vectors: exact distances inside the probed lists.
 
     ``IndexIVFFlat(d, nlist, metric="l2", nprobe=1, *, device=None, ...)``, or Faiss's form with a
@@ -44,3 +44,6 @@ class IndexIVFFlat(FlatCodes, IndexIVF):
     def _make_codec(self) -> FlatCodec:
         # half-precision storage keeps residuals: their rounding error is relative to short vectors
         return FlatCodec(self.d, self.metric, self.dtype, by_residual=self.dtype != torch.float32)
+
+    def _make_scanner(self) -> FlatScanner:
+        return FlatScanner(self.codec, self.invlists)

@@ -13,12 +13,13 @@ from ..codecs import PanoramaFlatCodec
 from ..panorama import level_slice
 from ..search.common import scanned_rows
 from ..search.state import PanoramaFlatState
+from .flat_codes import FlatCodes
 from .ivf import faiss_form
 from .ivf_flat import IndexIVFFlat
 from .ivf_pq_panorama import PanoramaScan
 
 
-class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
+class IndexIVFFlatPanorama(PanoramaScan, FlatCodes, IndexIVFFlat):
     """IndexIVFFlat's results with candidates pruned level by level (Cauchy-Schwarz bound on the
     unscanned dimensions).
 
@@ -64,7 +65,10 @@ class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
     def _make_codec(self) -> PanoramaFlatCodec:
         return PanoramaFlatCodec(self.d, self.metric, self.n_levels, self.norm_dtype)
 
-    # ---- scanner ----------------------------------------------------------------------------
+    # ---- scanner: the index itself (its pruned scans over flat codes' methods) ---------------
+    def _make_scanner(self):
+        return self
+
     state_type = PanoramaFlatState
 
     def prepare(self, q, probe, coarse) -> PanoramaFlatState:
@@ -97,7 +101,8 @@ class IndexIVFFlatPanorama(PanoramaScan, IndexIVFFlat):
         # torch waves 16k QPS, this kernel 2.9M), and the results are the same (rounding aside).
         rows = scanned_rows(self.invlists.device_meta()[1][probe], max_codes).sum()
         ctx.stats.add_counts(torch.stack([rows, rows]), self.d)  # every dimension of every row scanned
-        return self.scan_kernel(ctx, probe, k, mask, max_codes)
+        out = self.scan_kernel(ctx, probe, k, mask, max_codes)
+        return out if out is not None else self._scan_padded(ctx, probe, k, mask, max_codes)
 
     def _survivor_exact(self, exact, ctp):
         return None  # the fully summed partial is the exact score

@@ -23,6 +23,7 @@ from ..arrays import positive_int
 from ..codecs import PQCodec
 from ..pq import ProductQuantizer
 from ..search.common import SCORE_BUDGET, scanned_rows
+from ..search.scanner import Scanner
 from ..search.state import PQState
 from .ivf import IndexIVF, faiss_form
 
@@ -62,7 +63,7 @@ def lut_sum(lut: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return g[..., 0]
 
 
-class IndexIVFPQ(IndexIVF):
+class IndexIVFPQ(IndexIVF, Scanner):  # its own scanner (look-up tables): index.scanner is index
     """IVF over product-quantized residuals: M bytes per vector, scanned with look-up tables.
 
     ``IndexIVFPQ(d, nlist, M, nbits=8, metric="l2", nprobe=1, *, by_residual=True, ...)``, or Faiss's

@@ -55,12 +55,14 @@ class PanoramaScan:
 
     @property
     def batched_lists(self) -> bool:
-        # the bucketed GPU scan scores every row: only where this device scans every row anyway
+        """True where the grouped path may take the bucketed GPU scan (it scores every row): only
+        where this device scans every row anyway."""
         return self._dense_here() and super().batched_lists
 
     @property
     def graph_safe(self) -> bool:
-        # the torch wave scan syncs with the host (sizes of each wave); the dense paths do not
+        """True where CUDA graphs may capture the torch scans: the dense paths never wait for the host,
+        the torch wave scan does (sizes of each wave)."""
         return self._dense_here()
 
     def _scan_grouped(self, ctx, probe, k, mask, max_codes):

@@ -1,6 +1,6 @@
 """Scalar-quantizer indexes (Faiss's IndexScalarQuantizer and IndexIVFScalarQuantizer): the codec
-torch_ivf.codecs.SQCodec (4- to 16-bit codes, torch_ivf.sq) under flat codes' scanner, so every
-search path, filter and tie rule of IndexFlat / IndexIVFFlat applies unchanged."""
+torch_ivf.codecs.SQCodec (4- to 16-bit codes, torch_ivf.sq) under flat codes' scanner (FlatScanner),
+so every search path, filter and tie rule of IndexFlat / IndexIVFFlat applies unchanged."""
 from __future__ import annotations
 
 import torch
@@ -8,19 +8,14 @@ import torch
 from ..codecs import SQCodec
 from ..sq import QT_8bit, ScalarQuantizer, check_qtype
 from .flat import FlatSearch
-from .flat_codes import FlatCodes
+from .flat_codes import FlatScanner
 from .ivf import IndexIVF, faiss_form
 
 
-class SQCodes(FlatCodes):
-    """Scanner of both scalar-quantizer indexes: flat codes' GEMM forms over decoded rows; on GPUs the
-    flat-scan kernel reads 8-bit (direct too), fp16 and bf16 codes as they are (SQCodec.kernel_rows); 4- and 6-bit
-    codes take the torch scans."""
-
-    @property
-    def kernel_scan(self) -> bool:
-        """True where the flat-scan Triton kernel can read the codes (8-bit, direct, fp16, bf16)."""
-        return self.codec.kernel_ready
+class SQCodes:
+    """What both scalar-quantizer indexes share: the ScalarQuantizer and the flat codes' scanner (GEMM
+    forms over decoded rows; on GPUs the flat-scan kernel reads 8-bit, direct, fp16 and bf16 codes as
+    they are, SQCodec.kernel_rows; 4- and 6-bit codes take the torch scans)."""
 
     @property
     def sq(self) -> ScalarQuantizer:
@@ -39,6 +34,9 @@ class SQCodes(FlatCodes):
 
     def _make_codec(self) -> SQCodec:
         return SQCodec(ScalarQuantizer(self.d, self._qtype, device=self.device), self.metric, self._by_residual)
+
+    def _make_scanner(self) -> FlatScanner:
+        return FlatScanner(self.codec, self.invlists)
 
     def _train_sq(self, x: torch.Tensor) -> None:
         if self.ntotal:
@@ -59,8 +57,6 @@ class IndexScalarQuantizer(SQCodes, FlatSearch):
         metric: "l2", "ip", "cosine" or METRIC_L2 / METRIC_INNER_PRODUCT.
         device: torch device of the codes (default CPU).
     """
-
-    graph_safe = True
 
     def __init__(self, d, qtype=QT_8bit, metric="l2", *, device=None):
         self._qtype, self._by_residual = check_qtype(qtype), False
@@ -104,8 +100,6 @@ class IndexIVFScalarQuantizer(SQCodes, IndexIVF):
         ValueError: an unknown qtype, a dtype other than float32, or a bad IVF argument.
         TypeError: a non-bool by_residual.
     """
-
-    graph_safe = True
 
     @faiss_form
     def __init__(self, d: int, nlist: int, qtype=QT_8bit, metric="l2", by_residual: bool = True,

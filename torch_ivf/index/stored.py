@@ -22,7 +22,7 @@ class StoredIndex(Index):
         super().__init__(d, metric, device=device, dtype=dtype)
         self.codec = self._make_codec()
         self.invlists = InvertedLists(nlist, self.codec.fields(), self.device)
-        self.scanner = self  # index types whose scanner is its own object replace this
+        self.scanner = self._make_scanner()
 
     @property
     def ntotal(self) -> int:
@@ -33,6 +33,11 @@ class StoredIndex(Index):
     def _make_codec(self):
         """The codec of this index type (called once the index's d, metric, device and dtype are set)."""
         raise NotImplementedError
+
+    def _make_scanner(self):
+        """The scanner the search paths call (search/scanner.py), built after the codec and the lists;
+        index types whose scans are still their own methods (IVFPQ, Panorama) return the index."""
+        return self
 
     @property
     def by_residual(self) -> bool:

@@ -8,9 +8,10 @@ from .. import kernels
 SEARCH_MODES = ("auto", "grouped", "csr", "matrix")
 # Threshold of "auto" without kernels: fitted on the H100 runs in benchmarks/results
 MATRIX_GATHER = 1 << 26  # elements
-# CPU batches up to this size take the per-query path: IVFFlat 200k x 128, nprobe 16, one thread,
-# 2-core machine at load 5: nq = 1 0.9 ms vs 2.2 ms grouped; par at nq = 4, grouped ahead from 8
-PER_QUERY_MAX_NQ = 4
+# CPU batches up to this size take the per-query path. IVFFlat 200k x 128, nprobe 16, 2-core machine
+# at load 8: nq = 1 1.26 ms vs 1.34 grouped, nq = 2 3.5 vs 1.9, nq = 4 7.4 vs 6.0 (grouped since it
+# selects over all lists at once, search/select.py); only the per-query path splits one query's lists
+PER_QUERY_MAX_NQ = 1
 
 
 def choose_path(index, nq: int, nprobe: int, max_codes: int = 0) -> str:

@@ -9,6 +9,7 @@ from .. import kernels
 from ..topk import topk_first
 from . import cost
 from .common import SCORE_BUDGET, pad_k, scan_list
+from .select import scan_select
 from .workers import for_each as workers_for_each
 
 
@@ -17,6 +18,9 @@ class GroupedScan:
     def _scan_grouped(self, ctx, probe, k, mask, max_codes):
         """Sort (query, list) pairs by list; score each list against the queries that probe it."""
         nq, P = probe.shape
+        if self._select_across_lists(max_codes):
+            workers = cost.cpu_workers(nq) if self.lists_in_parallel else 1
+            return scan_select(self, ctx, probe, k, mask, workers)
         qidx = torch.arange(nq, device=self.device).repeat_interleave(P)
         lidx = probe.reshape(-1)
         cand_s = torch.full((nq * P, k), float("-inf"), device=self.device)
@@ -77,6 +81,13 @@ class GroupedScan:
             cand_p[rows, : s.shape[1]] = p
 
         workers_for_each(scan, lists, workers)
+
+    def _select_across_lists(self, max_codes) -> bool:
+        """CPUs: whole lists scored, then one selection per query over all of them (search/select.py)
+        instead of a top-k per list; not for max_codes (lists cut short) nor for scans that prune each
+        list against the ones before it (their own _scan_list)."""
+        return (self.device.type == "cpu" and not max_codes
+                and type(self)._scan_list is GroupedScan._scan_list)
 
     def _use_buckets(self) -> bool:
         return self.device.type != "cpu" and self.scanner.batched_lists

@@ -12,7 +12,9 @@ from .common import SCORE_BUDGET, pad_k
 class MatrixScan:
     def _scan_matrix(self, ctx, probe, k, mask, max_codes):
         if self.scanner.kernel_scan and kernels.available(self.device):
-            return self.scanner.scan_kernel(ctx, probe, k, mask, max_codes)
+            out = self.scanner.scan_kernel(ctx, probe, k, mask, max_codes)
+            if out is not None:  # None: the kernel does not take this k
+                return out
         return self._scan_padded(ctx, probe, k, mask, max_codes)
 
     def _scan_padded(self, ctx, probe, k, mask, max_codes):

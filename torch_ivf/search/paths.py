@@ -1,5 +1,5 @@
 """How an IVF index searches: coarse probe, the scanner's per-query state, the path choose_path picks,
-then scan results mapped to Faiss's (D, I). The index is its own scanner unless it holds one."""
+then scan results mapped to Faiss's (D, I). The scanner is ``index.scanner`` (search/scanner.py)."""
 from __future__ import annotations
 
 import torch
@@ -11,12 +11,11 @@ from . import graphs
 from .grouped import GroupedScan
 from .matrix import MatrixScan
 from .per_query import PerQueryScan
-from .scanner import Scanner
 
 
-class IVFScan(Scanner, GroupedScan, MatrixScan, PerQueryScan):
-    """Search half of IndexIVF; relies on its invlists, coarse quantizer and ``scanner`` (the index
-    itself, which then implements the Scanner methods, or a Scanner object)."""
+class IVFScan(GroupedScan, MatrixScan, PerQueryScan):
+    """Search half of IndexIVF; relies on its invlists, coarse quantizer and ``scanner`` (a Scanner
+    object, or the index itself where its class implements the Scanner methods)."""
 
     wave_scan = False  # Panorama: "auto" takes its wave-ordered matrix scan on every device
     ops_parallel = False  # CPU: many small ops, one thread each; lists spread over workers (cost.py)

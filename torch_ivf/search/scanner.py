@@ -1,7 +1,8 @@
 """The scanner contract: how one query batch scores rows of the inverted lists. The search paths
-(grouped.py, matrix.py, common.py) reach it only through ``index.scanner``. Every index type today
-implements it as methods of its class (FlatCodes for Flat, IVFFlat and SQ; IndexIVFPQ; PanoramaScan),
-so ``index.scanner is index``; a scanner object with these methods would serve the paths as well.
+(grouped.py, matrix.py, per_query.py, common.py) reach it only through ``index.scanner``: an object
+of its own for IndexFlat, IndexIVFFlat and the scalar quantizers (index/flat_codes.py's FlatScanner,
+over the index's codec and lists); IndexIVFPQ and the Panorama indexes still implement these methods
+on their class, so for them ``index.scanner is index``.
 
 Scores are always "larger is better"; ``distances`` turns them into what Faiss returns.
 """
@@ -40,7 +41,8 @@ class Scanner:
         raise NotImplementedError
 
     def scan_kernel(self, ctx: QueryState, probe: torch.Tensor, k: int, mask, max_codes: int):
-        """Optional: the Triton matrix scan, per-query top-k (scores, slab positions) (nq, k)."""
+        """Optional: the Triton matrix scan, per-query top-k (scores, slab positions) (nq, k); None where
+        the kernel does not take this k (the matrix path then takes its torch gather)."""
         raise NotImplementedError
 
     def gather_cost(self) -> int:
