@@ -45,7 +45,76 @@ def test_graphed_small_batches_equal_uncaptured(name, nq, monkeypatch):
 def test_flat_row_chunks_match_torch(chunk, monkeypatch):
     xb = clustered(6000, 32, seed=4)
     monkeypatch.setattr(cost, "flat_chunk_rows", lambda *a: chunk)
+    monkeypatch.setattr(cost, "flat_probe_rows", lambda *a, **kw: 0)  # the list-major kernel
     _assert_kernel_matches_torch(ti.IndexIVFFlat(32, 16, nprobe=6, device="cuda"), xb, xb[:40] + 0.05)
+
+
+@pytest.mark.parametrize("rows", [64, 128, 256])
+@pytest.mark.parametrize("metric,dtype", [("l2", torch.float32), ("ip", torch.float32), ("l2", torch.float16)])
+@pytest.mark.parametrize("nq", [1, 7, 64])
+def test_query_major_scan_matches_torch(rows, metric, dtype, nq, monkeypatch):
+    """One program per (query, tile of a probed list), probe table read in the kernel: plain,
+    filtered and max_codes searches as the torch path, graphed or not."""
+    xb = clustered(6000, 48, seed=6)
+    monkeypatch.setattr(cost, "flat_probe_rows", lambda *a, **kw: rows)
+    _assert_kernel_matches_torch(ti.IndexIVFFlat(48, 16, metric, nprobe=6, device="cuda", dtype=dtype), xb,
+                                 xb[:nq] + 0.05)
+
+
+def test_query_major_scan_is_the_small_batch_default():
+    from torch_ivf.kernels import flat_scan
+    xb = clustered(6000, 32, seed=7)
+    index = ti.IndexIVFFlat(32, 16, nprobe=6, device="cuda")
+    index.train(xb)
+    index.add(xb)
+    calls = []
+    real = flat_scan.flat_probe_scan
+    try:
+        flat_scan.flat_probe_scan = lambda *a, **kw: calls.append(1) or real(*a, **kw)
+        index.search(torch.as_tensor(xb[:3]).cuda(), 10)
+        assert calls
+        calls.clear()
+        index.search(torch.as_tensor(np.repeat(xb, 2, 0)[:10_000]).cuda(), 10)  # list-major above
+        assert not calls
+    finally:
+        flat_scan.flat_probe_scan = real
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("kind", ["flat", "sq8"])
+def test_exact_one_query_kernel_matches_torch(metric, kind, monkeypatch):
+    xb = clustered(20000, 40, seed=8)
+    index = ti.IndexFlat(40, metric, device="cuda") if kind == "flat" else \
+        ti.IndexScalarQuantizer(40, "QT_8bit", metric, device="cuda")
+    index.train(xb)
+    index.add(xb)
+    monkeypatch.setitem(cost.figures(index.device), "flat_exact_kernel_nq", 1)
+    assert index._probe_kernel(1, 10)
+    for row in range(3):
+        _assert_searches_match_torch(index, torch.as_tensor(xb[row:row + 1] + 0.05).cuda(),
+                                     (ti.SearchParams(), ti.SearchParams(allowed=np.arange(0, 20000, 3))))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e30])
+@pytest.mark.parametrize("name", ["ivfflat", "flat", "ivfpq"])
+def test_bad_gpu_queries_refused_after_the_deferred_check(bad, name):
+    """The magnitude check of GPU queries finishes after the search is queued: still a ValueError,
+    the caller's D / I untouched, and the next search unaffected."""
+    xb = clustered(4000, 32, seed=9)
+    index = _indexes()[name]
+    index.train(xb)
+    index.add(xb)
+    q = torch.as_tensor(xb[:2] + 0.05).cuda()
+    good = index.search(q, 5)
+    q_bad = q.clone()
+    q_bad[1, 3] = bad
+    D = torch.full((2, 5), 7.0, device="cuda")
+    I = torch.full((2, 5), 7, dtype=torch.int64, device="cuda")
+    with pytest.raises(ValueError):
+        index.search(q_bad, 5, D=D, I=I)
+    assert bool((D == 7).all()) and bool((I == 7).all())
+    again = index.search(q, 5)
+    assert torch.equal(again[1], good[1])
 
 
 @pytest.mark.parametrize("k", [10, 80])  # 80: past the seeded scan's tile, the nearest list is a wave of its own

@@ -49,7 +49,12 @@ def _cases(precision):
         (pq_panorama._pq_scan_pruned, dict(L=8, ML=12, LP=8, LAYOUT_W=12, LISTS=8, RUNNING=True, KTH=9, BLOCK_N=32, **pq), 1),
         (pq_panorama._pq_scan_pruned, dict(L=8, ML=12, LP=8, LAYOUT_W=12, LISTS=16, RUNNING=False, KTH=0, BLOCK_N=64, **pq), 2),
         (refine_scores._refine_scores, dict(L2=True, BLOCK_N=16, BLOCK_D=128), 4),
-        (row_topk._row_topk, dict(K=10, BLOCK=1024), 4),
+        (flat_scan._flat_probes, dict(SCALE=2.0, HAS_BIAS=True, HAS_CT=True, HAS_MASK=True, HAS_MAXC=True,
+                                      K=10, BLOCK_K=16, BLOCK_P=16, BLOCK_N=64, BLOCK_D=128), 4),
+        (flat_scan._flat_probes, dict(SCALE=1.0, HAS_BIAS=False, HAS_CT=False, HAS_MASK=False, HAS_MAXC=False,
+                                      K=32, BLOCK_K=32, BLOCK_P=32, BLOCK_N=256, BLOCK_D=64), 8),
+        (row_topk._row_topk, dict(K=10, BLOCK=1024, HAS_ROWS=False), 4),
+        (row_topk._row_topk, dict(K=10, BLOCK=4096, HAS_ROWS=True), 8),
     ]
 
 

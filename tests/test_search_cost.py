@@ -57,6 +57,22 @@ def test_flat_chunks_split_small_batches_only():
     assert cost.flat_chunk_rows(100_000, **args) == 0
 
 
+def test_query_major_kernel_for_small_batches_and_small_k_only():
+    rows = cost.flat_probe_rows(1, 10, CPU)
+    assert rows in (64, 128, 256)  # kernels.flat_scan.PROBE_TILES
+    assert cost.flat_probe_rows(cost.DEFAULTS["flat_query_major_nq"], 10, CPU) == rows
+    assert cost.flat_probe_rows(cost.DEFAULTS["flat_query_major_nq"] + 1, 10, CPU) == 0
+    assert cost.flat_probe_rows(1, 33, CPU) == 0
+
+
+def test_longest_chunks_follow_in_place_changes():
+    sizes = torch.tensor([5, 300, 129, 1000])
+    assert cost.longest_chunks(sizes, 2, 128) == 8 + 3
+    sizes[0] = 5000  # an add grows a list in place: the cached bound must not be reused
+    assert cost.longest_chunks(sizes, 2, 128) == 40 + 8
+    assert cost.longest_chunks(sizes, 9, 128) == 40 + 8 + 3 + 2
+
+
 def test_pq_span_only_on_gpus():
     assert cost.pq_span(1, 16, 4000, CPU) == 0
     assert not graphs.usable(CPU, 1)

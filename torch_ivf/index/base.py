@@ -151,13 +151,14 @@ class Index:
         return -big if self.largest else big
 
     # ---- input coercion ----------------------------------------------------------------------
-    def _vectors(self, x, name: str = "x") -> tuple[torch.Tensor, bool]:
+    def _vectors(self, x, name: str = "x", *, defer: bool = False):
         """(float32 (n, d) tensor on the index device, whether the caller passed numpy); refusals as
-        arrays.float_rows (gradients dropped; complex, NaN, overflowing magnitudes refused)."""
-        x, was_numpy = float_rows(x, self.d, self.device, name, one_row=True)
+        arrays.float_rows (gradients dropped; complex, NaN, overflowing magnitudes refused). ``defer``:
+        a third item, the magnitude check still to call (GPU queries; arrays.check_magnitude)."""
+        x, was_numpy, *pending = float_rows(x, self.d, self.device, name, one_row=True, defer=defer)
         if self.metric == "cosine":
             x = torch.nn.functional.normalize(x, dim=1)
-        return x, was_numpy
+        return (x, was_numpy, *pending)
 
     def _ids(self, ids, n: int) -> torch.Tensor:
         if not isinstance(ids, (np.ndarray, torch.Tensor, Sequence)):
@@ -245,13 +246,22 @@ class Index:
         params = _params(params)
         if not self.is_trained:
             raise ValueError("the index must be trained before search")
-        q, was_numpy = self._vectors(x)
+        q, was_numpy, pending = self._vectors(x, defer=True)
         for name, buf, dtypes in (("D", D, (np.float32, torch.float32)), ("I", I, (np.int64, torch.int64))):
             if buf is not None and (tuple(buf.shape) != (q.shape[0], k) or buf.dtype not in dtypes):
                 raise ValueError(f"{name} must be a {dtypes[0].__name__} array of shape ({q.shape[0]}, {k}), "
                                  f"got {getattr(buf, 'dtype', type(buf).__name__)} {tuple(getattr(buf, 'shape', ()))}")
         with cost.cpu_threads_for(self.device, q.shape[0], self.ops_parallel):  # the library's count, restored after
-            found = self._up_to_stored(q, k, lambda kk: self._search(q, kk, params))
+            try:
+                found = self._up_to_stored(q, k, lambda kk: self._search(q, kk, params))
+            except Exception:
+                if pending is not None:  # bad queries are reported as such, whatever they broke
+                    pending()
+                raise
+        if pending is not None:
+            # GPU queries: their check waited until the search was queued. A search changes no index
+            # state, so refusing here still refuses before anything changed (D / I are not written yet)
+            pending()
         out = self._out(was_numpy, *found)
         for buf, res in ((D, out[0]), (I, out[1])):
             if isinstance(buf, torch.Tensor):

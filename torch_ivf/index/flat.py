@@ -6,7 +6,7 @@ import torch
 from .. import kernels
 from ..codecs import FlatCodec
 from ..search.common import faiss_results, pad_k, scan_list
-from ..search import graphs
+from ..search import cost, graphs
 from .base import SearchParams
 from .flat_codes import FlatScanner
 from .stored import StoredIndex
@@ -38,10 +38,22 @@ class FlatSearch(StoredIndex):
             return graphs.replay_graph(self, key, q, lambda x: self._search_core(x, k))
         return self._search_core(q, k, mask=mask)
 
+    def _probe_kernel(self, nq: int, k: int) -> bool:
+        """Whether the Triton query-major scan serves this batch: a GEMM reads the slab once for every
+        query, the kernel once per query, so only the smallest batches (the cost figure
+        flat_exact_kernel_nq; 0, i.e. never, by default)."""
+        if not (self.scanner.kernel_scan and kernels.available(self.device)):
+            return False
+        from ..kernels.flat_scan import MAX_K
+        return k <= MAX_K and nq <= cost.figures(self.device)["flat_exact_kernel_nq"]
+
     def _search_core(self, q, k, nprobe=None, max_codes=None, mask=None, mode=None):
         """One list, every query scans it: no pairs to group, no host sync. nprobe, max_codes and mode
         mean nothing here; they are accepted so that a call written for IVF's _search_core runs."""
         ctx = self.scanner.prepare(q, None, None)
+        if self._probe_kernel(q.shape[0], k):  # one query: row chunks of the one list, top-k fused in
+            probe = torch.zeros((q.shape[0], 1), dtype=torch.int64, device=self.device)
+            return faiss_results(self, ctx, *self.scanner.scan_kernel(ctx, probe, k, mask, 0))
         start, size = int(self.invlists.starts[0]), int(self.invlists.sizes[0])
         qsel = torch.arange(q.shape[0], device=self.device)
         scores, pos = pad_k(*scan_list(self, ctx, qsel, 0, start, size, k, mask), k)

@@ -112,8 +112,6 @@ class FlatCodes(Scanner):
         if k > flat_scan.MAX_K:
             return None
         starts, sizes = self.invlists.device_meta()
-        lens = sizes[probe]
-        before = torch.cumsum(lens, 1) - lens if max_codes else probe  # max_codes counts rows so far
         ct = ctx.coarse.gather(1, probe) if self.by_residual else None
         rows, q, const = self.codec.kernel_rows(self.invlists, ctx.q.contiguous())
         if const is not None:  # a per-query term of every score (scalar quantizers' offsets)
@@ -121,17 +119,25 @@ class FlatCodes(Scanner):
             ct = const.expand(probe.shape) if ct is None else ct + const
         ct = None if ct is None else ct.contiguous()
         data, P, inv = self.invlists.fields(), probe.shape[1], self.invlists
+        nq = q.shape[0]
+        probe_rows = cost.flat_probe_rows(nq, k, self.device)
+        if probe_rows:  # small batches: query-major programs straight from the probe table
+            s, at = flat_scan.flat_probe_scan(q, rows, data.get("bias"), ct, starts, sizes, probe.contiguous(),
+                                              mask, max_codes, self._scale, k, probe_rows, inv.sizes)
+            return pad_k(*kernels.topk_rows(s, at, min(k, s.shape[1])), k)
+        lens = sizes[probe]
+        before = torch.cumsum(lens, 1) - lens if max_codes else probe  # max_codes counts rows so far
         best_s, best_p = [], []
         step = max(1, SCORE_BUDGET // (P * k))  # bounds the (queries, P * KOUT) output
-        for c in range(0, q.shape[0], step):
+        for c in range(0, nq, step):
             b = slice(c, c + step)
             chunk = cost.flat_chunk_rows(q[b].shape[0], P, inv.nlist, inv.ntotal, inv.max_size, self.device)
             s, at = flat_scan.flat_scan(q[b], rows, data.get("bias"), None if ct is None else ct[b].contiguous(),
                                         starts, sizes, probe[b].contiguous(), before[b].contiguous(),
                                         data["labels"], mask, max_codes, self._scale, k, chunk, inv.sizes)
-            values, idx = kernels.topk(s, min(k, s.shape[1]))
+            values, pos = kernels.topk_rows(s, at, min(k, s.shape[1]))
             best_s.append(values)
-            best_p.append(torch.where(torch.isneginf(values), 0, at.gather(1, idx).long()))
+            best_p.append(pos)
         return pad_k(torch.cat(best_s), torch.cat(best_p), k)
 
     def distances(self, ctx, scores):

@@ -30,3 +30,13 @@ def topk(x: torch.Tensor, k: int):
         return row_topk(x, k)
     top = x.topk(k, dim=-1)
     return top.values, top.indices
+
+
+def topk_rows(x: torch.Tensor, rows: torch.Tensor, k: int):
+    """(values, rows at the top-k entries of each row of x as int64, 0 where a value is -inf): a
+    kernel scan's second stage, gather included (one launch on the Triton path)."""
+    if available(x.device) and k <= 32:  # any width: rows past 8,192 columns take two passes
+        from .row_topk import row_topk
+        return row_topk(x, k, rows)
+    values, idx = topk(x, k)
+    return values, torch.where(torch.isneginf(values), 0, rows.gather(-1, idx).long())

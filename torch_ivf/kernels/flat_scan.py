@@ -20,12 +20,15 @@ import triton
 import triton.language as tl
 
 from . import dot_precision
+from ..search.cost import longest_chunks
 from .bitonic import MAX_GROUPS, merge_top
 from .list_pairs import chunk_plan, group_pairs, program_pairs
 
 # (rows per tile, dimensions per step, warps, dot precision); queries per program follow the mean
 # queries per list. Best of those timed (benchmarks/flat_tiles.py, H200): "tf32x3" (three TF32 tensor
-# core products, float32-level error) ran 1.5-1.9x faster than IEEE float32 FMA dots.
+# core products, float32-level error) ran 1.5-1.9x faster than IEEE float32 FMA dots. With the two-sort
+# merge, 32-row tiles ran 1.5-2.3x faster than 64 (benchmarks/latency/README.md, gpuflat section); not
+# timed with the grouped merge, whose benchmarks/large sweep kept 64.
 TILES = (64, 16, 4, "tf32x3")
 MAX_K = 128  # KOUT <= BLOCK_N: larger k take the torch scans
 # Running top-KOUT per tile: bitonic.merge_top (the tile's groups of KOUT reduced pairwise, 896 key-stages
@@ -156,5 +159,93 @@ def flat_scan(q, vectors, bias, ct, starts, sizes, probe, off, labels, mask, max
         SCALE=scale, HAS_BIAS=bias is not None, HAS_CT=ct is not None, HAS_MASK=mask is not None,
         HAS_MAXC=max_codes > 0, CHUNKED=chunked, KOUT=kout, BLOCK_Q=block_q, BLOCK_N=block_n, BLOCK_D=block_d,
         PRECISION=precision, GROUPED=GROUPED and block_n // kout <= MAX_GROUPS, num_warps=warps,
+    )
+    return out_s, out_r
+
+
+@triton.jit
+def _flat_probes(Q, X, BIAS, CT, PROBE, STARTS, SIZES, MASK, OUT_S, OUT_R, P, d, max_codes, stride_q, stride_x,
+                 width, SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_CT: tl.constexpr, HAS_MASK: tl.constexpr,
+                 HAS_MAXC: tl.constexpr, K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_P: tl.constexpr,
+                 BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    # program (t, query): the query's t-th tile of BLOCK_N rows, counting the tiles of its probed lists
+    # in probe order; the tile table comes from the probe row itself, so nothing runs before the launch
+    t = tl.program_id(0)
+    qi = tl.program_id(1).to(tl.int64)
+    ps = tl.arange(0, BLOCK_P)
+    pm = ps < P
+    lists = tl.load(PROBE + qi * P + ps, mask=pm, other=0)
+    sizes = tl.load(SIZES + lists, mask=pm, other=0)
+    n_tiles = (sizes + BLOCK_N - 1) // BLOCK_N
+    end = tl.cumsum(n_tiles, 0)
+    j = tl.sum((end <= t).to(tl.int32), 0)  # the probe column whose tiles hold t (P: none, a spare program)
+    here = ps == j
+    lst = tl.sum(tl.where(here, lists, 0), 0)
+    row0 = (t - tl.sum(tl.where(here, end - n_tiles, 0), 0)) * BLOCK_N
+    row1 = tl.minimum(tl.sum(tl.where(here, sizes, 0), 0), row0 + BLOCK_N)  # 0 for a spare program
+    if HAS_MAXC:  # rows of the query's earlier probes count against max_codes
+        row1 = tl.minimum(row1, max_codes - tl.sum(tl.where(ps < j, sizes, 0), 0))
+    cols = tl.arange(0, BLOCK_N)
+    at = qi * width + t * K
+    if row1 > row0:
+        start = tl.load(STARTS + lst)
+        rows = row0 + cols
+        rm = rows < row1
+        acc = tl.zeros([BLOCK_N], dtype=tl.float32)
+        for d0 in range(0, d, BLOCK_D):  # one query: float32 FMA dots, no dot-block padding
+            dims = d0 + tl.arange(0, BLOCK_D)
+            dm = dims < d
+            q = tl.load(Q + qi * stride_q + dims, mask=dm, other=0.0).to(tl.float32)
+            x = tl.load(X + (start + rows)[:, None].to(tl.int64) * stride_x + dims[None, :],
+                        mask=rm[:, None] & dm[None, :], other=0.0)
+            acc += tl.sum(x.to(tl.float32) * q[None, :], axis=1)
+        s = acc * SCALE
+        if HAS_BIAS:
+            s -= tl.load(BIAS + start + rows, mask=rm, other=0.0)
+        if HAS_CT:
+            s += tl.sum(tl.where(here, tl.load(CT + qi * P + ps, mask=pm, other=0.0), 0.0), 0)
+        live = rm
+        if HAS_MASK:
+            live = live & (tl.load(MASK + start + rows, mask=rm, other=0) != 0)
+        s = tl.where(live, s, float("-inf"))
+        # the tile's K best by K successive maxima (with two sorts per tile instead, one query's 19k
+        # probed rows took 0.156 ms on the H200): descending, the lowest row first among equal scores
+        last = row1 - row0 - 1
+        for i in tl.static_range(K):
+            best = tl.max(s, 0)
+            c = tl.minimum(tl.min(tl.where(s == best, cols, BLOCK_N), 0), last)  # NaN: no column equals it
+            tl.store(OUT_S + at + i, best)
+            tl.store(OUT_R + at + i, tl.where(best == float("-inf"), 0, start + row0 + c).to(tl.int32))
+            s = tl.where(cols == c, float("-inf"), s)
+    else:  # a spare slot (past the query's tiles, or cut off by max_codes): nothing to read
+        ks = tl.arange(0, BLOCK_K)
+        tl.store(OUT_S + at + ks, tl.full([BLOCK_K], float("-inf"), tl.float32), mask=ks < K)
+        tl.store(OUT_R + at + ks, tl.zeros([BLOCK_K], tl.int32), mask=ks < K)
+
+
+# query-major tiles: rows per program -> (dimensions per step, warps). On the H200 (sorting version,
+# benchmarks/latency/README.md) 128-row tiles ran 1.5x (nq 1) and 4.5x (nq 64) faster than 64-row ones
+PROBE_TILES = {64: (128, 4), 128: (128, 4), 256: (64, 8)}
+
+
+def flat_probe_scan(q, vectors, bias, ct, starts, sizes, probe, mask, max_codes, scale, k, tile_rows, sizes_host):
+    """Query-major scan for small batches: one program per (query, tile of tile_rows rows of one of
+    its probed lists), each keeping its best k rows; (scores, slab rows int32) (nq, width), k columns
+    per tile slot, -inf in slots past the query's tiles. The caller's top-k per query is the second
+    stage. tile_rows: a key of PROBE_TILES."""
+    nq, P = probe.shape
+    block_d, warps = PROBE_TILES[tile_rows]
+    n_tiles = max(longest_chunks(sizes_host, P, tile_rows), 1)
+    width = n_tiles * k
+    out_s = torch.empty((nq, width), device=q.device)
+    out_r = torch.empty((nq, width), dtype=torch.int32, device=q.device)
+    _flat_probes[(n_tiles, nq)](
+        q, vectors, bias if bias is not None else out_s, ct if ct is not None else out_s, probe, starts, sizes,
+        mask.view(torch.uint8) if mask is not None else out_s, out_s, out_r, P, q.shape[1], max_codes,
+        q.stride(0), vectors.stride(0), width,
+        SCALE=scale, HAS_BIAS=bias is not None, HAS_CT=ct is not None, HAS_MASK=mask is not None,
+        HAS_MAXC=max_codes > 0, K=k, BLOCK_K=triton.next_power_of_2(k), BLOCK_P=triton.next_power_of_2(P),
+        BLOCK_N=tile_rows,
+        BLOCK_D=min(block_d, triton.next_power_of_2(q.shape[1])), num_warps=warps,
     )
     return out_s, out_r

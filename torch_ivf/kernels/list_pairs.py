@@ -12,6 +12,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ..search.cost import longest_chunks
+
 
 def group_pairs(pair_lists: torch.Tensor, nlist: int, block_q: int, chunks: torch.Tensor | None = None,
                 bound: int | None = None):
@@ -46,7 +48,7 @@ def chunk_plan(sizes_host: torch.Tensor, nq: int, P: int, chunk_rows: int, block
             _PLANS.pop(next(iter(_PLANS)))
         _PLANS[key] = hit
     chunks, chunks_dev, total = hit
-    per_query = int(chunks.topk(min(P, chunks.shape[0])).values.sum())
+    per_query = longest_chunks(sizes_host, P, chunk_rows)
     return chunks_dev, per_query, triton.cdiv(nq * per_query, block_q) + min(total, nq * per_query)
 
 

@@ -23,9 +23,13 @@ from pathlib import Path
 import torch
 
 # Programs a GPU scan should have in flight, per multiprocessor (H200: 132 SMs). Overridden by a
-# calibration file where one exists.
+# calibration file where one exists. flat_query_major_nq: IVFFlat batches up to this size take the
+# query-major kernel (H200, 1M x 128, nprobe 16: ahead of the list-major kernel at nq 1-64, far
+# behind from 256, where each query re-reading its lists costs more than the list-major sorts);
+# flat_exact_kernel_nq: exact (one-list) searches up to this size take it too, 0 (off) until it is
+# timed ahead of the GEMV + torch top-k (benchmarks/latency/flat_small.py, "kernel" vs "gemm").
 DEFAULTS = {"flat_programs_per_sm": 32, "pq_programs_per_sm": 8, "min_chunk_rows": 128, "min_span_rows": 128,
-            "pq_buffer_share": 1 / 64}
+            "pq_buffer_share": 1 / 64, "flat_query_major_nq": 64, "probe_tile_rows": 128, "flat_exact_kernel_nq": 0}
 
 
 def cache_file(device: torch.device) -> Path:
@@ -86,6 +90,30 @@ def flat_chunk_rows(nq: int, P: int, nlist: int, ntotal: int, max_size: int, dev
     target = f["flat_programs_per_sm"] * _sms(device)
     chunk = max(int(f["min_chunk_rows"]), _pow2_at_least(rows / target))
     return 0 if chunk >= max_size else chunk
+
+
+def longest_chunks(sizes_host: torch.Tensor, P: int, chunk_rows: int) -> int:
+    """Row chunks of the P longest lists: the most chunks one query probing P lists can meet (a bound
+    known on the host). Cached on the sizes tensor itself, checked against its version counter, so a
+    search of a few queries does not redo the host top-k."""
+    memo = getattr(sizes_host, "_longest_chunks", None)
+    if memo is None or memo[0] != sizes_host._version:
+        memo = (sizes_host._version, {})
+        sizes_host._longest_chunks = memo
+    hit = memo[1].get((P, chunk_rows))
+    if hit is None:
+        chunks = (sizes_host + chunk_rows - 1) // chunk_rows
+        hit = memo[1][(P, chunk_rows)] = int(chunks.topk(min(P, chunks.shape[0])).values.sum())
+    return hit
+
+
+def flat_probe_rows(nq: int, k: int, device: torch.device) -> int:
+    """Rows per program of IVFFlat's query-major kernel (one program per query and tile of a probed
+    list), 0 where the list-major kernel is the faster: batches above flat_query_major_nq (a list read
+    once per block of queries beats each query reading its own lists) and k beyond 32 (the kernel
+    keeps k maxima per tile)."""
+    f = figures(device)
+    return int(f["probe_tile_rows"]) if nq <= f["flat_query_major_nq"] and k <= 32 else 0
 
 
 @functools.lru_cache(maxsize=None)
