@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from .. import kernels
+from ..codecs import FlatCodec
 from ..search import cost
 from ..search.common import SCORE_BUDGET, pad_k
 from ..search.scanner import Scanner
@@ -71,13 +72,24 @@ class FlatCodes(Scanner):
     def score_block_into(self, ctx, qsel, list_id, start, end, out, q=None):
         """score_block's scores written to out (a (len(qsel), end - start) view with unit column stride),
         q: ctx.q[qsel] where the caller has it: the same ops on the same operands, without temporaries
-        (the CPU scan of search/select.py)."""
-        x = self._stored(slice(start, end))
+        (the CPU scans of search/select.py and search/per_query.py, one call per list)."""
         q = ctx.q.index_select(0, qsel) if q is None else q
-        if self.metric == "l2":
-            torch.addmm(self._bias(slice(start, end))[None, :], q, x.T, beta=-1, alpha=self._scale, out=out)
+        views = ctx.cache.get("slab_views")
+        if views is None:  # float32 rows are the slab itself: its transpose and bias row, sliced per list
+            vectors = self.invlists.field("vectors") if type(self.codec).rows is FlatCodec.rows else None
+            plain = vectors is not None and vectors.dtype == torch.float32
+            views = ctx.cache["slab_views"] = (vectors.T, self._bias(slice(None))[None, :] if self.metric == "l2"
+                                               else None) if plain else False
+        if views:
+            xT = views[0][:, start:end]
+            bias = views[1][:, start:end] if views[1] is not None else None
         else:
-            torch.mm(q, x.T, out=out)
+            xT = self._stored(slice(start, end)).T
+            bias = self._bias(slice(start, end))[None, :] if self.metric == "l2" else None
+        if bias is not None:
+            torch.addmm(bias, q, xT, beta=-1, alpha=self._scale, out=out)
+        else:
+            torch.mm(q, xT, out=out)
         if self.by_residual:
             out += ctx.coarse[qsel, list_id][:, None]
 

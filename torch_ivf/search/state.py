@@ -1,7 +1,7 @@
 """Per-query state a scanner builds once per search batch and reads while it scores lists."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -16,6 +16,7 @@ class QueryState:
     probe: torch.Tensor | None = None
     coarse: torch.Tensor | None = None
     qnorm: torch.Tensor | None = None
+    cache: dict = field(default_factory=dict)  # what a scanner derives once per search (slab views)
 
     def count_full_scan(self, rows: torch.Tensor, d: int) -> None:
         """Rows scanned without pruning (Panorama counts them; nothing else does)."""

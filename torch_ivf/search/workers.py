@@ -28,32 +28,44 @@ def _pool(n: int) -> ThreadPoolExecutor:
 
 def for_each(fn, items, workers: int) -> None:
     """fn(item) for every item, by the calling thread and workers - 1 pool threads; the first error
-    raised in any of them is raised here once all have stopped."""
+    raised in any of them is raised here once all have stopped.
+
+    The caller waits for the items pool threads took, never for a pool thread to start: on a busy
+    machine a woken thread may wait milliseconds for a core (IVFFlat nq = 1, two workers at load 7:
+    1.79 ms against 1.01 on one), and by then the caller has taken the remaining items itself; a late
+    thread finds none left and returns."""
     if workers <= 1 or len(items) < 2:
         for item in items:
             fn(item)
         return
     items = list(items)
-    nxt, take, failed = [0], threading.Lock(), []
+    state = threading.Condition()
+    nxt, busy, failed = [0], [0], []
 
     def drain(own_thread: bool):
         if own_thread:
             torch.set_num_threads(1)  # this pool thread's OpenMP team, not the caller's setting
-        while not failed:
-            with take:
+        while True:
+            with state:
                 i = nxt[0]
+                if failed or i >= len(items):
+                    return
                 nxt[0] += 1
-            if i >= len(items):
-                return
+                busy[0] += 1
             try:
                 fn(items[i])
             except BaseException as e:  # stop the others; re-raised by the caller below
-                failed.append(e)
-                return
+                with state:
+                    failed.append(e)
+            finally:
+                with state:
+                    busy[0] -= 1
+                    state.notify_all()
 
-    futures = [_pool(workers - 1).submit(drain, True) for _ in range(workers - 1)]
+    for _ in range(workers - 1):
+        _pool(workers - 1).submit(drain, True)
     drain(False)
-    for f in futures:
-        f.result()
+    with state:
+        state.wait_for(lambda: busy[0] == 0)
     if failed:
         raise failed[0]
