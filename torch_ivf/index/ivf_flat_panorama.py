@@ -11,7 +11,6 @@ from .. import kernels
 from ..arrays import take_rows
 from ..codecs import PanoramaFlatCodec
 from ..panorama import level_slice
-from ..search.common import scanned_rows
 from ..search.state import PanoramaFlatState
 from .flat_codes import FlatCodes
 from .ivf import faiss_form
@@ -99,8 +98,7 @@ class IndexIVFFlatPanorama(PanoramaScan, FlatCodes, IndexIVFFlat):
         # GPUs with Triton: IVFFlat's list-GEMM kernel over every dimension. Per-row level bounds cost
         # more there than the dot products they would save (H200, MiniLM 75k, nprobe 16: the pruned
         # torch waves 16k QPS, this kernel 2.9M), and the results are the same (rounding aside).
-        rows = scanned_rows(self.invlists.device_meta()[1][probe], max_codes).sum()
-        ctx.stats.add_counts(torch.stack([rows, rows]), self.d)  # every dimension of every row scanned
+        self._count_dense(ctx, probe, max_codes)  # every dimension of every row scanned
         out = self.scan_kernel(ctx, probe, k, mask, max_codes)
         return out if out is not None else self._scan_padded(ctx, probe, k, mask, max_codes)
 

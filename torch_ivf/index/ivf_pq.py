@@ -22,7 +22,7 @@ from ..search import cost
 from ..arrays import positive_int
 from ..codecs import PQCodec
 from ..pq import ProductQuantizer
-from ..search.common import SCORE_BUDGET, scanned_rows
+from ..search.common import SCORE_BUDGET
 from ..search.scanner import Scanner
 from ..search.state import PQState
 from .ivf import IndexIVF, faiss_form
