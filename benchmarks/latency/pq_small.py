@@ -4,6 +4,7 @@ codebooks, CUDA against the CPU search of the same index) and p50 latency of aut
 path at nq 1 ... 1024, GPU kernel tables at nq 1 and 64, Panorama against IVFPQ at higher nprobe.
 
     python -m benchmarks.latency.pq_small --out results/h200-gpupq.jsonl --data-dir .data [--code DIR --label old]
+    [--large 1000000]
 
 --code DIR imports torch_ivf from DIR instead (an earlier checkout, timed side by side in the same
 call); --indexes picks the indexes. Rows: {"label", "index", "variant", "nprobe", "nq", "p50_ms",
@@ -32,6 +33,8 @@ def _args():
     ap.add_argument("--indexes", default="pq,pano,fp,ref")
     ap.add_argument("--budget", type=float, default=150)
     ap.add_argument("--no-triton-max-nq", type=int, default=1024)
+    ap.add_argument("--large", type=int, default=0, help="then n x 384 clustered rows with energy front-loaded "
+                    "(IVF1024, PQ96, 8 levels): Panorama against IVFPQ at nprobe 16 and 64, auto")
     return ap.parse_args()
 
 
@@ -231,7 +234,39 @@ def main():
         for nprobe in (64,):
             sweep(out, "IVFPQ96Panorama8", pano, q, ["auto"], NQS, nprobe=nprobe, profile=(1, 64))
             sweep(out, "IVFPQ96", pq, qt, ["auto"], NQS, nprobe=nprobe, profile=(1, 64))
+    if ARGS.large and out.left() > 40:
+        large(out, ARGS.large)
     out.emit({"done": True})
+
+
+def large(out, n):
+    """Where pruning has the most to skip: long lists (n / 1024 rows), energy decaying along the
+    dimensions (scales 1 / (1 + j / 32)), so the first levels hold most of every score."""
+    from benchmarks.datasets import make_clustered
+    xb, xq, _ = make_clustered(n, 384, 1024, seed=0)
+    scale = (1.0 / (1.0 + np.arange(384) / 32.0)).astype(np.float32)
+    xb, xq = xb * scale, xq * scale
+    nlist = 64 if SMOKE else 1024
+    t = time.time()
+    pano = ti.IndexIVFPQPanorama(384, nlist, 96, 8, 8, nprobe=16, niter=10, pq_niter=10, device=DEV)
+    pano.train(xb[: max(20 * nlist, 65536)])
+    pano.add(xb)
+    pq = ti.IndexIVFPQ(384, nlist, 96, 8, nprobe=16, device=DEV)
+    pq.centroids = pano.centroids.clone()
+    pq.pq.set_centroids(pano.pq.centroids)
+    pq.add(pano._transform(torch.from_numpy(xb).to(DEV)))
+    name = f"clustered-{n}-384-decaying"
+    out.emit({"built": name, "s": round(time.time() - t, 1), "max_list": int(pano.invlists.sizes.max())})
+    q = torch.from_numpy(xq).to(DEV)
+    for nprobe in (16, 64):
+        pano.nprobe = pq.nprobe = nprobe
+        for nq in NQS:
+            Dp, Ip = pano.search(q[:nq], 10)
+            Dq, Iq = pq.search(pano._transform(q[:nq]), 10)
+            out.emit({"check": "panorama==ivfpq", "dataset": name, "nprobe": nprobe, "nq": nq,
+                      "D_bitwise": bool(torch.equal(Dp, Dq)), "same_ids": round(float((Ip == Iq).float().mean()), 5)})
+        sweep(out, f"{name} IVFPQ96Panorama8", pano, q, ["auto"], NQS, nprobe=nprobe, profile=(1, 64))
+        sweep(out, f"{name} IVFPQ96", pq, pano._transform(q), ["auto"], NQS, nprobe=nprobe, profile=(1, 64))
 
 
 if __name__ == "__main__":
