@@ -174,15 +174,21 @@ def cpu_workers(nq: int) -> int:
     return 1 if nq <= SMALL_BATCH else getattr(_caller, "threads", 1)
 
 
-# A single query's lists are shared out to workers from this many scored elements (rows x d) on:
-# waking a pool thread costs ~30 us, and IVFFlat 200k x 128 nprobe 16 scores ~19k rows (0.3 ms of GEMV).
-QUERY_SPLIT_ELEMENTS = 1 << 19
+# A single query's lists may be shared out to list workers from this many scored elements (rows x d)
+# on; None: never (the default). On the 2-core machine shared with other agents (load 5-7), IVFFlat
+# 200k x 128 nprobe 16 nq = 1 ran 1.7 ms on two workers against 0.99 on one in bench.py's interleaved
+# calls (a worker that takes a list and loses its core holds the query back; no gain was measurable
+# in a direct A/B there either, 1.07 vs 1.07 ms), so one query stays on one thread unless a caller
+# sets this, e.g. 1 << 19 (~4k rows of 128) on a machine of its own.
+QUERY_SPLIT_ELEMENTS: int | None = None
 
 
 def query_workers(elements: int) -> int:
     """List workers for one query of the per-query path scoring ``elements`` values (rows x d): the
-    caller's thread setting (read when the search began) for large scans, else one."""
-    return getattr(_caller, "threads", 1) if elements >= QUERY_SPLIT_ELEMENTS else 1
+    caller's thread setting (read when the search began) for scans of QUERY_SPLIT_ELEMENTS or more,
+    else one."""
+    split = QUERY_SPLIT_ELEMENTS is not None and elements >= QUERY_SPLIT_ELEMENTS
+    return getattr(_caller, "threads", 1) if split else 1
 
 
 @contextlib.contextmanager
