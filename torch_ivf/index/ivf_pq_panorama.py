@@ -434,10 +434,11 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
         from ..kernels.pq_scan import pq_scan
         stats, L, P, q, data = ctx.kernel_stats, self.n_levels, part.probe.shape[1], part.q, part.data
         b, width = out.shape
-        rows = scanned_rows(self.invlists.device_meta()[1][part.probe], max_codes)
+        def rows():  # rows scanned per probed list (only where counted here: each op is a launch)
+            return scanned_rows(self.invlists.device_meta()[1][part.probe], max_codes)
         thr = None
         if part.served is not None:  # busy lists are scanned in full
-            stats.add_(rows.mul(part.served[part.probe]).sum() * L)
+            stats.add_(rows().mul(part.served[part.probe]).sum() * L)
             if width >= k:
                 thr = kernels.topk(out, k)[0][:, -1].contiguous()  # the kernels read it densely
         args = (out, ctx.tables[:, q], data["codes"], data["init"], ctx.ct[q], part.starts, part.sizes, part.probe,
@@ -449,7 +450,7 @@ class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
             return
         if part.span:  # k too large for the seed tile: the nearest list first, unpruned, then its k-th best
             pq_scan(*args, cols=(0, 1), span=part.span, **kw)
-            stats.add_(rows[:, 0].mul(part.sizes[part.probe[:, 0]] > 0).sum() * L)
+            stats.add_(rows()[:, 0].mul(part.sizes[part.probe[:, 0]] > 0).sum() * L)
             if width >= k:
                 thr = kernels.topk(out, k)[0][:, -1].contiguous()  # the kernels read it densely
             if P > 1:
