@@ -107,16 +107,10 @@ def timed(fn, budget_s, max_reps=400, min_reps=5):
 
 
 def kernel_table(fn, rows=8):
-    fn()
-    sync()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        fn()
-        sync()
-    ev = [e for e in prof.key_averages() if e.device_time_total > 0]
-    total = sum(e.self_device_time_total for e in ev) / 1e3
-    ev.sort(key=lambda e: -e.self_device_time_total)
-    return {"gpu_ms": round(total, 4), "launches": sum(e.count for e in ev),
-            "top": [(e.key[:50], round(e.self_device_time_total / 1e3, 4), e.count) for e in ev[:rows]]}
+    """GPU ms per search (profiler), kernel launches, the top kernels."""
+    from benchmarks.pq.gpu_profile import kernel_table as table
+    total, every = table(fn, 10_000)
+    return {"gpu_ms": round(total, 4), "launches": sum(e[2] for e in every), "top": every[:rows]}
 
 
 VARIANTS = {  # name: forced(...) keywords
