@@ -19,6 +19,8 @@ _SCRIPT = textwrap.dedent("""
     import torch_ivf as ti
     import torch_ivf.kernels as K
     from torch_ivf.search import cost
+    from torch_ivf.kernels import pq_panorama
+    import triton.language as tl
     K.available = lambda dev: K.enabled and K._HAVE_TRITON
     xb = np.load(%r)
     pano = ti.IndexIVFPQPanorama(32, 16, 8, 8, 4, nprobe=6, niter=4, pq_niter=4)
@@ -32,8 +34,11 @@ _SCRIPT = textwrap.dedent("""
     every = (ti.SearchParams(), ti.SearchParams(allowed=np.arange(0, len(xb), 3)), ti.SearchParams(max_codes=300))
     ratios = []
     for nq, span, k, params in ((3, 64, 10, every), (3, 64, 80, every[:2]), (3, 0, 10, every[1:2]),
-                                (3, 0, 40, every[1:]), (10, 64, 10, every[:1])):  # nq 10: busy lists
+                                (3, 0, 40, every[1:]), (10, 64, 10, every[:1]),  # nq 10: busy lists
+                                (3, 64, 10, every[:1])):  # last: a seed shorter than the nearest list
         cost.pq_span = lambda *a, _s=span: _s
+        if params is every[:1] and nq == 3:
+            pq_panorama.SEED_TILES = tl.constexpr(1)
         q = torch.as_tensor(xb[:nq] + 0.05)
         for p in params:
             D, I = pano.search(q, k, params=p)

@@ -6,7 +6,7 @@ below a threshold that some k exact scores reach already can be dropped. A survi
 exactly ``_pq_scan``'s additions in its order, so the scores (and ids) are bitwise IndexIVFPQ's.
 
 ``_pq_tiles_seeded`` (small batches, one launch): programs over (query, span of its row), as the plain
-split scan. Each program first scores its query's nearest probed list in full and keeps the lane-wise
+split scan. Each program first scores (the first 4 tiles of) its query's nearest list and keeps the lane-wise
 best of its tiles, whose k-th largest (k distinct rows' exact scores) is the threshold (every program
 of the query repeats this: ~one list of work, against a launch and a top-k per wave otherwise; no
 sort, so it compiles in seconds), then walks its span tile by tile and level by level, each tile leaving as soon as no row
@@ -37,6 +37,7 @@ WAVES = (64, 2, 16)
 RUNNING = (32, 1, 8)
 RUNNING_MAX_K = 32  # top-k of the running scan lives in one tile; larger k take the waves (measured faster)
 SEED_MAX_K = SPLIT[0]  # the seed needs k distinct lanes of a tile
+SEED_TILES = tl.constexpr(4)  # tiles of the nearest list each program scores for its threshold
 
 
 @triton.jit
@@ -191,8 +192,8 @@ def _pq_tiles_seeded(LUT, CODES, INIT, TAILS, Q, CT, STARTS, SIZES, PROBE, OFF, 
                      LAYOUT_W: tl.constexpr, LISTS: tl.constexpr, SEED: tl.constexpr, KTH: tl.constexpr,
                      HAS_THR: tl.constexpr, HAS_MASK: tl.constexpr, HAS_MAXC: tl.constexpr, WORDS: tl.constexpr,
                      BLOCK_N: tl.constexpr):
-    """Program (query, span of its row): threshold = max(THR (HAS_THR), k-th best of the nearest list
-    (SEED)); every tile of the span pruned level by level against it, without compaction."""
+    """Program (query, span of its row): threshold = max(THR (HAS_THR), k-th best of the first rows of
+    the nearest list (SEED)); every tile of the span pruned level by level against it, no compaction."""
     qi = tl.program_id(0)
     o0, o1, ends = _group(qi, W, PROBE, OFF, SIZES, 0, W, LISTS)
     j0 = o0 + tl.program_id(1) * span
@@ -208,7 +209,10 @@ def _pq_tiles_seeded(LUT, CODES, INIT, TAILS, Q, CT, STARTS, SIZES, PROBE, OFF, 
         if HAS_THR:
             thr = tl.load(THR + qi)
         if SEED:  # the nearest list (column 0) in full: k of its exact scores bound the final k-th best
-            e0 = tl.minimum(o1, tl.load(OFF + qi * W) + tl.load(SIZES + tl.load(PROBE + qi * W)))
+            # (its first SEED_TILES tiles: every program repeats the seed, and a long nearest list, e.g.
+            # 10k rows at 1M x 128 IVF1024, would cost each program far more than its own span)
+            e0 = tl.minimum(tl.minimum(o1, o0 + SEED_TILES * BLOCK_N),
+                            tl.load(OFF + qi * W) + tl.load(SIZES + tl.load(PROBE + qi * W)))
             s0 = o0
             while s0 < e0:
                 js = s0 + ar
