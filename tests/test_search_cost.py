@@ -229,3 +229,24 @@ def test_for_each_runs_every_item_once_and_raises_the_first_error():
     with pytest.raises(ValueError, match="item 7"):
         workers.for_each(boom, list(range(20)), 2)
     workers.for_each(got.append, [], 2)  # nothing to do
+
+
+def test_list_workers_leave_the_count_new_threads_start_with():
+    import threading
+    index, _ = _ivf("flat")
+    before = torch.get_num_threads()
+    seen = []
+    try:
+        torch.set_num_threads(2)
+        for pool in workers._pools.values():  # the pool is made (its threads set to one OpenMP thread) below
+            pool.shutdown(wait=False)
+        workers._pools.clear()
+        index.search(clustered(40, 24, centres=30, seed=9), 5)
+        workers.for_each(lambda i: None, list(range(8)), 3)  # a pool made outside any search
+        t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        t.start()
+        t.join()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [2]  # a thread started after the searches gets the caller's count, not the workers' 1

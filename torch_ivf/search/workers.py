@@ -19,10 +19,24 @@ _pools: dict[int, ThreadPoolExecutor] = {}
 _lock = threading.Lock()
 
 
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # this pool thread's OpenMP team and MKL threads
+
+
 def _pool(n: int) -> ThreadPoolExecutor:
+    """n pool threads, each set to one OpenMP thread before the pool is handed out. torch.set_num_threads
+    also stores the count as the one new threads start with, so a pool thread setting it after the
+    search had restored the caller's count would change what the user's later threads get; the count
+    is set once here, all n threads started, and the caller's count stored again after."""
     with _lock:
         if n not in _pools:
-            _pools[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="torch_ivf-lists")
+            caller = torch.get_num_threads()
+            pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="torch_ivf-lists", initializer=_one_thread)
+            started = threading.Barrier(n)  # n tasks that wait for each other: n threads, all initialised
+            for f in [pool.submit(started.wait) for _ in range(n)]:
+                f.result()
+            torch.set_num_threads(caller)
+            _pools[n] = pool
         return _pools[n]
 
 
@@ -42,9 +56,7 @@ def for_each(fn, items, workers: int) -> None:
     state = threading.Condition()
     nxt, busy, failed = [0], [0], []
 
-    def drain(own_thread: bool):
-        if own_thread:
-            torch.set_num_threads(1)  # this pool thread's OpenMP team, not the caller's setting
+    def drain():
         while True:
             with state:
                 i = nxt[0]
@@ -62,9 +74,10 @@ def for_each(fn, items, workers: int) -> None:
                     busy[0] -= 1
                     state.notify_all()
 
+    pool = _pool(workers - 1)
     for _ in range(workers - 1):
-        _pool(workers - 1).submit(drain, True)
-    drain(False)
+        pool.submit(drain)
+    drain()
     with state:
         state.wait_for(lambda: busy[0] == 0)
     if failed:
