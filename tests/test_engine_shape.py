@@ -98,17 +98,19 @@ def test_every_index_type_stores_through_a_codec_object(data, description):
     assert index.sa_code_size() == head + index.codec.sa_bytes()
 
 
-@pytest.mark.parametrize("description", ["Flat", "SQ8", "IVF16,Flat", "IVF16,SQ8", "IVF16,SQ4"])
-def test_flat_codes_indexes_hold_a_scanner_object(data, description):
+@pytest.mark.parametrize("description", ["Flat", "SQ8", "IVF16,Flat", "IVF16,SQ8", "IVF16,SQ4", "IVF16,PQ8"])
+def test_indexes_hold_a_scanner_object(data, description):
     import copy
 
     from torch_ivf.index.flat_codes import FlatScanner
+    from torch_ivf.index.ivf_pq import PQScanner
     from torch_ivf.search.scanner import Scanner
 
     xb, xq = data
     index = ti.index_factory(32, description)
     scanner = index.scanner
-    assert type(scanner) is FlatScanner and scanner is not index and not isinstance(index, Scanner)
+    assert type(scanner) is (PQScanner if "PQ" in description else FlatScanner)
+    assert scanner is not index and not isinstance(index, Scanner)
     assert scanner.codec is index.codec and scanner.invlists is index.invlists
     assert not hasattr(index, "score_block") and not hasattr(index, "prepare")
     index.train(xb)

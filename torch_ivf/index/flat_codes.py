@@ -13,7 +13,7 @@ from .. import kernels
 from ..codecs import FlatCodec
 from ..search import cost
 from ..search.common import SCORE_BUDGET, pad_k
-from ..search.scanner import Scanner
+from ..search.scanner import CodecScanner, Scanner
 from ..search.state import QueryState
 
 
@@ -154,25 +154,6 @@ class FlatCodes(Scanner):
         return scores
 
 
-class FlatScanner(FlatCodes):
+class FlatScanner(FlatCodes, CodecScanner):
     """``FlatScanner(codec, invlists)``: the scanner object of IndexFlat, IndexIVFFlat and the
-    scalar-quantizer indexes (``index.scanner``) over the index's own codec and inverted lists; it
-    keeps no state of its own, so it follows the lists to another device and into a copy."""
-
-    def __init__(self, codec, invlists):
-        self.codec, self.invlists = codec, invlists
-
-    @property
-    def metric(self) -> str:
-        """The index's metric ("l2", "ip" or "cosine"), as its codec holds it."""
-        return self.codec.metric
-
-    @property
-    def by_residual(self) -> bool:
-        """True when the rows are residuals: scores add the coarse score of their list."""
-        return self.codec.by_residual
-
-    @property
-    def device(self) -> torch.device:
-        """The device of the inverted lists (index.to moves them)."""
-        return self.invlists.device
+    scalar-quantizer indexes (``index.scanner``) over the index's own codec and inverted lists."""

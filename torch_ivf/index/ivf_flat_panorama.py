@@ -64,10 +64,7 @@ class IndexIVFFlatPanorama(PanoramaScan, FlatCodes, IndexIVFFlat):
     def _make_codec(self) -> PanoramaFlatCodec:
         return PanoramaFlatCodec(self.d, self.metric, self.n_levels, self.norm_dtype)
 
-    # ---- scanner: the index itself (its pruned scans over flat codes' methods) ---------------
-    def _make_scanner(self):
-        return self
-
+    # ---- scanner: the index itself (PanoramaScan._make_scanner) ------------------------------
     state_type = PanoramaFlatState
 
     def prepare(self, q, probe, coarse) -> PanoramaFlatState:

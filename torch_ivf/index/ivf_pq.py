@@ -23,7 +23,7 @@ from ..arrays import positive_int
 from ..codecs import PQCodec
 from ..pq import ProductQuantizer
 from ..search.common import SCORE_BUDGET
-from ..search.scanner import Scanner
+from ..search.scanner import CodecScanner, Scanner
 from ..search.state import PQState
 from .ivf import IndexIVF, faiss_form
 
@@ -63,106 +63,13 @@ def lut_sum(lut: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return g[..., 0]
 
 
-class IndexIVFPQ(IndexIVF, Scanner):  # its own scanner (look-up tables): index.scanner is index
-    """IVF over product-quantized residuals: M bytes per vector, scanned with look-up tables.
+class PQScan(Scanner):
+    """Scan methods of product-quantized rows: look-up tables (prepare), ADC sums (lut_sum) and the
+    Triton scans. They read ``codec``, ``invlists``, ``pq``, ``M``, ``nlist``, ``metric``,
+    ``by_residual``, ``device`` and ``_code_rows``: PQScanner (the object IndexIVFPQ holds as
+    ``index.scanner``) takes them from the codec and the lists; IndexIVFPQPanorama, whose pruned
+    scans are still methods of the index, mixes these methods in."""
 
-    ``IndexIVFPQ(d, nlist, M, nbits=8, metric="l2", nprobe=1, *, by_residual=True, ...)``, or Faiss's
-    form with a leading quantizer: ``IndexIVFPQ(quantizer, d, nlist, M, nbits, metric=METRIC_L2)``.
-
-    Args:
-        d: vector dimension (M must divide it); or (Faiss's form) a flat index of the nlist centroids
-            (shared, not copied), followed by d, nlist, M, nbits, metric.
-        nlist: number of inverted lists.
-        M: sub-quantizers (bytes per code at nbits=8).
-        nbits: bits per sub-quantizer code, 1..8.
-        metric: "l2", "ip", "cosine" or METRIC_L2 / METRIC_INNER_PRODUCT.
-        nprobe: lists scanned per query.
-        by_residual: encode x - centroid (Faiss's default) or x.
-        pq_niter: PQ k-means iterations.
-        pq_max_train: cap on the rows the PQ codebooks are trained on.
-        device, dtype, search_mode, max_codes, seed, niter, quantizer, verbose: as for IndexIVFFlat.
-
-    Raises:
-        ValueError: M not dividing d, nbits outside 1..8, or a bad IVF argument.
-        TypeError: a non-bool by_residual.
-    """
-
-    @faiss_form
-    def __init__(self, d: int, nlist: int, M: int, nbits: int = 8, metric="l2", nprobe: int = 1, *,
-                 by_residual: bool = True, pq_niter: int = 25, pq_max_train: int = 65536, device=None,
-                 dtype=torch.float32, search_mode: str = "auto", max_codes: int = 0, seed: int = 1234,
-                 niter: int = 20, quantizer=None, verbose: bool | None = None):
-        self._init_pq(d, nlist, M, nbits, metric, by_residual=by_residual, pq_niter=pq_niter,
-                      pq_max_train=pq_max_train, nprobe=nprobe, device=device, dtype=dtype,
-                      search_mode=search_mode, max_codes=max_codes, seed=seed, niter=niter,
-                      quantizer=quantizer, verbose=verbose)
-
-    def _init_pq(self, d, nlist, M, nbits=8, metric="l2", *, by_residual=True, pq_niter=25,
-                 pq_max_train=65536, **kwargs):
-        positive_int(M, "M")
-        if isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 and d % M:
-            raise ValueError(f"M must divide d={d}, got M={M}")
-        if isinstance(nbits, bool) or not isinstance(nbits, (int, np.integer)) or not 1 <= nbits <= 8:
-            raise ValueError(f"nbits must be an int in 1..8, got {nbits!r}")
-        if not isinstance(by_residual, bool):
-            raise TypeError(f"by_residual must be a bool, got {type(by_residual).__name__}")
-        self.M, self.nbits, self._by_residual = int(M), int(nbits), by_residual
-        self._pq_niter, self.pq_max_train = int(pq_niter), int(pq_max_train)
-        self._pq_seed = int(kwargs.get("seed", 1234))
-        super().__init__(d, nlist, metric, **kwargs)
-
-    @property
-    def pq_niter(self) -> int:
-        """PQ k-means iterations (``pq.cp.niter``)."""
-        return self.pq.cp.niter if "codec" in self.__dict__ else self._pq_niter
-
-    @pq_niter.setter
-    def pq_niter(self, value) -> None:
-        self.pq.cp.niter = value
-
-    # ---- codec -------------------------------------------------------------------------
-    def _make_codec(self) -> PQCodec:
-        return PQCodec(self._new_pq(), self.metric, self._by_residual, self.pq_max_train, seed=self._pq_seed + 2)
-
-    def _new_pq(self) -> ProductQuantizer:
-        return ProductQuantizer(self.d, self.M, self.nbits, device=self.device, seed=self._pq_seed + 1,
-                                niter=self.pq_niter)
-
-    @property
-    def pq(self) -> ProductQuantizer:
-        """The trained ProductQuantizer (Faiss's ``index.pq``)."""
-        return self.codec.pq
-
-    @property
-    def by_residual(self) -> bool:
-        """True when the codes encode x - centroid (Faiss's default), False for x itself."""
-        return self.codec.by_residual
-
-    @by_residual.setter
-    def by_residual(self, value: bool) -> None:  # Faiss lets it be set before training
-        if not isinstance(value, bool):
-            raise TypeError(f"by_residual must be a bool, got {type(value).__name__}")
-        self.codec.by_residual = value
-
-    @property
-    def is_trained(self) -> bool:
-        """True once the coarse centroids and the product quantizer are trained."""
-        return super().is_trained and self.pq.is_trained
-
-    @property
-    def code_size(self) -> int:
-        """Faiss's code_size: bytes of one bit-packed PQ code (stored here one byte per sub-quantizer)."""
-        return self.pq.code_size
-
-    def _code_rows(self, pos) -> torch.Tensor:
-        """uint8 codes (..., M) of slab rows pos, whatever the stored layout."""
-        return self.codec.code_rows(self.invlists, pos)
-
-    def config(self) -> dict:
-        return {**super().config(), "M": self.M, "nbits": self.nbits, "by_residual": self.by_residual,
-                "pq_niter": self.pq_niter, "pq_max_train": self.pq_max_train}
-
-    # ---- scanner ------------------------------------------------------------------------
     state_type = PQState
 
     def prepare(self, q, probe, coarse) -> PQState:
@@ -307,3 +214,129 @@ class IndexIVFPQ(IndexIVF, Scanner):  # its own scanner (look-up tables): index.
         if self.metric == "l2":
             return (ctx.qnorm[:, None] - scores).clamp_min(0)
         return scores
+
+
+class IndexIVFPQ(IndexIVF):
+    """IVF over product-quantized residuals: M bytes per vector, scanned with look-up tables.
+
+    ``IndexIVFPQ(d, nlist, M, nbits=8, metric="l2", nprobe=1, *, by_residual=True, ...)``, or Faiss's
+    form with a leading quantizer: ``IndexIVFPQ(quantizer, d, nlist, M, nbits, metric=METRIC_L2)``.
+
+    Args:
+        d: vector dimension (M must divide it); or (Faiss's form) a flat index of the nlist centroids
+            (shared, not copied), followed by d, nlist, M, nbits, metric.
+        nlist: number of inverted lists.
+        M: sub-quantizers (bytes per code at nbits=8).
+        nbits: bits per sub-quantizer code, 1..8.
+        metric: "l2", "ip", "cosine" or METRIC_L2 / METRIC_INNER_PRODUCT.
+        nprobe: lists scanned per query.
+        by_residual: encode x - centroid (Faiss's default) or x.
+        pq_niter: PQ k-means iterations.
+        pq_max_train: cap on the rows the PQ codebooks are trained on.
+        device, dtype, search_mode, max_codes, seed, niter, quantizer, verbose: as for IndexIVFFlat.
+
+    Raises:
+        ValueError: M not dividing d, nbits outside 1..8, or a bad IVF argument.
+        TypeError: a non-bool by_residual.
+    """
+
+    @faiss_form
+    def __init__(self, d: int, nlist: int, M: int, nbits: int = 8, metric="l2", nprobe: int = 1, *,
+                 by_residual: bool = True, pq_niter: int = 25, pq_max_train: int = 65536, device=None,
+                 dtype=torch.float32, search_mode: str = "auto", max_codes: int = 0, seed: int = 1234,
+                 niter: int = 20, quantizer=None, verbose: bool | None = None):
+        self._init_pq(d, nlist, M, nbits, metric, by_residual=by_residual, pq_niter=pq_niter,
+                      pq_max_train=pq_max_train, nprobe=nprobe, device=device, dtype=dtype,
+                      search_mode=search_mode, max_codes=max_codes, seed=seed, niter=niter,
+                      quantizer=quantizer, verbose=verbose)
+
+    def _init_pq(self, d, nlist, M, nbits=8, metric="l2", *, by_residual=True, pq_niter=25,
+                 pq_max_train=65536, **kwargs):
+        positive_int(M, "M")
+        if isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 and d % M:
+            raise ValueError(f"M must divide d={d}, got M={M}")
+        if isinstance(nbits, bool) or not isinstance(nbits, (int, np.integer)) or not 1 <= nbits <= 8:
+            raise ValueError(f"nbits must be an int in 1..8, got {nbits!r}")
+        if not isinstance(by_residual, bool):
+            raise TypeError(f"by_residual must be a bool, got {type(by_residual).__name__}")
+        self.M, self.nbits, self._by_residual = int(M), int(nbits), by_residual
+        self._pq_niter, self.pq_max_train = int(pq_niter), int(pq_max_train)
+        self._pq_seed = int(kwargs.get("seed", 1234))
+        super().__init__(d, nlist, metric, **kwargs)
+
+    @property
+    def pq_niter(self) -> int:
+        """PQ k-means iterations (``pq.cp.niter``)."""
+        return self.pq.cp.niter if "codec" in self.__dict__ else self._pq_niter
+
+    @pq_niter.setter
+    def pq_niter(self, value) -> None:
+        self.pq.cp.niter = value
+
+    # ---- codec -------------------------------------------------------------------------
+    def _make_codec(self) -> PQCodec:
+        return PQCodec(self._new_pq(), self.metric, self._by_residual, self.pq_max_train, seed=self._pq_seed + 2)
+
+    def _new_pq(self) -> ProductQuantizer:
+        return ProductQuantizer(self.d, self.M, self.nbits, device=self.device, seed=self._pq_seed + 1,
+                                niter=self.pq_niter)
+
+    @property
+    def pq(self) -> ProductQuantizer:
+        """The trained ProductQuantizer (Faiss's ``index.pq``)."""
+        return self.codec.pq
+
+    @property
+    def by_residual(self) -> bool:
+        """True when the codes encode x - centroid (Faiss's default), False for x itself."""
+        return self.codec.by_residual
+
+    @by_residual.setter
+    def by_residual(self, value: bool) -> None:  # Faiss lets it be set before training
+        if not isinstance(value, bool):
+            raise TypeError(f"by_residual must be a bool, got {type(value).__name__}")
+        self.codec.by_residual = value
+
+    @property
+    def is_trained(self) -> bool:
+        """True once the coarse centroids and the product quantizer are trained."""
+        return super().is_trained and self.pq.is_trained
+
+    @property
+    def code_size(self) -> int:
+        """Faiss's code_size: bytes of one bit-packed PQ code (stored here one byte per sub-quantizer)."""
+        return self.pq.code_size
+
+    def _code_rows(self, pos) -> torch.Tensor:
+        """uint8 codes (..., M) of slab rows pos, whatever the stored layout."""
+        return self.codec.code_rows(self.invlists, pos)
+
+    def config(self) -> dict:
+        return {**super().config(), "M": self.M, "nbits": self.nbits, "by_residual": self.by_residual,
+                "pq_niter": self.pq_niter, "pq_max_train": self.pq_max_train}
+
+    def _make_scanner(self) -> "PQScanner":
+        return PQScanner(self.codec, self.invlists)
+
+
+class PQScanner(PQScan, CodecScanner):
+    """``PQScanner(codec, invlists)``: the scanner object of IndexIVFPQ (``index.scanner``) over the
+    index's own PQCodec and inverted lists (a by_residual set before training included)."""
+
+    @property
+    def pq(self) -> ProductQuantizer:
+        """The codec's ProductQuantizer."""
+        return self.codec.pq
+
+    @property
+    def M(self) -> int:
+        """Sub-quantizers per code."""
+        return self.codec.pq.M
+
+    @property
+    def nlist(self) -> int:
+        """Inverted lists of the index."""
+        return self.invlists.nlist
+
+    def _code_rows(self, pos) -> torch.Tensor:
+        return self.codec.code_rows(self.invlists, pos)

@@ -23,7 +23,7 @@ from ..search.state import PanoramaPQState
 from ..topk import running_topk, topk_first
 from ..transforms import PanoramaTransform
 from .ivf import faiss_form
-from .ivf_pq import IndexIVFPQ
+from .ivf_pq import IndexIVFPQ, PQScan
 
 _SEED_LEVEL = 2  # level at which the first wave turns its own lower bounds into a threshold
 _WAVE_GROWTH = 4  # the kernel waves (k > 32): 1, 4, 16, ... lists (each a launch + a top-k; x4 beat x2 on the H100)
@@ -38,6 +38,11 @@ class PanoramaScan:
 
     lists_in_parallel = False  # the grouped scan prunes each list against the lists scanned before it
     graph_safe_kernels = True
+
+    def _make_scanner(self):
+        # the pruned scans replace the search paths' list loops, so the index is its own scanner,
+        # over its base codec's scan methods (FlatCodes, PQScan) mixed into the class
+        return self
 
     # ---- where the torch scans prune ------------------------------------------------------
     # On accelerators without Triton (DirectML, MPS, ROCm without it) every path scores every row
@@ -365,7 +370,7 @@ class PanoramaScan:
         return partial
 
 
-class IndexIVFPQPanorama(PanoramaScan, IndexIVFPQ):
+class IndexIVFPQPanorama(PanoramaScan, PQScan, IndexIVFPQ):
     """IndexIVFPQ's results (same codebooks: identical ids) with most candidates dropped after a few
     levels of look-ups.
 

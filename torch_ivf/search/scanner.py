@@ -1,8 +1,9 @@
 """The scanner contract: how one query batch scores rows of the inverted lists. The search paths
 (grouped.py, matrix.py, per_query.py, common.py) reach it only through ``index.scanner``: an object
-of its own for IndexFlat, IndexIVFFlat and the scalar quantizers (index/flat_codes.py's FlatScanner,
-over the index's codec and lists); IndexIVFPQ and the Panorama indexes still implement these methods
-on their class, so for them ``index.scanner is index``.
+of its own over the index's codec and lists for IndexFlat, IndexIVFFlat and the scalar quantizers
+(index/flat_codes.py's FlatScanner) and for IndexIVFPQ (index/ivf_pq.py's PQScanner); the Panorama
+indexes, whose pruned scans replace the paths' list loops, mix those scan methods into their class
+and are their own scanner (``index.scanner is index``).
 
 Scores are always "larger is better"; ``distances`` turns them into what Faiss returns.
 """
@@ -52,3 +53,27 @@ class Scanner:
     def distances(self, ctx: QueryState, scores: torch.Tensor) -> torch.Tensor:
         """Faiss distances from scan scores (identity for ip/cosine)."""
         return scores
+
+
+class CodecScanner(Scanner):
+    """A scanner object over an index's codec and inverted lists (FlatScanner, PQScanner). It keeps
+    no state of its own: what it reads comes from the two, so it follows the lists to another device
+    and into a copy of the index."""
+
+    def __init__(self, codec, invlists):
+        self.codec, self.invlists = codec, invlists
+
+    @property
+    def metric(self) -> str:
+        """The index's metric ("l2", "ip" or "cosine"), as its codec holds it."""
+        return self.codec.metric
+
+    @property
+    def by_residual(self) -> bool:
+        """True when the rows are residuals: scores add the coarse term of their list."""
+        return self.codec.by_residual
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the inverted lists (index.to moves them)."""
+        return self.invlists.device
