@@ -177,9 +177,9 @@ def cpu_workers(nq: int) -> int:
 # A single query's lists may be shared out to list workers from this many scored elements (rows x d)
 # on; None: never (the default). On the 2-core machine shared with other agents (load 5-7), IVFFlat
 # 200k x 128 nprobe 16 nq = 1 ran 1.7 ms on two workers against 0.99 on one in bench.py's interleaved
-# calls (a worker that takes a list and loses its core holds the query back; no gain was measurable
-# in a direct A/B there either, 1.07 vs 1.07 ms), so one query stays on one thread unless a caller
-# sets this, e.g. 1 << 19 (~4k rows of 128) on a machine of its own.
+# calls (a worker that takes a list and loses its core holds the query back), and direct A/Bs gave
+# 1.07 vs 1.07 ms at load 6 and 1.12 vs 0.99 at load 0.25 (16 GEMVs of ~20 us: the hand-off costs what
+# the second core saves), so one query stays on one thread unless a caller sets this (e.g. 1 << 19).
 QUERY_SPLIT_ELEMENTS: int | None = None
 
 
