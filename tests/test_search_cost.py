@@ -58,11 +58,13 @@ def test_flat_chunks_split_small_batches_only():
 
 
 def test_query_major_kernel_for_small_batches_and_small_k_only():
-    rows = cost.flat_probe_rows(1, 10, CPU)
+    rows = cost.flat_probe_rows(1, 128, 10, CPU)
     assert rows in (64, 128, 256)  # kernels.flat_scan.PROBE_TILES
-    assert cost.flat_probe_rows(cost.DEFAULTS["flat_query_major_nq"], 10, CPU) == rows
-    assert cost.flat_probe_rows(cost.DEFAULTS["flat_query_major_nq"] + 1, 10, CPU) == 0
-    assert cost.flat_probe_rows(1, 33, CPU) == 0
+    most = cost.DEFAULTS["flat_query_major_elems"]
+    assert cost.flat_probe_rows(most // 128, 128, 10, CPU) == rows
+    assert cost.flat_probe_rows(most // 128 + 1, 128, 10, CPU) == 0
+    assert cost.flat_probe_rows(1, 384, 10, CPU) == rows and cost.flat_probe_rows(2, 384, 10, CPU) == 0
+    assert cost.flat_probe_rows(1, 128, 33, CPU) == 0
 
 
 def test_longest_chunks_follow_in_place_changes():

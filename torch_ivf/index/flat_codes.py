@@ -128,7 +128,7 @@ class FlatCodes(Scanner):
         ct = None if ct is None else ct.contiguous()
         data, P, inv = self.invlists.fields(), probe.shape[1], self.invlists
         nq = q.shape[0]
-        probe_rows = cost.flat_probe_rows(nq, k, self.device)
+        probe_rows = cost.flat_probe_rows(nq, q.shape[1], k, self.device)
         if probe_rows:  # small batches: query-major programs straight from the probe table
             s, at = flat_scan.flat_probe_scan(q, rows, data.get("bias"), ct, starts, sizes, probe.contiguous(),
                                               mask, max_codes, self._scale, k, probe_rows, inv.sizes)

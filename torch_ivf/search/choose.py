@@ -6,8 +6,11 @@ from __future__ import annotations
 from .. import kernels
 
 SEARCH_MODES = ("auto", "grouped", "csr", "matrix")
-# Threshold of "auto" without kernels: fitted on the H100 runs in benchmarks/results
-MATRIX_GATHER = 1 << 26  # elements
+# "auto" without kernels: the padded gather while it materialises at most this many elements. H200
+# (benchmarks/latency/results/h200-run4, kernels off): clustered 1M x 128 (longest list 10.5k rows)
+# nq 4 / 16 / 64 gather 86M / 344M / 1.4G: matrix 1.43 / 4.59 / 16.9 ms, grouped 3.59 / 4.25 / 6.99;
+# MiniLM 40k x 384 (longest ~640) nq 64 / 256 gather 0.25G / 1G: matrix 1.89 / 7.33, grouped 2.81 / 4.42
+MATRIX_GATHER = 1 << 29  # elements
 # CPU batches up to this size take the per-query path. IVFFlat 200k x 128, nprobe 16, 2-core machine
 # at load 8: nq = 1 1.26 ms vs 1.34 grouped, nq = 2 3.5 vs 1.9, nq = 4 7.4 vs 6.0 (grouped since it
 # selects over all lists at once, search/select.py); only the per-query path splits one query's lists

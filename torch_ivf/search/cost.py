@@ -23,13 +23,15 @@ from pathlib import Path
 import torch
 
 # Programs a GPU scan should have in flight, per multiprocessor (H200: 132 SMs). Overridden by a
-# calibration file where one exists. flat_query_major_nq: IVFFlat batches up to this size take the
-# query-major kernel (H200, 1M x 128, nprobe 16: ahead of the list-major kernel at nq 1-64, far
-# behind from 256, where each query re-reading its lists costs more than the list-major sorts);
+# calibration file where one exists. flat_query_major_elems: IVFFlat batches with nq * d up to this
+# take the query-major kernel (H200, 1M rows, nprobe 16, benchmarks/latency/results/h200-gpuflat-2:
+# d 128 ahead of the list-major kernel at nq 1 and 4 (0.225 / 0.414 vs 0.428 / 0.550 ms), behind from
+# 16 (0.80 vs 0.615); d 384 ahead at nq 1 only (0.378 vs 0.552), behind at 4 (0.694 vs 0.600): each
+# query re-reading its lists costs more than the list-major sorts as soon as queries share lists);
 # flat_exact_kernel_nq: exact (one-list) searches up to this size take it too, 0 (off) until it is
 # timed ahead of the GEMV + torch top-k (benchmarks/latency/flat_small.py, "kernel" vs "gemm").
 DEFAULTS = {"flat_programs_per_sm": 32, "pq_programs_per_sm": 8, "min_chunk_rows": 128, "min_span_rows": 128,
-            "pq_buffer_share": 1 / 64, "flat_query_major_nq": 64, "probe_tile_rows": 128, "flat_exact_kernel_nq": 0}
+            "pq_buffer_share": 1 / 64, "flat_query_major_elems": 512, "probe_tile_rows": 128, "flat_exact_kernel_nq": 0}
 
 
 def cache_file(device: torch.device) -> Path:
@@ -107,13 +109,13 @@ def longest_chunks(sizes_host: torch.Tensor, P: int, chunk_rows: int) -> int:
     return hit
 
 
-def flat_probe_rows(nq: int, k: int, device: torch.device) -> int:
+def flat_probe_rows(nq: int, d: int, k: int, device: torch.device) -> int:
     """Rows per program of IVFFlat's query-major kernel (one program per query and tile of a probed
-    list), 0 where the list-major kernel is the faster: batches above flat_query_major_nq (a list read
+    list), 0 where the list-major kernel is the faster: nq * d above flat_query_major_elems (a list read
     once per block of queries beats each query reading its own lists) and k beyond 32 (the kernel
     keeps k maxima per tile)."""
     f = figures(device)
-    return int(f["probe_tile_rows"]) if nq <= f["flat_query_major_nq"] and k <= 32 else 0
+    return int(f["probe_tile_rows"]) if nq * d <= f["flat_query_major_elems"] and k <= 32 else 0
 
 
 @functools.lru_cache(maxsize=None)
