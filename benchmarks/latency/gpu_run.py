@@ -248,6 +248,19 @@ def ten_million(run, args):
     torch.cuda.empty_cache()
 
 
+def panorama_and_ivfpq(ti, xb, nlist, metric, dev):
+    """IVFPQ96Panorama8 on xb, and an IVFPQ96 with its coarse centroids and codebooks holding its
+    rotated vectors: the pair whose ids (and distances) must be equal. ti: the torch_ivf module to use."""
+    pano = ti.IndexIVFPQPanorama(384, nlist, 96, 8, 8, metric, nprobe=16, niter=10, pq_niter=10, device=dev)
+    pano.train(xb)
+    pano.add(xb)
+    pq = ti.IndexIVFPQ(384, nlist, 96, 8, metric=metric, nprobe=16, device=dev)
+    pq.centroids = pano.centroids.clone()
+    pq.pq.set_centroids(pano.pq.centroids)
+    pq.add(pano._transform(torch.from_numpy(xb).to(dev)))
+    return pano, pq
+
+
 def minilm(run, args):
     import torch_ivf as ti
     from benchmarks.pq.bench_pq import load_minilm
@@ -268,13 +281,7 @@ def minilm(run, args):
     ivf.train(xb)
     ivf.add(xb)
     sweep(run, name, "IVFFlat", ivf, q, gt, both, nqs)
-    pano = ti.IndexIVFPQPanorama(384, nlist, 96, 8, 8, metric, nprobe=16, niter=10, pq_niter=10, device=dev)
-    pano.train(xb)
-    pano.add(xb)
-    pq = ti.IndexIVFPQ(384, nlist, 96, 8, metric=metric, nprobe=16, device=dev)  # Panorama's codebooks
-    pq.centroids = pano.centroids.clone()
-    pq.pq.set_centroids(pano.pq.centroids)
-    pq.add(pano._transform(torch.from_numpy(xb).to(dev)))
+    pano, pq = panorama_and_ivfpq(ti, xb, nlist, metric, dev)
     qt = pano._transform(q)
     for nq in nqs:
         Dp, Ip = pano.search(q[:nq], 10)

@@ -165,13 +165,8 @@ def main():
     pano = pq = None
     t = time.time()
     if "pano" in want or "pq" in want:
-        pano = ti.IndexIVFPQPanorama(384, nlist, 96, 8, 8, metric, nprobe=16, niter=10, pq_niter=10, device=DEV)
-        pano.train(xb)
-        pano.add(xb)
-        pq = ti.IndexIVFPQ(384, nlist, 96, 8, metric=metric, nprobe=16, device=DEV)  # Panorama's codebooks
-        pq.centroids = pano.centroids.clone()
-        pq.pq.set_centroids(pano.pq.centroids)
-        pq.add(pano._transform(torch.from_numpy(xb).to(DEV)))
+        from benchmarks.latency.gpu_run import panorama_and_ivfpq
+        pano, pq = panorama_and_ivfpq(ti, xb, nlist, metric, DEV)
         out.emit({"built": "IVFPQ96Panorama8 + IVFPQ96", "s": round(time.time() - t, 1),
                   "max_list": int(pano.invlists.sizes.max()), "mean_list": round(float(pano.invlists.sizes.float().mean()), 1)})
         qt = pano._transform(q)
