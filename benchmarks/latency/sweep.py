@@ -18,6 +18,7 @@ import torch
 
 import torch_ivf as ti
 from benchmarks.datasets import make_clustered
+from benchmarks.latency.gpu_run import panorama_and_ivfpq
 from benchmarks.pq.bench_pq import load_minilm
 from benchmarks.pq.gpu_profile import kernel_table
 from torch_ivf import kernels
@@ -127,13 +128,7 @@ def main():
     xb, xq, metric, _ = mini
     q = torch.from_numpy(xq).to(dev)
     nlist = 256
-    pano = ti.IndexIVFPQPanorama(384, nlist, 96, 8, 8, metric, nprobe=16, niter=10, pq_niter=10, device=dev)
-    pano.train(xb)
-    pano.add(xb)
-    pq = ti.IndexIVFPQ(384, nlist, 96, 8, metric=metric, nprobe=16, device=dev)
-    pq.centroids = pano.centroids.clone()
-    pq.pq.set_centroids(pano.pq.centroids)
-    pq.add(pano._transform(torch.from_numpy(xb).to(dev)))
+    pano, pq = panorama_and_ivfpq(ti, xb, nlist, metric, dev)
     qt = pano._transform(q)
     nq_m = [n for n in nqs if n <= 2000]
     # identical results: Panorama vs IVFPQ (same codebooks), per path
